@@ -1,6 +1,8 @@
 /**
  * @jwt-mesh/core: the transport-free verification core shared by every verifier.
- * See README.md ("Token-verification core") for the public API.
+ * See README.md ("Token-verification core") for the public API. The Redis revocation store has
+ * its own export path, `@jwt-mesh/core/redis`, so that importing the core does not load ioredis.
  */
 export * from './errors.js';
 export type * from './types.js';
+export * from './bearer.js';

@@ -6,3 +6,6 @@
 export * from './errors.js';
 export type * from './types.js';
 export * from './bearer.js';
+export * from './algorithms.js';
+export * from './jwks.js';
+export * from './verify.js';

@@ -9,3 +9,6 @@ export * from './bearer.js';
 export * from './algorithms.js';
 export * from './jwks.js';
 export * from './verify.js';
+export * from './policy.js';
+export * from './authenticate.js';
+export * from './revocation/memory.js';

@@ -1,0 +1,155 @@
+/**
+ * The one decision every verifier makes (ext_authz server, Fastify plugin): route policy,
+ * Bearer extraction, JWT verification (with a verified-token cache), revocation, and the
+ * route's scope / role requirement. Returns a {@link Decision}; never throws.
+ */
+import { LRUCache } from 'lru-cache';
+import { extractBearer } from './bearer.js';
+import { AuthError, isAuthError } from './errors.js';
+import { matchRoute, type Policy } from './policy.js';
+import type { AuthRequest, Decision, Identity, RevocationChecker, RouteRequirement } from './types.js';
+import { identityOf, type Verifier } from './verify.js';
+
+/** Options of {@link createAuthenticator}. */
+export interface AuthenticatorOptions {
+  /** From `createVerifier`. */
+  verifier: Verifier;
+  /** Consulted on every request, cache hit or not (e.g. `createRedisRevocation`). */
+  revocation: RevocationChecker;
+  /**
+   * Route policy (`parsePolicy`). Used when `decide` gets no explicit requirement. Without a
+   * policy and without a requirement, any valid, unrevoked token is allowed.
+   */
+  policy?: Policy;
+  /**
+   * Size of the verified-token cache (entries, keyed by the exact token string). An entry
+   * expires at the token's `exp` (never later, clock tolerance not included). 0 disables the
+   * cache. Default 10_000.
+   */
+  verifiedCacheMaxEntries?: number;
+  /** Deadline for one decision, in milliseconds; past it the answer is `deadline_exceeded`. Default 1_000. */
+  deadlineMs?: number;
+  /** Clock in epoch milliseconds (cache expiry); pass the verifier's clock in tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Defaults of {@link AuthenticatorOptions}. */
+export const AUTHENTICATOR_DEFAULTS = Object.freeze({ verifiedCacheMaxEntries: 10_000, deadlineMs: 1_000 });
+
+/** Makes the allow / deny decision for one request. */
+export interface Authenticator {
+  /**
+   * Decides one request. Never throws and never rejects.
+   *
+   * Order: requirement (explicit, else the policy's match for `method` + `path`; `null` means
+   * deny with `route_denied`) -> a public requirement allows at once (a token, if sent, is not
+   * examined; identity `null`) -> `extractBearer` -> verified-token cache or `verifier.verify`
+   * -> `revocation.check` (every time) -> `scopes` (all) and `anyRole` (at least one), else
+   * `insufficient_scope` with `requiredScopes`.
+   *
+   * @param req - method, path (query ignored), lower-case headers
+   * @param requirement - overrides the policy: a route's own requirement (Fastify route
+   *   option); `null` = deny; `undefined` = use the policy (or "authenticated" without one)
+   * @returns `{ allow: true, identity, rule? }` or `{ allow: false, error, rule? }`; any
+   *   unexpected failure is `internal`, a slow one `deadline_exceeded`
+   */
+  decide(req: AuthRequest, requirement?: RouteRequirement | null): Promise<Decision>;
+}
+
+interface CacheEntry {
+  readonly identity: Identity;
+  /** `exp` in epoch milliseconds. */
+  readonly expMs: number;
+}
+
+/**
+ * Builds an {@link Authenticator}.
+ * @throws RangeError for a negative or non-integer cache size or deadline
+ */
+export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
+  const { verifier, revocation, policy } = opts;
+  const now = opts.now ?? Date.now;
+  const maxEntries = opts.verifiedCacheMaxEntries ?? AUTHENTICATOR_DEFAULTS.verifiedCacheMaxEntries;
+  const deadlineMs = opts.deadlineMs ?? AUTHENTICATOR_DEFAULTS.deadlineMs;
+  if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) throw new RangeError('verifiedCacheMaxEntries must be an integer >= 0');
+  if (!Number.isFinite(deadlineMs) || deadlineMs <= 0) throw new RangeError('deadlineMs must be a number > 0 (milliseconds)');
+  const cache = maxEntries > 0 ? new LRUCache<string, CacheEntry>({ max: maxEntries }) : null;
+
+  async function identify(token: string): Promise<Identity> {
+    let entry = cache?.get(token);
+    if (entry !== undefined && now() >= entry.expMs) {
+      cache!.delete(token);
+      entry = undefined;
+    }
+    if (entry === undefined) {
+      const verified = await verifier.verify(token);
+      entry = { identity: identityOf(verified), expMs: verified.claims.exp * 1000 };
+      const ttl = entry.expMs - now();
+      // Only while the token is valid by its own exp; lru-cache also drops it on its clock.
+      if (cache !== null && ttl > 0) cache.set(token, entry, { ttl });
+    }
+    const id = entry.identity;
+    const revokedBy = await revocation.check({ jti: id.jti, sid: id.sid, sub: id.sub, iat: id.iat });
+    if (revokedBy !== null) throw new AuthError('token_revoked', `revoked by ${revokedBy}`);
+    return id;
+  }
+
+  function authorize(id: Identity, req: RouteRequirement): void {
+    const scopes = req.scopes;
+    if (scopes !== undefined && scopes.length > 0) {
+      for (const s of scopes) {
+        if (!id.scopes.includes(s)) throw new AuthError('insufficient_scope', `missing scope ${s}`, { requiredScopes: scopes });
+      }
+    }
+    const roles = req.anyRole;
+    if (roles !== undefined && roles.length > 0 && !roles.some((r) => id.roles.includes(r))) {
+      throw new AuthError('insufficient_scope', 'none of the required roles', { requiredScopes: scopes ?? [] });
+    }
+  }
+
+  function withDeadline<T>(work: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new AuthError('deadline_exceeded')), deadlineMs);
+      work.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  return {
+    async decide(req, requirement) {
+      let rule: string | undefined;
+      try {
+        let need: RouteRequirement | null;
+        if (requirement !== undefined) {
+          need = requirement;
+        } else if (policy !== undefined) {
+          const m = matchRoute(policy, req.method, req.path);
+          rule = m.rule?.id;
+          need = m.requirement;
+        } else {
+          need = {};
+        }
+        if (need === null) return denied(new AuthError('route_denied'), rule);
+        if (need.public === true) return rule === undefined ? { allow: true, identity: null } : { allow: true, identity: null, rule };
+        const token = extractBearer(req.headers);
+        const identity = await withDeadline(identify(token));
+        authorize(identity, need);
+        return rule === undefined ? { allow: true, identity } : { allow: true, identity, rule };
+      } catch (err) {
+        return denied(isAuthError(err) ? err : new AuthError('internal', 'unexpected failure', { cause: err }), rule);
+      }
+    },
+  };
+}
+
+function denied(error: AuthError, rule: string | undefined): Decision {
+  return rule === undefined ? { allow: false, error } : { allow: false, error, rule };
+}

@@ -18,7 +18,7 @@ import {
   type Identity,
   type RevocationChecker,
   type RouteRequirement,
-  type VerifiedToken,
+  type Verifier,
 } from '@jwt-mesh/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
@@ -62,7 +62,7 @@ export interface FastifyAuthOptions {
   /** The core's decision maker (`createAuthenticator(...)`). Takes precedence over the parts. */
   readonly authenticator?: Authenticator;
   /** The core verifier (`createVerifier(...)`); with `revocation`, used to build an Authenticator. */
-  readonly verifier?: { verify(token: string): Promise<VerifiedToken> };
+  readonly verifier?: Verifier;
   /** The revocation checker (`createRedisRevocation(...)`); with `verifier`. */
   readonly revocation?: RevocationChecker;
   /** `realm` auth-param of the `WWW-Authenticate` challenge (RFC 6750 §3), e.g. the service name. */

@@ -1,0 +1,149 @@
+/**
+ * The Fastify base every mesh service starts from: logger with redaction, request ids from
+ * `x-request-id`, the verification plugin on every route, `/healthz`, `/readyz`, `/metrics`,
+ * request metrics, and one error handler that hands downstream failures and the core's denials
+ * back unchanged. Services add their routes to the instance it returns (build apart from listen:
+ * nothing here listens).
+ */
+import { isAuthError, toDenial, type Authenticator } from '@jwt-mesh/core';
+import { DownstreamError, fastifyAuth, requestIdOf } from '@jwt-mesh/fastify-auth';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { ZodError } from 'zod';
+import type { ServiceMetrics } from './metrics.js';
+import type { Readiness } from './readiness.js';
+
+/** Options of {@link createServiceApp}. */
+export interface ServiceAppOptions {
+  /** The service name: logs, metrics label, `realm` of the challenges. */
+  readonly service: string;
+  /** The pino logger (`createLogger`). */
+  readonly logger: Logger;
+  readonly metrics: ServiceMetrics;
+  /** The core's decision maker; every route not marked `config: { auth: false }` goes through it. */
+  readonly authenticator: Authenticator;
+  /** `/readyz` state. */
+  readonly readiness: Readiness;
+  /** Largest accepted request body, in bytes. Default 65536. */
+  readonly bodyLimit?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** True once graceful shutdown started: `/readyz` answers 503 from then on. */
+    draining: boolean;
+  }
+}
+
+const PUBLIC = { auth: false } as const;
+
+/**
+ * An application error with its HTTP status and RFC 6749-style body
+ * (`{ error, error_description }`), e.g. `new HttpError(404, 'not_found', 'order ord-1 not found')`.
+ * Not for authentication or authorization failures: those are the core's `AuthError`.
+ */
+export class HttpError extends Error {
+  readonly statusCode: number;
+  readonly error: string;
+
+  constructor(statusCode: number, error: string, description: string) {
+    super(description);
+    this.name = new.target.name;
+    this.statusCode = statusCode;
+    this.error = error;
+  }
+}
+
+/**
+ * Runs one call to the next hop and records it in the downstream metrics.
+ *
+ * @param target - the next hop's name (metrics label)
+ */
+export async function timedDownstream<T>(metrics: ServiceMetrics, target: string, fn: () => Promise<T>): Promise<T> {
+  const end = metrics.downstreamDuration.startTimer({ target });
+  let status = '2xx';
+  try {
+    return await fn();
+  } catch (err) {
+    status = String((err as { status?: unknown }).status ?? 'error');
+    throw err;
+  } finally {
+    end({ status });
+    metrics.downstreamRequests.inc({ target, status });
+  }
+}
+
+/**
+ * Builds the Fastify instance (not listening).
+ *
+ * @returns the instance, with the plugin registered and the operational routes added
+ */
+export async function createServiceApp(opts: ServiceAppOptions): Promise<FastifyInstance> {
+  const { service, metrics } = opts;
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    genReqId: (raw) => requestIdOf(raw),
+    bodyLimit: opts.bodyLimit ?? 65_536,
+    // Stop accepting on close; in-flight requests finish; idle keep-alive sockets are closed.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  app.decorate('draining', false);
+
+  await app.register(fastifyAuth, {
+    authenticator: opts.authenticator,
+    realm: service,
+    onDecision: (outcome) => metrics.authDecisions.inc({ transport: 'http', outcome }),
+  });
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    metrics.httpRequests.inc(labels);
+    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ error: 'not_found', error_description: `no route ${request.method} ${request.url.split('?')[0]}` });
+  });
+
+  app.setErrorHandler((err: FastifyError | Error, request, reply) => {
+    if (err instanceof DownstreamError) {
+      request.log.info({ downstream: { status: err.status, error: err.body.error } }, 'downstream failure passed back');
+      return reply.code(err.status).headers(err.headers).send(err.body);
+    }
+    if (err instanceof HttpError) {
+      return reply.code(err.statusCode).send({ error: err.error, error_description: err.message });
+    }
+    if (isAuthError(err)) {
+      const denial = toDenial(err, service);
+      return reply.code(denial.httpStatus).headers(denial.headers).send(denial.body);
+    }
+    if (err instanceof ZodError) {
+      return reply.code(400).send({ error: 'invalid_request', error_description: err.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') });
+    }
+    const status = (err as FastifyError).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      return reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : 'invalid_request', error_description: err.message });
+    }
+    request.log.error({ err }, 'unhandled error');
+    return reply.code(500).send({ error: 'internal_error', error_description: 'the request could not be completed' });
+  });
+
+  app.get('/healthz', { config: PUBLIC, logLevel: 'warn' }, async () => ({ status: 'ok', service }));
+
+  app.get('/readyz', { config: PUBLIC, logLevel: 'warn' }, async (_request, reply) => {
+    const report = opts.readiness.report();
+    const ready = report.ready && !app.draining;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', service, draining: app.draining, checks: report.checks });
+  });
+
+  app.get('/metrics', { config: PUBLIC, logLevel: 'warn' }, async (_request, reply) => {
+    const body = await metrics.registry.metrics();
+    return reply.header('content-type', metrics.registry.contentType).send(body);
+  });
+
+  return app;
+}

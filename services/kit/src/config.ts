@@ -1,0 +1,53 @@
+/**
+ * Service configuration: read once from the environment at start-up, validated with zod,
+ * frozen (STYLE.md #5). A bad value stops start-up with a message naming the variable.
+ * Reading (`process.env`) is separate from parsing: every function takes the env as an argument.
+ *
+ * The verifier settings (`JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*`, ...) are the shared
+ * ones every verifier reads through the core's `loadVerifierConfig`; this module adds only what
+ * a service itself needs.
+ */
+import { z } from 'zod';
+
+/** Thrown when the environment is invalid; the message names every bad variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Parses `env` with `schema` (an object schema whose keys are variable names).
+ *
+ * @returns the parsed values, frozen
+ * @throws ConfigError naming each bad variable and why, e.g. `PORT: expected a number`
+ */
+export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): Readonly<z.infer<S>> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  return Object.freeze(result.data);
+}
+
+/** A TCP port; `0` picks a free one (tests). */
+export const port = (dflt: number) => z.coerce.number().int().min(0).max(65535).default(dflt);
+
+/** A duration in milliseconds, strictly positive. */
+export const millis = (dflt: number) => z.coerce.number().int().positive().default(dflt);
+
+/** An http(s) URL. */
+export const httpUrl = () =>
+  z.string().url().refine((s) => /^https?:\/\//i.test(s), { message: 'must be an http:// or https:// URL' });
+
+/** Variables every service reads (besides the shared verifier ones). */
+export const commonEnvSchema = z.object({
+  /** Address the HTTP server binds to. Default loopback only: the sidecar reaches it there. */
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** pino level. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** After SIGTERM, how long in-flight requests may take before the process exits anyway (ms). */
+  SHUTDOWN_TIMEOUT_MS: millis(10_000),
+});

@@ -1,0 +1,16 @@
+/**
+ * @jwt-mesh/service-kit: what the mesh services share. See services/README.md.
+ */
+export { createServiceApp, HttpError, timedDownstream } from './app.js';
+export type { ServiceAppOptions } from './app.js';
+export { parseEnv, ConfigError, commonEnvSchema, port, millis, httpUrl } from './config.js';
+export { createLogger, redactUrl, REDACT_PATHS, REDACTED } from './logger.js';
+export type { LoggerOptions } from './logger.js';
+export { createMetrics } from './metrics.js';
+export type { ServiceMetrics } from './metrics.js';
+export { createReadiness } from './readiness.js';
+export type { Readiness, ReadinessReport, ReadinessOptions } from './readiness.js';
+export { installGracefulShutdown, drain } from './shutdown.js';
+export type { ShutdownOptions } from './shutdown.js';
+export { hopOf } from './hop.js';
+export type { HopInfo } from './hop.js';

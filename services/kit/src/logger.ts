@@ -1,0 +1,89 @@
+/**
+ * pino for the mesh services: JSON lines, request headers logged (so `traceparent` and
+ * `x-request-id` are in the logs) with every credential redacted: `authorization`, cookies,
+ * any `token`-like field, and `access_token` / `refresh_token` / `id_token` / `code` values in a
+ * logged URL's query string.
+ *
+ * Upstream: pino redaction (https://getpino.io/#/docs/redaction), Fastify logging
+ * (https://fastify.dev/docs/latest/Reference/Logging/).
+ */
+import type { IncomingMessage } from 'node:http';
+import pino, { type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+
+/** The text that replaces a redacted value. */
+export const REDACTED = '[REDACTED]';
+
+/**
+ * Redacted paths (pino `fast-redact` syntax). Credentials never reach a log line, whatever the
+ * level: request and response headers that carry them, and fields named like tokens at the top
+ * level and one level down (`{ token }`, `{ body: { refresh_token } }`).
+ */
+export const REDACT_PATHS: readonly string[] = Object.freeze([
+  'req.headers.authorization',
+  'req.headers["proxy-authorization"]',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers.cookie',
+  'metadata.authorization',
+  'authorization',
+  'cookie',
+  'token',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'password',
+  '*.authorization',
+  '*.token',
+  '*.access_token',
+  '*.refresh_token',
+  '*.id_token',
+  '*.password',
+]);
+
+const QUERY_SECRETS = /([?&](?:access_token|refresh_token|id_token|token|code)=)[^&#]*/gi;
+
+/** A URL with the values of credential-like query parameters replaced by {@link REDACTED}. */
+export function redactUrl(url: string | undefined): string | undefined {
+  return url?.replace(QUERY_SECRETS, `$1${REDACTED}`);
+}
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** The service name, logged as `service` on every line. */
+  readonly service: string;
+  /** pino level. Default `info`. */
+  readonly level?: LevelWithSilent;
+  /** Where lines go. Default stdout. Tests pass a stream to read the lines back. */
+  readonly stream?: DestinationStream;
+}
+
+/** The request serializer Fastify uses for `req` in its request logs. */
+function serializeRequest(req: IncomingMessage & { id?: string; url?: string }): Record<string, unknown> {
+  return {
+    id: req.id,
+    method: req.method,
+    url: redactUrl(req.url),
+    headers: { ...req.headers },
+    remoteAddress: req.socket?.remoteAddress,
+  };
+}
+
+/**
+ * Creates the logger. Pass it to Fastify as `loggerInstance`.
+ */
+export function createLogger(opts: LoggerOptions): Logger {
+  return pino(
+    {
+      level: opts.level ?? 'info',
+      base: { service: opts.service },
+      redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+      serializers: {
+        req: serializeRequest as (req: unknown) => unknown,
+        err: pino.stdSerializers.err,
+      },
+    },
+    opts.stream ?? pino.destination({ sync: false }),
+  );
+}

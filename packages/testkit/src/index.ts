@@ -1,0 +1,15 @@
+/**
+ * @jwt-mesh/testkit: helpers shared by the jwt-mesh test suites (Envoy config tests now, the
+ * end-to-end suite later). Real processes, loopback only; nothing here mocks anything.
+ */
+export {
+  REPO_ROOT,
+  defaultLogDir,
+  envoyBinary,
+  startEnvoy,
+  validateEnvoyConfig,
+  type EnvoyProcess,
+  type StartEnvoyOptions,
+  type ValidationResult,
+} from './envoy.js';
+export { freePort, waitForHttp, waitForTcp, type WaitForHttpOptions, type WaitOptions } from './net.js';

@@ -1,0 +1,280 @@
+/**
+ * The ext_authz `Check` handler: translates an Envoy `CheckRequest` into the core's plain
+ * {@link AuthRequest}, asks the core's {@link Authenticator} for a decision, and translates the
+ * {@link Decision} into a `CheckResponse`. No verification logic lives here (STYLE.md #1): every
+ * status comes from the core's `ERROR_MAP` through `toDenial` (STYLE.md #2).
+ *
+ * It never fails the gRPC call (STYLE.md #4): a deny, an exception and a passed deadline are all
+ * answered with a normal `CheckResponse` carrying a `DeniedHttpResponse`.
+ *
+ * Upstream: envoy/service/auth/v3/external_auth.proto (CheckResponse, OkHttpResponse,
+ * DeniedHttpResponse), envoy/config/core/v3/base.proto (HeaderValueOption.append_action),
+ * RFC 6750 §3 (WWW-Authenticate).
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  AuthError,
+  toDenial,
+  type AuthRequest,
+  type Authenticator,
+  type Decision,
+  type Identity,
+} from '@jwt-mesh/core';
+import type { CheckRequest__Output } from './generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckResponse } from './generated/envoy/service/auth/v3/CheckResponse.js';
+import type { HeaderValueOption } from './generated/envoy/config/core/v3/HeaderValueOption.js';
+import type { AuthorizationHandlers } from './generated/envoy/service/auth/v3/Authorization.js';
+import type { AuthzMetrics } from './metrics.js';
+
+/**
+ * Identity headers set on an allowed request for the upstream, always all of them: each is
+ * either set from the verified token (overwriting any client-sent value) or removed.
+ *
+ * - `x-jwt-mesh-sub`: `sub`
+ * - `x-jwt-mesh-scope`: the granted scopes, space-separated (as in the `scope` claim)
+ * - `x-jwt-mesh-sid`: `sid` (session / refresh-token family)
+ * - `x-jwt-mesh-jti`: `jti`
+ * - `x-jwt-mesh-roles`: `roles`, comma-separated
+ * - `x-jwt-mesh-client-id`: `client_id`
+ */
+export const IDENTITY_HEADERS = Object.freeze([
+  'x-jwt-mesh-sub',
+  'x-jwt-mesh-scope',
+  'x-jwt-mesh-sid',
+  'x-jwt-mesh-jti',
+  'x-jwt-mesh-roles',
+  'x-jwt-mesh-client-id',
+] as const);
+export type IdentityHeader = (typeof IDENTITY_HEADERS)[number];
+
+/** What {@link buildCheckHandler} needs. */
+export interface CheckDeps {
+  /** The core's authenticator (verifier + revocation + policy + verified-token cache). */
+  readonly authenticator: Authenticator;
+  /** Own deadline per decision, milliseconds; past it the answer is a 503 deny (`deadline_exceeded`). */
+  readonly deadlineMs: number;
+  readonly logger: Logger;
+  readonly metrics?: AuthzMetrics;
+  /** Optional RFC 6750 `realm` for challenges. */
+  readonly realm?: string;
+}
+
+type Headers = Record<string, string | string[]>;
+
+function addHeader(headers: Headers, key: string, value: string): void {
+  const name = key.toLowerCase();
+  const prev = headers[name];
+  if (prev === undefined) headers[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else headers[name] = [prev, value];
+}
+
+/**
+ * Translates a `CheckRequest` into the core's {@link AuthRequest}.
+ *
+ * - `method`: `attributes.request.http.method`, upper-cased.
+ * - `path`: `attributes.request.http.path` (Envoy sends the request target with the query
+ *   string) cut at the first `?`: the query is never used for matching and a token in it is
+ *   never read (RFC 6750 §2.3 unsupported on purpose).
+ * - `headers`: lower-case names. From `header_map` (Envoy `encode_raw_headers: true`: one entry
+ *   per header line, value in `raw_value` bytes) a repeated header becomes an array. The
+ *   `headers` map, where Envoy has already joined repeated headers with `,`, is passed as is:
+ *   the core's `extractBearer` treats a comma-joined Bearer value as two credentials
+ *   (`credentials_multiple`), so a duplicated Authorization header is refused either way.
+ */
+export function toAuthRequest(req: CheckRequest__Output): AuthRequest {
+  const http = req.attributes?.request?.http;
+  const rawPath = http?.path ?? '';
+  const q = rawPath.indexOf('?');
+  const headers: Headers = {};
+  const list = http?.header_map?.headers;
+  if (list && list.length > 0) {
+    for (const h of list) {
+      const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : h.value;
+      addHeader(headers, h.key, value);
+    }
+  } else if (http?.headers) {
+    for (const [key, value] of Object.entries(http.headers)) addHeader(headers, key, value);
+  }
+  return {
+    method: (http?.method ?? '').toUpperCase(),
+    path: q === -1 ? rawPath : rawPath.slice(0, q),
+    headers,
+  };
+}
+
+/** RFC 9110 field-value: visible ASCII, obs-text, SP and HTAB; no CR, LF, NUL or other controls. */
+// eslint-disable-next-line no-control-regex
+const UNSAFE_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+
+/** The identity header values for a verified identity; `undefined` = header to remove. */
+export function identityHeaderValues(identity: Identity | null): Record<IdentityHeader, string | undefined> {
+  const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+  return {
+    'x-jwt-mesh-sub': nonEmpty(identity?.sub),
+    'x-jwt-mesh-scope': nonEmpty(identity?.scopes.join(' ')),
+    'x-jwt-mesh-sid': nonEmpty(identity?.sid),
+    'x-jwt-mesh-jti': nonEmpty(identity?.jti),
+    'x-jwt-mesh-roles': nonEmpty(identity?.roles.join(',')),
+    'x-jwt-mesh-client-id': nonEmpty(identity?.clientId),
+  };
+}
+
+const overwrite = (key: string, value: string): HeaderValueOption => ({
+  header: { key, value },
+  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+});
+
+/**
+ * An allowed `CheckResponse`: gRPC OK and an `OkHttpResponse` that sets every identity header
+ * present on the identity (`OVERWRITE_IF_EXISTS_OR_ADD`) and removes the others, so a
+ * client-sent identity header never reaches the upstream. The `Authorization` header is not
+ * touched: the same JWT travels on.
+ *
+ * @throws AuthError `internal` when a claim cannot be carried in an HTTP header (control
+ *   characters): the caller turns it into a deny
+ */
+export function allowResponse(identity: Identity | null): CheckResponse {
+  const headers: HeaderValueOption[] = [];
+  const headersToRemove: string[] = [];
+  for (const [key, value] of Object.entries(identityHeaderValues(identity))) {
+    if (value === undefined) headersToRemove.push(key);
+    else if (UNSAFE_HEADER_VALUE.test(value)) throw new AuthError('internal', `claim for ${key} is not a valid header value`);
+    else headers.push(overwrite(key, value));
+  }
+  return {
+    status: { code: 0, message: '' },
+    ok_response: { headers, headers_to_remove: headersToRemove },
+  };
+}
+
+/**
+ * A denied `CheckResponse` for any error (non-{@link AuthError} values become `internal`):
+ * `status.code` is the gRPC code from the core's table, `denied_response` carries the HTTP
+ * status, `WWW-Authenticate` / `content-type` / `cache-control` / `retry-after` as the core's
+ * `toDenial` gives them, and the small JSON body `{ error, error_description }`.
+ */
+export function denyResponse(err: unknown, realm?: string): CheckResponse {
+  const denial = toDenial(err, realm);
+  return {
+    status: { code: denial.grpcCode, message: denial.body.error_description },
+    denied_response: {
+      // envoy.type.v3.StatusCode values are the HTTP status numbers.
+      status: { code: denial.httpStatus },
+      headers: Object.entries(denial.headers).map(([key, value]) => overwrite(key, value)),
+      body: JSON.stringify(denial.body),
+    },
+  };
+}
+
+/**
+ * Resolves the decision, or a `deadline_exceeded` deny when `deadlineMs` passes first. An
+ * exception from the authenticator (which should never throw) becomes an `internal` deny.
+ */
+async function decideWithin(authenticator: Authenticator, req: AuthRequest, deadlineMs: number): Promise<Decision> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<Decision>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ allow: false, error: new AuthError('deadline_exceeded', `no decision within ${deadlineMs} ms`) }),
+      deadlineMs,
+    );
+  });
+  try {
+    return await Promise.race([
+      authenticator.decide(req).catch((err: unknown): Decision => ({
+        allow: false,
+        error: err instanceof AuthError ? err : new AuthError('internal', 'authenticator threw', { cause: err }),
+      })),
+      deadline,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The outcome of one Check, for metrics and logs. */
+interface Outcome {
+  readonly response: CheckResponse;
+  readonly outcome: 'allow' | 'deny';
+  readonly reason: string;
+  readonly rule: string | undefined;
+  readonly error: AuthError | undefined;
+}
+
+/**
+ * Decides one `CheckRequest` end to end; never throws.
+ *
+ * @returns the `CheckResponse` plus the outcome/reason labels
+ */
+export async function check(deps: CheckDeps, request: CheckRequest__Output): Promise<Outcome> {
+  let decision: Decision;
+  try {
+    decision = await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
+  } catch (err) {
+    decision = { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
+  }
+  if (decision.allow) {
+    try {
+      return {
+        response: allowResponse(decision.identity),
+        outcome: 'allow',
+        reason: decision.identity === null ? 'public' : 'ok',
+        rule: decision.rule,
+        error: undefined,
+      };
+    } catch (err) {
+      const error = err instanceof AuthError ? err : new AuthError('internal', 'allow response failed', { cause: err });
+      decision = { allow: false, error, ...(decision.rule !== undefined ? { rule: decision.rule } : {}) };
+    }
+  }
+  return {
+    response: denyResponse(decision.error, deps.realm),
+    outcome: 'deny',
+    reason: decision.error.code,
+    rule: decision.rule,
+    error: decision.error,
+  };
+}
+
+/** Deny reasons that mean the service (not the caller) has a problem: logged as warnings. */
+const SERVICE_SIDE = new Set(['jwks_unavailable', 'revocation_unavailable', 'deadline_exceeded', 'internal']);
+
+/**
+ * Builds the `Check` handler for `envoy.service.auth.v3.Authorization`.
+ *
+ * Every call is answered with `callback(null, CheckResponse)`: OK + `ok_response` when allowed;
+ * UNAUTHENTICATED (16) / PERMISSION_DENIED (7) / INVALID_ARGUMENT (3) / UNAVAILABLE (14) +
+ * `denied_response` when denied (codes from the core's `ERROR_MAP`). Records
+ * `jwtmesh_authz_decisions_total` and `jwtmesh_authz_check_duration_seconds` when `metrics` is
+ * given. Logs service-side denials at `warn` (with the error cause), others at `debug`; never
+ * logs header values.
+ */
+export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check'] {
+  return (call: grpc.ServerUnaryCall<CheckRequest__Output, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) => {
+    const started = process.hrtime.bigint();
+    void check(deps, call.request).then((result) => {
+      callback(null, result.response);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      deps.metrics?.decisions.inc({ outcome: result.outcome, reason: result.reason });
+      deps.metrics?.checkDuration.observe({ outcome: result.outcome }, seconds);
+      if (result.error && (SERVICE_SIDE.has(result.reason) || deps.logger.isLevelEnabled('debug'))) {
+        const http = call.request.attributes?.request?.http;
+        const path = http?.path ?? '';
+        const q = path.indexOf('?');
+        const entry = {
+          outcome: result.outcome,
+          reason: result.reason,
+          rule: result.rule,
+          method: http?.method,
+          path: q === -1 ? path : path.slice(0, q),
+          requestId: http?.id,
+          ms: seconds * 1000,
+          err: result.error.cause instanceof Error ? result.error.cause : undefined,
+        };
+        if (SERVICE_SIDE.has(result.reason)) deps.logger.warn(entry, `ext_authz deny: ${result.error.message}`);
+        else deps.logger.debug(entry, 'ext_authz deny');
+      }
+    });
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * Revocation through real Redis (unique key prefix per test): revoked jti / sid / sub give 401,
+ * a revocation reaches two server instances through pub/sub, and an unreachable Redis gives 503
+ * under the fail-closed default.
+ */
+import t, { type Test } from 'tap';
+import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { GRPC, REDIS_URL, closedPort, denied, fixture, startAuthz, startIssuer, uniquePrefix, type Issuer } from './helpers/harness.js';
+
+let issuer: Issuer;
+t.before(async () => {
+  issuer = await startIssuer();
+});
+t.teardown(() => issuer.close());
+
+/** The issuer side: writes revocations (SET + PUBLISH) under `prefix`. */
+async function publisher(t: Test, prefix: string) {
+  const pub = createRedisRevocation({ redisUrl: REDIS_URL, prefix });
+  await pub.ready();
+  t.teardown(() => pub.close());
+  return pub;
+}
+
+const inFiveMinutes = () => Math.floor(Date.now() / 1000) + 300;
+
+t.test('revoked jti, sid and sub: 401 invalid_token', async (t) => {
+  const prefix = uniquePrefix();
+  const srv = await startAuthz({ issuer, prefix });
+  t.teardown(() => srv.close());
+  const pub = await publisher(t, prefix);
+
+  const byJti = await issuer.mint({ jti: 'jti-to-revoke' });
+  t.equal((await srv.check(fixture('get-orders', byJti))).status?.code, GRPC.OK, 'allowed before');
+  await pub.revoke({ kind: 'jti', id: 'jti-to-revoke' }, inFiveMinutes());
+  const d = denied(await srv.check(fixture('get-orders', byJti)));
+  t.equal(d.grpc, GRPC.UNAUTHENTICATED);
+  t.equal(d.http, 401);
+  t.match(d.headers['www-authenticate'], /error="invalid_token"/);
+
+  const s1 = await issuer.mint({ sid: 'family-1' });
+  const s2 = await issuer.mint({ sid: 'family-1' });
+  const other = await issuer.mint({ sid: 'family-2' });
+  await pub.revoke({ kind: 'sid', id: 'family-1' }, inFiveMinutes());
+  t.equal(denied(await srv.check(fixture('get-orders', s1))).http, 401, 'sid revoked: first token of the family');
+  t.equal(denied(await srv.check(fixture('get-orders', s2))).http, 401, 'sid revoked: second token of the family');
+  t.equal((await srv.check(fixture('get-orders', other))).status?.code, GRPC.OK, 'another family still works');
+
+  const now = Math.floor(Date.now() / 1000);
+  const old = await issuer.mint({ sub: 'carol', iat: now - 60, exp: now + 200 });
+  await pub.revoke({ kind: 'sub', id: 'carol', before: now - 30 }, inFiveMinutes());
+  const fresh = await issuer.mint({ sub: 'carol', iat: now });
+  t.equal(denied(await srv.check(fixture('get-orders', old))).http, 401, 'sub revoked-before: older token refused');
+  t.equal((await srv.check(fixture('get-orders', fresh))).status?.code, GRPC.OK, 'sub revoked-before: newer token accepted');
+
+  t.match(await srv.metrics.registry.metrics(), /jwtmesh_authz_decisions_total\{outcome="deny",reason="token_revoked"\} 4/);
+});
+
+t.test('a revocation reaches two server instances through pub/sub', async (t) => {
+  const prefix = uniquePrefix();
+  // A long lookup cache: only the pub/sub invalidation can make the revocation visible quickly.
+  const a = await startAuthz({ issuer, prefix, cacheTtlMs: 60_000 });
+  const b = await startAuthz({ issuer, prefix, cacheTtlMs: 60_000 });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const pub = await publisher(t, prefix);
+  const token = await issuer.mint({ jti: 'jti-propagation' });
+  for (const srv of [a, b]) {
+    t.equal((await srv.check(fixture('get-orders', token))).status?.code, GRPC.OK, 'allowed (and the lookup cached)');
+    t.equal((await srv.check(fixture('get-orders', token))).status?.code, GRPC.OK, 'allowed from the cache');
+  }
+  const started = performance.now();
+  await pub.revoke({ kind: 'jti', id: 'jti-propagation' }, inFiveMinutes());
+  const seen: Record<string, number> = {};
+  // Poll both until each refuses the token (the loop is bounded; no timing is asserted).
+  for (let i = 0; i < 2_000 && Object.keys(seen).length < 2; i++) {
+    for (const [name, srv] of [['a', a], ['b', b]] as const) {
+      if (seen[name] !== undefined) continue;
+      const res = await srv.check(fixture('get-orders', token));
+      if (res.http_response === 'denied_response') seen[name] = performance.now() - started;
+    }
+  }
+  t.ok(seen.a !== undefined && seen.b !== undefined, 'both instances refuse the revoked token');
+  t.comment(`revocation propagation: instance a ${seen.a?.toFixed(2)} ms, instance b ${seen.b?.toFixed(2)} ms (revoke call included)`);
+  console.log(`# revocation propagation to two authz instances: a=${seen.a?.toFixed(2)} ms, b=${seen.b?.toFixed(2)} ms`);
+});
+
+t.test('Redis unreachable: 503 UNAVAILABLE when fail-closed (the default)', async (t) => {
+  const redisUrl = `redis://127.0.0.1:${await closedPort()}/0`;
+  const srv = await startAuthz({ issuer, redisUrl, awaitRedis: false });
+  t.teardown(() => srv.close());
+  const d = denied(await srv.check(fixture('get-orders', await issuer.mint())));
+  t.equal(d.grpc, GRPC.UNAVAILABLE);
+  t.equal(d.http, 503);
+  t.equal(d.headers['retry-after'], '1');
+  t.equal(d.body.error, 'temporarily_unavailable');
+  t.match(await srv.metrics.registry.metrics(), /reason="revocation_unavailable"\} 1/);
+  // Public routes need no revocation lookup and keep working.
+  t.equal((await srv.check(fixture('get-jwks'))).status?.code, GRPC.OK);
+});
+
+t.test('Redis unreachable with REVOCATION_FAIL_MODE=open: allowed (documented, unsafe)', async (t) => {
+  const redisUrl = `redis://127.0.0.1:${await closedPort()}/0`;
+  const srv = await startAuthz({ issuer, redisUrl, awaitRedis: false, onUnavailable: 'allow' });
+  t.teardown(() => srv.close());
+  t.equal((await srv.check(fixture('get-orders', await issuer.mint()))).status?.code, GRPC.OK);
+});

@@ -188,5 +188,5 @@ t.test('onDecision reports outcomes by reason', async (t) => {
 
 t.test('registration without an authenticator fails at start-up', async (t) => {
   const bad = Fastify();
-  await t.rejects(bad.register(fastifyAuth, {}).ready(), /needs `authenticator`/);
+  await t.rejects(async () => { await bad.register(fastifyAuth, {}).ready(); }, /needs `authenticator`/);
 });

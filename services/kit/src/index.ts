@@ -14,3 +14,5 @@ export { installGracefulShutdown, drain } from './shutdown.js';
 export type { ShutdownOptions } from './shutdown.js';
 export { hopOf } from './hop.js';
 export type { HopInfo } from './hop.js';
+export { createVerifierStack } from './stack.js';
+export type { VerifierStack, VerifierStackOptions } from './stack.js';

@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { createVerifierStack, type VerifierStack } from './stack.js';
 
 /** Claims a test may set on a minted token. */
 export interface MintOptions {
@@ -132,4 +133,34 @@ export function captureLogs(): LogCapture {
         .filter((l) => l.trim() !== '')
         .map((l) => JSON.parse(l) as Record<string, unknown>),
   };
+}
+
+/**
+ * Polls `check` until it is true: a bounded wait for something that happens in the
+ * background (the first JWK Set fetch, the Redis subscriber). No timing is asserted.
+ *
+ * @throws Error naming `what` after `maxTries` polls `stepMs` apart
+ */
+export async function waitUntil(check: () => boolean, what: string, maxTries = 400, stepMs = 25): Promise<void> {
+  for (let i = 0; i < maxTries; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+/**
+ * A verifier stack for a service under test: the issuer's JWK Set over HTTP, real Redis with
+ * `prefix`, fail-closed. Resolves once it is ready (JWK Set fetched, subscriber ready).
+ */
+export async function readyTestStack(issuer: TestIssuer, prefix: string): Promise<VerifierStack> {
+  const stack = createVerifierStack({
+    issuer: issuer.issuer,
+    audience: issuer.audience,
+    jwksUrl: issuer.jwksUrl,
+    redisUrl: TEST_REDIS_URL,
+    revocationPrefix: prefix,
+  });
+  await waitUntil(() => stack.readiness.report().ready, 'the verifier stack to be ready');
+  return stack;
 }

@@ -1,0 +1,63 @@
+/**
+ * Starts inventory: `tsx src/main.ts` (`npm start -w @jwt-mesh/inventory`). Configuration from
+ * the environment, read once and validated (a bad value stops start-up naming the variable):
+ *
+ * | variable | default | meaning |
+ * |---|---|---|
+ * | `PORT` | `3002` | HTTP port (0 = any free port) |
+ * | `HOST` | `127.0.0.1` | bind address |
+ * | `UPSTREAM_URL` | `http://127.0.0.1:3202` | profile's gRPC endpoint (h2c): the local sidecar's outbound listener, or profile's `GRPC_PORT` without Envoy; only host and port are used |
+ * | `UPSTREAM_AUTHORITY` | (the target) | `:authority` sent on gRPC calls, e.g. `profile`, for a sidecar that routes by host |
+ * | `UPSTREAM_TIMEOUT_MS` | `5000` | deadline of one GetProfile call, ms |
+ * | `LOG_LEVEL` | `info` | pino level |
+ * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
+ * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
+ */
+import { loadProfileProto } from '@jwt-mesh/profile/proto';
+import {
+  commonEnvSchema,
+  createLogger,
+  createMetrics,
+  createVerifierStack,
+  httpUrl,
+  installGracefulShutdown,
+  millis,
+  parseEnv,
+  port,
+} from '@jwt-mesh/service-kit';
+import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+import { z } from 'zod';
+import { buildApp, createProfileClient, SERVICE } from './app.js';
+
+const env = parseEnv(
+  commonEnvSchema.extend({
+    PORT: port(3002),
+    UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3202'),
+    UPSTREAM_AUTHORITY: z.string().min(1).optional(),
+    UPSTREAM_TIMEOUT_MS: millis(5000),
+  }),
+  process.env,
+);
+const stackOptions = verifierStackOptionsFromEnv(process.env);
+
+const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
+const stack = createVerifierStack({ ...stackOptions, onWarmupRetry: (what, err) => logger.warn({ err, what }, 'warm-up not done yet; retrying') });
+const upstream = new URL(env.UPSTREAM_URL);
+const profile = createProfileClient(loadProfileProto().jwtmesh.profile.v1.ProfileService, upstream.host, env.UPSTREAM_AUTHORITY);
+const app = await buildApp({
+  authenticator: stack.authenticator,
+  readiness: stack.readiness,
+  profile,
+  profileTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
+  logger,
+  metrics: createMetrics(SERVICE),
+});
+
+installGracefulShutdown({
+  app,
+  logger,
+  timeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  closers: [async () => profile.close(), () => stack.close()],
+});
+await app.listen({ port: env.PORT, host: env.HOST });
+logger.info({ upstream: upstream.host, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening`);

@@ -1,0 +1,86 @@
+/**
+ * The verification stack of one service, built only from the core: a remote JWK Set key source,
+ * the verifier, the Redis revocation checker, and the authenticator that combines them. No
+ * verification logic lives here (STYLE.md #1): this only wires the core's parts together.
+ */
+import {
+  createAuthenticator,
+  createRemoteKeySource,
+  createVerifier,
+  type Authenticator,
+  type JwsAlgorithm,
+  type RemoteKeySourceStats,
+} from '@jwt-mesh/core';
+import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { createReadiness, type Readiness } from './readiness.js';
+
+/** Everything needed to verify tokens locally. Durations in the unit their name says. */
+export interface VerifierStackOptions {
+  /** Expected `iss`. */
+  readonly issuer: string;
+  /** Expected `aud` member. */
+  readonly audience: string;
+  /** `alg` allowlist. Default the core's (`RS256`). */
+  readonly algorithms?: JwsAlgorithm[];
+  /** Seconds of clock skew tolerated on `exp` / `nbf` / `iat`. */
+  readonly clockToleranceSec?: number;
+  /** Longest accepted `exp - iat`, seconds. */
+  readonly maxLifetimeSec?: number;
+  /** Size cap of a token, bytes. */
+  readonly maxTokenBytes?: number;
+  /** The auth service's JWK Set URL. */
+  readonly jwksUrl: string;
+  /** Redis for the revocation denylist and its pub/sub channel. */
+  readonly redisUrl: string;
+  /** Redis key prefix (tests use a unique one). Default the core's `jwtmesh:`. */
+  readonly revocationPrefix?: string;
+  /** What to do when Redis cannot be read: `deny` (default, fail closed) or `allow`. */
+  readonly revocationOnUnavailable?: 'deny' | 'allow';
+  /** How long a revocation lookup is cached in process, milliseconds (pub/sub invalidates it). */
+  readonly revocationCacheTtlMs?: number;
+  /** Called with a failed warm-up (JWKS fetch, Redis) for logs. */
+  readonly onWarmupRetry?: (what: 'jwks' | 'revocation', err: unknown) => void;
+}
+
+/** The built stack. */
+export interface VerifierStack {
+  readonly authenticator: Authenticator;
+  readonly readiness: Readiness;
+  /** JWK Set fetch statistics. */
+  jwksStats(): RemoteKeySourceStats;
+  /** Stops the warm-up and closes the Redis connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the stack and starts warming it up (first JWK Set fetch, Redis subscriber).
+ */
+export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
+  const keys = createRemoteKeySource({ url: opts.jwksUrl });
+  const verifier = createVerifier({
+    issuer: opts.issuer,
+    audience: opts.audience,
+    keys,
+    ...(opts.algorithms !== undefined ? { algorithms: opts.algorithms } : {}),
+    ...(opts.clockToleranceSec !== undefined ? { clockToleranceSec: opts.clockToleranceSec } : {}),
+    ...(opts.maxLifetimeSec !== undefined ? { maxLifetimeSec: opts.maxLifetimeSec } : {}),
+    ...(opts.maxTokenBytes !== undefined ? { maxTokenBytes: opts.maxTokenBytes } : {}),
+  });
+  const revocation = createRedisRevocation({
+    redisUrl: opts.redisUrl,
+    ...(opts.revocationPrefix !== undefined ? { prefix: opts.revocationPrefix } : {}),
+    ...(opts.revocationOnUnavailable !== undefined ? { onUnavailable: opts.revocationOnUnavailable } : {}),
+    ...(opts.revocationCacheTtlMs !== undefined ? { cacheTtlMs: opts.revocationCacheTtlMs } : {}),
+  });
+  const authenticator = createAuthenticator({ verifier, revocation });
+  const readiness = createReadiness({ keys, revocation, ...(opts.onWarmupRetry ? { onRetry: opts.onWarmupRetry } : {}) });
+  return {
+    authenticator,
+    readiness,
+    jwksStats: () => keys.stats(),
+    async close() {
+      readiness.stop();
+      await revocation.close();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * Starts orders: `tsx src/main.ts` (`npm start -w @jwt-mesh/orders`). Configuration from the
+ * environment, read once and validated (a bad value stops start-up naming the variable):
+ *
+ * | variable | default | meaning |
+ * |---|---|---|
+ * | `PORT` | `3001` | HTTP port (0 = any free port) |
+ * | `HOST` | `127.0.0.1` | bind address |
+ * | `UPSTREAM_URL` | `http://127.0.0.1:3201` | inventory: the local sidecar's outbound listener (or inventory itself without Envoy) |
+ * | `UPSTREAM_TIMEOUT_MS` | `5000` | deadline of one call to inventory, ms |
+ * | `LOG_LEVEL` | `info` | pino level |
+ * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
+ * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
+ */
+import { createMeshClient } from '@jwt-mesh/fastify-auth';
+import {
+  commonEnvSchema,
+  createLogger,
+  createMetrics,
+  createVerifierStack,
+  httpUrl,
+  installGracefulShutdown,
+  millis,
+  parseEnv,
+  port,
+} from '@jwt-mesh/service-kit';
+import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+import { buildApp, SERVICE } from './app.js';
+
+const env = parseEnv(
+  commonEnvSchema.extend({
+    PORT: port(3001),
+    UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3201'),
+    UPSTREAM_TIMEOUT_MS: millis(5000),
+  }),
+  process.env,
+);
+const stackOptions = verifierStackOptionsFromEnv(process.env);
+
+const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
+const stack = createVerifierStack({ ...stackOptions, onWarmupRetry: (what, err) => logger.warn({ err, what }, 'warm-up not done yet; retrying') });
+const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
+const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE) });
+
+installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, closers: [() => inventory.close(), () => stack.close()] });
+await app.listen({ port: env.PORT, host: env.HOST });
+logger.info({ upstream: env.UPSTREAM_URL, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening`);

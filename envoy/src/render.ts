@@ -353,6 +353,12 @@ function jsonDirectResponse(status: number, error: string): Obj {
   };
 }
 
+/**
+ * Mesh TLS: 1.3 only. Both bounds are explicit because Envoy's default maximum for upstream
+ * (client) connections is TLS 1.2, which would leave no common version.
+ */
+const MESH_TLS_PARAMS = { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_3' } as const;
+
 /** Upstream mTLS: present `own`'s certificate, trust only the mesh CA, accept only `peer`'s SPIFFE ID. */
 function upstreamTls(topology: Topology, plan: TargetPlan, own: string, peer: string, alpn?: string[]): Obj {
   const files = certFilesFor(plan, own);
@@ -362,7 +368,7 @@ function upstreamTls(topology: Topology, plan: TargetPlan, own: string, peer: st
       '@type': T.upstreamTls,
       sni: k8sServiceHost(peer, topology.namespace),
       common_tls_context: {
-        tls_params: { tls_minimum_protocol_version: 'TLSv1_3' },
+        tls_params: MESH_TLS_PARAMS,
         tls_certificates: [{ certificate_chain: { filename: files.cert }, private_key: { filename: files.key } }],
         validation_context: {
           trusted_ca: { filename: files.ca },
@@ -385,7 +391,7 @@ function inboundTls(topology: Topology, plan: TargetPlan, own: string, callers: 
       '@type': T.downstreamTls,
       require_client_certificate: true,
       common_tls_context: {
-        tls_params: { tls_minimum_protocol_version: 'TLSv1_3' },
+        tls_params: MESH_TLS_PARAMS,
         tls_certificates: [{ certificate_chain: { filename: files.cert }, private_key: { filename: files.key } }],
         validation_context: {
           trusted_ca: { filename: files.ca },

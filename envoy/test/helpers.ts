@@ -3,6 +3,9 @@
  * rendered config objects.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevCerts, type DevCerts } from '../src/certs.js';
@@ -55,4 +58,80 @@ export function endpointsOf(c: Obj): Array<{ host: string; port: number }> {
       port: lb.endpoint.address.socket_address.port_value as number,
     })),
   );
+}
+
+
+/** What a recording upstream saw. */
+export interface Recorded {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+/**
+ * A tiny node:http upstream on 127.0.0.1:0 that records every request and answers 200 with a
+ * JSON echo of the path. Closed at teardown.
+ */
+export async function recordingUpstream(t: { teardown(fn: () => unknown): void }, name = 'upstream'): Promise<{ port: number; seen: Recorded[]; server: Server }> {
+  const seen: Recorded[] = [];
+  const server = createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    req.resume();
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ upstream: name, path: req.url }));
+    });
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+  t.teardown(() => new Promise<void>((res) => server.close(() => res())));
+  return { port: (server.address() as AddressInfo).port, seen, server };
+}
+
+/** The response of {@link send}. */
+export interface Sent {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * One HTTP(S)/1.1 request on a fresh connection (no agent, no pooling). TLS options (`ca`, `cert`,
+ * `key`, `servername`) go straight to node:tls. Rejects on a connection or TLS error.
+ */
+export function send(opts: {
+  url: string;
+  method?: string;
+  headers?: Record<string, string>;
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  servername?: string;
+  timeoutMs?: number;
+}): Promise<Sent> {
+  const u = new URL(opts.url);
+  const fn = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolveRes, reject) => {
+    const req = fn(
+      u,
+      {
+        method: opts.method ?? 'GET',
+        headers: opts.headers ?? {},
+        agent: false,
+        timeout: opts.timeoutMs ?? 5000,
+        ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.cert ? { cert: opts.cert } : {}),
+        ...(opts.key ? { key: opts.key } : {}),
+        ...(opts.servername ? { servername: opts.servername } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolveRes({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
 }

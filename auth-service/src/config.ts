@@ -1,0 +1,300 @@
+/**
+ * auth-service configuration: read once from the environment, validated with zod, frozen.
+ * A bad value stops start-up with a message naming the variable (STYLE.md #5).
+ *
+ * Reading (`process.env`) is separate from validating ({@link parseConfig}), so tests build a
+ * config from a plain object. Every variable, its default and unit is listed in README.md.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/** Algorithms the issuer can sign with (asymmetric only; RFC 9068 requires RS256 support). */
+export const SIGNING_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const;
+export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
+
+/** The validated, frozen configuration. Durations carry their unit in the name. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  /** Prefix of every Redis key this service writes (revocation entries, rate-limit counters). */
+  readonly redisPrefix: string;
+  readonly jwt: {
+    readonly issuer: string;
+    readonly audience: string;
+    /** Algorithms accepted when this service verifies tokens (logout, revoke, introspect). */
+    readonly algorithms: readonly SigningAlgorithm[];
+    readonly clockToleranceSec: number;
+    readonly accessTokenTtlSec: number;
+    readonly maxTokenBytes: number;
+  };
+  readonly revocation: {
+    /** `closed` (default): Redis unreachable = treat as revoked; `open`: as not revoked. */
+    readonly failMode: 'closed' | 'open';
+    readonly cacheTtlMs: number;
+  };
+  readonly refreshTokenTtlSec: number;
+  readonly refreshReuseGraceSec: number;
+  readonly signingKey: {
+    readonly alg: SigningAlgorithm;
+    /** A private JWK (from SIGNING_KEY_PRIVATE_JWK or a JWK file). */
+    readonly privateJwk: Readonly<Record<string, unknown>> | null;
+    /** A PKCS#8 PEM private key (from SIGNING_KEY_FILE). */
+    readonly privatePem: string | null;
+    readonly rotationOverlapSec: number;
+    readonly reloadIntervalSec: number;
+  };
+  readonly rateLimit: {
+    readonly loginPerAddressPerMin: number;
+    readonly loginPerUsernamePerMin: number;
+    readonly refreshPerAddressPerMin: number;
+    readonly registerPerAddressPerMin: number;
+  };
+  readonly cleanupIntervalSec: number;
+  readonly defaultClientId: string;
+  readonly defaultUserScopes: readonly string[];
+  readonly defaultUserRoles: readonly string[];
+  /** Fastify `trustProxy`: false, true, a hop count, or a list of addresses / CIDRs. */
+  readonly trustProxy: boolean | number | readonly string[];
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Defaults, in one place (strings, as they would appear in the environment). */
+export const DEFAULTS = Object.freeze({
+  PORT: '4000',
+  HOST: '127.0.0.1',
+  DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/jwt_mesh',
+  REDIS_URL: 'redis://127.0.0.1:6379/0',
+  REDIS_PREFIX: 'jwtmesh:',
+  JWT_ISSUER: 'http://localhost:4000',
+  JWT_AUDIENCE: 'jwt-mesh',
+  JWT_ALGORITHMS: 'RS256',
+  JWT_CLOCK_TOLERANCE_SEC: '30',
+  ACCESS_TOKEN_TTL_SEC: '300',
+  JWT_MAX_TOKEN_BYTES: '8192',
+  REVOCATION_FAIL_MODE: 'closed',
+  REVOCATION_CACHE_TTL_MS: '1000',
+  REFRESH_TOKEN_TTL_SEC: '1209600',
+  REFRESH_REUSE_GRACE_SEC: '10',
+  SIGNING_KEY_ALG: 'RS256',
+  KEY_ROTATION_OVERLAP_SEC: '3600',
+  KEY_RELOAD_INTERVAL_SEC: '5',
+  LOGIN_RATE_LIMIT_PER_MIN: '20',
+  LOGIN_USERNAME_RATE_LIMIT_PER_MIN: '10',
+  REFRESH_RATE_LIMIT_PER_MIN: '60',
+  REGISTER_RATE_LIMIT_PER_MIN: '10',
+  CLEANUP_INTERVAL_SEC: '300',
+  DEFAULT_CLIENT_ID: 'jwt-mesh',
+  DEFAULT_USER_SCOPES: 'profile:read orders:read orders:write inventory:read',
+  DEFAULT_USER_ROLES: 'user',
+  TRUST_PROXY: 'false',
+  LOG_LEVEL: 'info',
+});
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'expected a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, `expected a ${protocols.map((p) => `${p}//`).join(' or ')} URL`);
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/; // RFC 6749 §3.3 scope-token
+const spaceList = (what: string, token: RegExp) =>
+  z
+    .string()
+    .transform((v) => v.split(/[\s,]+/).filter(Boolean))
+    .refine((list) => list.every((s) => token.test(s)), `each ${what} must match ${token.source}`);
+
+const algorithm = z.enum(SIGNING_ALGORITHMS, { message: `expected one of ${SIGNING_ALGORITHMS.join(', ')}` });
+
+const schema = z.object({
+  PORT: int(0, 65535),
+  HOST: z.string().trim().min(1, 'must not be empty'),
+  DATABASE_URL: url(['postgresql:', 'postgres:']),
+  REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_PREFIX: z.string().max(64, 'must be at most 64 characters'),
+  JWT_ISSUER: url(['http:', 'https:']),
+  JWT_AUDIENCE: z.string().trim().min(1, 'must not be empty'),
+  JWT_ALGORITHMS: z
+    .string()
+    .transform((v) => v.split(/[\s,]+/).filter(Boolean))
+    .pipe(z.array(algorithm).min(1, 'name at least one algorithm')),
+  JWT_CLOCK_TOLERANCE_SEC: int(0, 300),
+  ACCESS_TOKEN_TTL_SEC: int(10, 86_400),
+  JWT_MAX_TOKEN_BYTES: int(512, 65_536),
+  REVOCATION_FAIL_MODE: z.enum(['closed', 'open'], { message: 'expected closed or open' }),
+  REVOCATION_CACHE_TTL_MS: int(0, 60_000),
+  REFRESH_TOKEN_TTL_SEC: int(60, 31_536_000),
+  REFRESH_REUSE_GRACE_SEC: int(0, 120),
+  SIGNING_KEY_ALG: algorithm,
+  SIGNING_KEY_PRIVATE_JWK: z.string().optional(),
+  SIGNING_KEY_FILE: z.string().optional(),
+  KEY_ROTATION_OVERLAP_SEC: int(0, 31_536_000),
+  KEY_RELOAD_INTERVAL_SEC: int(1, 3600),
+  LOGIN_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
+  LOGIN_USERNAME_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
+  REFRESH_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
+  REGISTER_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
+  CLEANUP_INTERVAL_SEC: int(0, 86_400),
+  DEFAULT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'expected 1-128 of A-Z a-z 0-9 . _ : -'),
+  DEFAULT_USER_SCOPES: spaceList('scope', SCOPE_TOKEN),
+  DEFAULT_USER_ROLES: spaceList('role', /^[A-Za-z0-9._:-]{1,64}$/),
+  TRUST_PROXY: z.string().transform((v, ctx) => {
+    const s = v.trim();
+    if (s === '' || s === 'false') return false;
+    if (s === 'true') return true;
+    if (/^\d+$/.test(s)) return Number(s);
+    const list = s.split(',').map((x) => x.trim()).filter(Boolean);
+    if (list.every((x) => /^[0-9a-fA-F.:/]+$/.test(x) || ['loopback', 'linklocal', 'uniquelocal'].includes(x))) return list;
+    ctx.addIssue({ code: 'custom', message: 'expected true, false, a hop count or a comma list of addresses/CIDRs' });
+    return z.NEVER;
+  }),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+    message: 'expected fatal, error, warn, info, debug, trace or silent',
+  }),
+});
+
+/** Raised for a bad configuration; the message names every offending variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function readKeyFile(path: string): { privateJwk: Record<string, unknown> | null; privatePem: string | null } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`SIGNING_KEY_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{')) return { privateJwk: parseJwk('SIGNING_KEY_FILE', trimmed), privatePem: null };
+  if (/^-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(trimmed)) return { privateJwk: null, privatePem: trimmed };
+  throw new ConfigError('SIGNING_KEY_FILE: expected a private JWK (JSON) or a PKCS#8 PEM private key');
+}
+
+function parseJwk(variable: string, text: string): Record<string, unknown> {
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(text);
+  } catch {
+    throw new ConfigError(`${variable}: not valid JSON`);
+  }
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw new ConfigError(`${variable}: expected a JWK object`);
+  const o = jwk as Record<string, unknown>;
+  if (typeof o['kty'] !== 'string' || typeof o['d'] !== 'string') {
+    throw new ConfigError(`${variable}: expected a private JWK (with "kty" and "d")`);
+  }
+  return o;
+}
+
+/**
+ * Validates an environment-like object and returns the frozen {@link Config}. Unset or empty
+ * variables take the {@link DEFAULTS}.
+ *
+ * @param env - variables by name (default `process.env`)
+ * @throws ConfigError naming each bad variable, e.g. `PORT: must be at most 65535 (got "70000")`
+ */
+export function parseConfig(env: Env = process.env): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    raw[key] = value === undefined || value === '' ? (DEFAULTS as Record<string, string>)[key] : value;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? '?');
+      const got = raw[variable];
+      const shown = variable === 'SIGNING_KEY_PRIVATE_JWK' || got === undefined ? '' : ` (got ${JSON.stringify(got.slice(0, 80))})`;
+      return `${variable}: ${issue.message}${shown}`;
+    });
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const v = parsed.data;
+
+  if (!v.JWT_ALGORITHMS.includes(v.SIGNING_KEY_ALG)) {
+    throw new ConfigError(`SIGNING_KEY_ALG: ${v.SIGNING_KEY_ALG} is not in JWT_ALGORITHMS (${v.JWT_ALGORITHMS.join(',')})`);
+  }
+  const minOverlap = v.ACCESS_TOKEN_TTL_SEC + v.JWT_CLOCK_TOLERANCE_SEC;
+  if (v.KEY_ROTATION_OVERLAP_SEC < minOverlap) {
+    throw new ConfigError(
+      `KEY_ROTATION_OVERLAP_SEC: must be at least ACCESS_TOKEN_TTL_SEC + JWT_CLOCK_TOLERANCE_SEC = ${minOverlap} (got ${v.KEY_ROTATION_OVERLAP_SEC}), or tokens signed with a retired key would fail before they expire`,
+    );
+  }
+  if (v.REFRESH_TOKEN_TTL_SEC <= v.ACCESS_TOKEN_TTL_SEC) {
+    throw new ConfigError('REFRESH_TOKEN_TTL_SEC: must be longer than ACCESS_TOKEN_TTL_SEC');
+  }
+  if (v.SIGNING_KEY_PRIVATE_JWK && v.SIGNING_KEY_FILE) {
+    throw new ConfigError('SIGNING_KEY_PRIVATE_JWK and SIGNING_KEY_FILE: set at most one');
+  }
+  let privateJwk: Record<string, unknown> | null = null;
+  let privatePem: string | null = null;
+  if (v.SIGNING_KEY_PRIVATE_JWK) privateJwk = parseJwk('SIGNING_KEY_PRIVATE_JWK', v.SIGNING_KEY_PRIVATE_JWK);
+  if (v.SIGNING_KEY_FILE) ({ privateJwk, privatePem } = readKeyFile(v.SIGNING_KEY_FILE));
+
+  const config: Config = {
+    port: v.PORT,
+    host: v.HOST,
+    databaseUrl: v.DATABASE_URL,
+    redisUrl: v.REDIS_URL,
+    redisPrefix: v.REDIS_PREFIX,
+    jwt: Object.freeze({
+      issuer: v.JWT_ISSUER,
+      audience: v.JWT_AUDIENCE,
+      algorithms: Object.freeze([...v.JWT_ALGORITHMS]),
+      clockToleranceSec: v.JWT_CLOCK_TOLERANCE_SEC,
+      accessTokenTtlSec: v.ACCESS_TOKEN_TTL_SEC,
+      maxTokenBytes: v.JWT_MAX_TOKEN_BYTES,
+    }),
+    revocation: Object.freeze({ failMode: v.REVOCATION_FAIL_MODE, cacheTtlMs: v.REVOCATION_CACHE_TTL_MS }),
+    refreshTokenTtlSec: v.REFRESH_TOKEN_TTL_SEC,
+    refreshReuseGraceSec: v.REFRESH_REUSE_GRACE_SEC,
+    signingKey: Object.freeze({
+      alg: v.SIGNING_KEY_ALG,
+      privateJwk: privateJwk ? Object.freeze(privateJwk) : null,
+      privatePem,
+      rotationOverlapSec: v.KEY_ROTATION_OVERLAP_SEC,
+      reloadIntervalSec: v.KEY_RELOAD_INTERVAL_SEC,
+    }),
+    rateLimit: Object.freeze({
+      loginPerAddressPerMin: v.LOGIN_RATE_LIMIT_PER_MIN,
+      loginPerUsernamePerMin: v.LOGIN_USERNAME_RATE_LIMIT_PER_MIN,
+      refreshPerAddressPerMin: v.REFRESH_RATE_LIMIT_PER_MIN,
+      registerPerAddressPerMin: v.REGISTER_RATE_LIMIT_PER_MIN,
+    }),
+    cleanupIntervalSec: v.CLEANUP_INTERVAL_SEC,
+    defaultClientId: v.DEFAULT_CLIENT_ID,
+    defaultUserScopes: Object.freeze([...v.DEFAULT_USER_SCOPES]),
+    defaultUserRoles: Object.freeze([...v.DEFAULT_USER_ROLES]),
+    trustProxy: Array.isArray(v.TRUST_PROXY) ? Object.freeze([...v.TRUST_PROXY]) : (v.TRUST_PROXY as boolean | number),
+    logLevel: v.LOG_LEVEL,
+  };
+  return Object.freeze(config);
+}
+
+/**
+ * Builds a config for tests and tools: the defaults, overridden by `overrides` (variable names
+ * as keys). Never reads `process.env` except where `overrides` passes it in.
+ */
+export function configFrom(overrides: Env = {}): Config {
+  return parseConfig(overrides);
+}

@@ -1,0 +1,89 @@
+/**
+ * auth-service entry point: reads the configuration, wires the real dependencies (Prisma over
+ * PostgreSQL, Redis, signing keys, the core's Redis revocation store), listens, runs the
+ * cleanup job, and drains on SIGTERM / SIGINT (stop accepting, finish in-flight requests, then
+ * close Prisma and Redis).
+ */
+import { Redis } from 'ioredis';
+import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { buildApp, createLogger } from './app.js';
+import { scheduleCleanup } from './cleanup.js';
+import { systemClock } from './clock.js';
+import { ConfigError, parseConfig } from './config.js';
+import { createPrisma } from './db.js';
+import { createKeyStore } from './keys.js';
+import { createMetrics } from './metrics.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = parseConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`auth-service: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const clock = systemClock;
+  const metrics = createMetrics({ defaultMetrics: true });
+  const prisma = createPrisma(config.databaseUrl);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+  redis.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'redis error'));
+  const revocation = createRedisRevocation({
+    redisUrl: config.redisUrl,
+    prefix: config.redisPrefix,
+    channel: `${config.redisPrefix}revocations`,
+    cacheTtlMs: config.revocation.cacheTtlMs,
+    onUnavailable: config.revocation.failMode === 'open' ? 'allow' : 'deny',
+    now: () => clock.now(),
+    onError: (err, context) => logger.warn({ err: { message: err.message }, context }, 'revocation store error'),
+  });
+
+  let keys;
+  try {
+    keys = await createKeyStore({ prisma, config, clock, logger });
+  } catch (err) {
+    logger.fatal({ err }, 'cannot load signing keys (is the database migrated and reachable?)');
+    await Promise.allSettled([prisma.$disconnect(), redis.quit(), revocation.close()]);
+    process.exit(1);
+  }
+
+  const app = buildApp({ config, prisma, redis, keys, revocation, clock, logger, metrics });
+  const stopCleanup = scheduleCleanup(
+    { prisma, clock, metrics, logger },
+    { intervalSec: config.cleanupIntervalSec, graceSec: config.refreshReuseGraceSec, marginSec: config.jwt.clockToleranceSec },
+  );
+
+  let closing = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'draining');
+    const force = setTimeout(() => {
+      logger.error('drain took longer than 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    stopCleanup();
+    keys.close();
+    try {
+      await app.close(); // stops accepting, waits for in-flight requests
+    } finally {
+      await Promise.allSettled([prisma.$disconnect(), redis.quit(), revocation.close()]);
+      logger.info('stopped');
+      clearTimeout(force);
+    }
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+
+  await app.listen({ port: config.port, host: config.host });
+  logger.info({ issuer: config.jwt.issuer, kid: keys.signer().kid }, 'auth-service listening');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`auth-service: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -24,7 +24,7 @@ export interface ShutdownOptions {
 /**
  * Drains once and resolves the exit code; the signal handlers call it. Exposed for tests.
  */
-export async function drain(opts: Omit<ShutdownOptions, 'signals' | 'exit'>): Promise<number> {
+export async function drain(opts: Pick<ShutdownOptions, 'app' | 'logger' | 'closers'>): Promise<number> {
   const { app, logger, closers } = opts;
   app.draining = true;
   let code = 0;

@@ -24,6 +24,7 @@ import {
   millis,
   parseEnv,
   port,
+  throttledWarn,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { z } from 'zod';
@@ -41,7 +42,12 @@ const env = parseEnv(
 const stackOptions = verifierStackOptionsFromEnv(process.env);
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createVerifierStack({ ...stackOptions, onWarmupRetry: (what, err) => logger.warn({ err, what }, 'warm-up not done yet; retrying') });
+const stack = createVerifierStack({
+  ...stackOptions,
+  redisClientName: SERVICE,
+  onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
+  onRedisError: throttledWarn(logger, 'Redis revocation store error'),
+});
 const upstream = new URL(env.UPSTREAM_URL);
 const profile = createProfileClient(loadProfileProto().jwtmesh.profile.v1.ProfileService, upstream.host, env.UPSTREAM_AUTHORITY);
 const app = await buildApp({

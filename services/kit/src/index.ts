@@ -4,7 +4,7 @@
 export { createServiceApp, HttpError, timedDownstream } from './app.js';
 export type { ServiceAppOptions } from './app.js';
 export { parseEnv, ConfigError, commonEnvSchema, port, millis, httpUrl } from './config.js';
-export { createLogger, redactUrl, REDACT_PATHS, REDACTED } from './logger.js';
+export { createLogger, redactUrl, throttledWarn, REDACT_PATHS, REDACTED } from './logger.js';
 export type { LoggerOptions } from './logger.js';
 export { createMetrics } from './metrics.js';
 export type { ServiceMetrics } from './metrics.js';

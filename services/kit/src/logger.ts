@@ -87,3 +87,19 @@ export function createLogger(opts: LoggerOptions): Logger {
     opts.stream ?? pino.destination({ sync: false }),
   );
 }
+
+/**
+ * A `(err, context)` callback that logs at `warn`, at most once per `everyMs` per context
+ * (Redis reconnect errors repeat on every attempt).
+ *
+ * @param everyMs - minimum milliseconds between two lines of one context. Default 5000.
+ */
+export function throttledWarn(logger: Logger, msg: string, everyMs = 5000): (err: unknown, context: string) => void {
+  const last = new Map<string, number>();
+  return (err, context) => {
+    const now = Date.now();
+    if (now - (last.get(context) ?? 0) < everyMs) return;
+    last.set(context, now);
+    logger.warn({ err, context }, msg);
+  };
+}

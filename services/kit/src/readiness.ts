@@ -38,7 +38,7 @@ export interface ReadinessOptions {
   /** Delay between two JWKS warm-up attempts while none has succeeded, in ms. Default 1000. */
   readonly retryMs?: number;
   /** Called with a failed warm-up attempt (for logs). */
-  readonly onRetry?: (what: 'jwks' | 'revocation', err: unknown) => void;
+  readonly onRetry?: (err: unknown, what: 'jwks' | 'revocation') => void;
 }
 
 /** A `kid` no issuer uses: asking for it makes the key source fetch the JWK Set. */
@@ -61,7 +61,7 @@ export function createReadiness(opts: ReadinessOptions): Readiness {
     opts.keys.getKey({ kid: PROBE_KID, alg: 'RS256' }).then(
       () => undefined,
       (err: unknown) => {
-        if (!jwksReady()) opts.onRetry?.('jwks', err);
+        if (!jwksReady()) opts.onRetry?.(err, 'jwks');
       },
     ).finally(() => {
       if (!stopped && !jwksReady()) {
@@ -78,7 +78,7 @@ export function createReadiness(opts: ReadinessOptions): Readiness {
         revocationReady = true;
       },
       (err: unknown) => {
-        opts.onRetry?.('revocation', err);
+        opts.onRetry?.(err, 'revocation');
         if (!stopped) setTimeout(waitRevocation, retryMs).unref();
       },
     );

@@ -39,7 +39,11 @@ export interface VerifierStackOptions {
   /** How long a revocation lookup is cached in process, milliseconds (pub/sub invalidates it). */
   readonly revocationCacheTtlMs?: number;
   /** Called with a failed warm-up (JWKS fetch, Redis) for logs. */
-  readonly onWarmupRetry?: (what: 'jwks' | 'revocation', err: unknown) => void;
+  readonly onWarmupRetry?: (err: unknown, what: 'jwks' | 'revocation') => void;
+  /** Called with Redis errors of the revocation store (not per lookup: those are auth outcomes). */
+  readonly onRedisError?: (err: Error, context: string) => void;
+  /** Redis `CLIENT SETNAME`, e.g. the service name. */
+  readonly redisClientName?: string;
 }
 
 /** The built stack. */
@@ -71,6 +75,10 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
     ...(opts.revocationPrefix !== undefined ? { prefix: opts.revocationPrefix } : {}),
     ...(opts.revocationOnUnavailable !== undefined ? { onUnavailable: opts.revocationOnUnavailable } : {}),
     ...(opts.revocationCacheTtlMs !== undefined ? { cacheTtlMs: opts.revocationCacheTtlMs } : {}),
+    ...(opts.redisClientName !== undefined ? { clientName: opts.redisClientName } : {}),
+    ...(opts.onRedisError !== undefined
+      ? { onError: (err: Error, context: string) => (context === 'lookup' ? undefined : opts.onRedisError!(err, context)) }
+      : {}),
   });
   const authenticator = createAuthenticator({ verifier, revocation });
   const readiness = createReadiness({ keys, revocation, ...(opts.onWarmupRetry ? { onRetry: opts.onWarmupRetry } : {}) });

@@ -23,6 +23,7 @@ import {
   millis,
   parseEnv,
   port,
+  throttledWarn,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { buildApp, SERVICE } from './app.js';
@@ -38,7 +39,12 @@ const env = parseEnv(
 const stackOptions = verifierStackOptionsFromEnv(process.env);
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createVerifierStack({ ...stackOptions, onWarmupRetry: (what, err) => logger.warn({ err, what }, 'warm-up not done yet; retrying') });
+const stack = createVerifierStack({
+  ...stackOptions,
+  redisClientName: SERVICE,
+  onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
+  onRedisError: throttledWarn(logger, 'Redis revocation store error'),
+});
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE) });
 

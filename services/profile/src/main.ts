@@ -22,6 +22,7 @@ import {
   installGracefulShutdown,
   parseEnv,
   port,
+  throttledWarn,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { buildApp, buildGrpcServer, GRPC_SERVICE, SERVICE } from './app.js';
@@ -31,7 +32,12 @@ const stackOptions = verifierStackOptionsFromEnv(process.env);
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const metrics = createMetrics(SERVICE);
-const stack = createVerifierStack({ ...stackOptions, onWarmupRetry: (what, err) => logger.warn({ err, what }, 'warm-up not done yet; retrying') });
+const stack = createVerifierStack({
+  ...stackOptions,
+  redisClientName: SERVICE,
+  onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
+  onRedisError: throttledWarn(logger, 'Redis revocation store error'),
+});
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 const { server, health } = buildGrpcServer({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 

@@ -1,0 +1,32 @@
+/**
+ * The verifier settings of a service from the environment: the shared variables every verifier
+ * reads through the core's `loadVerifierConfig` (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_ALGORITHMS`,
+ * `JWT_CLOCK_TOLERANCE_SEC`, `ACCESS_TOKEN_TTL_SEC`, `JWT_MAX_TOKEN_BYTES`, `JWKS_URL`,
+ * `REDIS_URL`, `REVOCATION_FAIL_MODE`, `REVOCATION_CACHE_TTL_MS`), mapped onto
+ * {@link VerifierStackOptions}. Separate from `index.ts` so that building apps in tests never
+ * reads the environment.
+ */
+import { loadVerifierConfig } from '@jwt-mesh/core';
+import type { VerifierStackOptions } from './stack.js';
+
+/**
+ * @param env - the environment (read once, at start-up)
+ * @returns the stack options, frozen
+ * @throws Error from `loadVerifierConfig` naming the bad variable
+ */
+export function verifierStackOptionsFromEnv(env: NodeJS.ProcessEnv): Readonly<VerifierStackOptions> {
+  const v = loadVerifierConfig(env);
+  return Object.freeze({
+    issuer: v.issuer,
+    audience: v.audience,
+    algorithms: [...v.algorithms],
+    clockToleranceSec: v.clockToleranceSec,
+    // The longest accepted `exp - iat` is the issuer's access-token lifetime.
+    maxLifetimeSec: v.accessTokenTtlSec,
+    maxTokenBytes: v.maxTokenBytes,
+    jwksUrl: String(v.jwksUrl),
+    redisUrl: v.redisUrl,
+    revocationOnUnavailable: v.revocationFailMode === 'open' ? ('allow' as const) : ('deny' as const),
+    revocationCacheTtlMs: v.revocationCacheTtlMs,
+  });
+}

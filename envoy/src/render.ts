@@ -252,10 +252,14 @@ function extAuthzFilter(topology: Topology): Obj {
       grpc_service: {
         envoy_grpc: { cluster_name: 'authz' },
         timeout: duration(topology.edge.extAuthzTimeoutMs),
+        // Envoy turns this core RetryPolicy into a route retry policy whose per-try timeout is the
+        // back-off max_interval (Http::Utility::convertCoreToRouteRetryPolicy); so max_interval
+        // here IS the per-try timeout: 40% of the total, leaving room for one retry on another
+        // replica when one hangs. The back-off itself stays at a few milliseconds.
         retry_policy: {
           retry_on: 'connect-failure,refused-stream,reset,unavailable',
           num_retries: 1,
-          retry_back_off: { base_interval: '0.005s', max_interval: '0.020s' },
+          retry_back_off: { base_interval: '0.005s', max_interval: duration(Math.round(topology.edge.extAuthzTimeoutMs * 0.4)) },
           retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': T.previousHosts } }],
           host_selection_retry_max_attempts: 3,
         },

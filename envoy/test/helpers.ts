@@ -96,10 +96,12 @@ export interface Sent {
 
 /**
  * One HTTP(S)/1.1 request on a fresh connection (no agent, no pooling). TLS options (`ca`, `cert`,
- * `key`, `servername`) go straight to node:tls. Rejects on a connection or TLS error.
+ * `key`, `servername`) go straight to node:tls. `rawPath` is sent byte for byte (a URL would have
+ * its dot segments resolved by the client before Envoy sees them). Rejects on a connection or TLS error.
  */
 export function send(opts: {
   url: string;
+  rawPath?: string;
   method?: string;
   headers?: Record<string, string>;
   ca?: string | Buffer;
@@ -114,6 +116,7 @@ export function send(opts: {
     const req = fn(
       u,
       {
+        ...(opts.rawPath ? { path: opts.rawPath } : {}),
         method: opts.method ?? 'GET',
         headers: opts.headers ?? {},
         agent: false,

@@ -68,6 +68,12 @@ t.test('edge filter chain: identity headers removed, then ext_authz (fail closed
   t.equal(ext.include_peer_certificate, false);
   t.same(ext.allowed_headers, { patterns: [{ exact: 'authorization', ignore_case: true }] }, 'only Authorization goes to authz');
   t.notOk(ext.with_request_body, 'no request body goes to authz');
+  // One retry on another replica for connect failures, resets and UNAVAILABLE. Envoy uses the
+  // back-off max_interval as the per-try timeout: 100 ms of the 250 ms total.
+  const retry = ext.grpc_service.retry_policy;
+  t.equal(retry.num_retries, 1);
+  t.equal(retry.retry_back_off.max_interval, '0.100s', 'per-try timeout below the total timeout');
+  t.equal(retry.retry_host_predicate[0].name, 'envoy.retry_host_predicates.previous_hosts');
   // No route, virtual host or route config turns ext_authz off: every route is checked.
   t.notMatch(JSON.stringify(hcm.route_config), /typed_per_filter_config|ExtAuthzPerRoute/);
   // Identity headers are removed by the filter, not by route-level request_headers_to_remove
@@ -106,6 +112,7 @@ t.test('authz cluster: two replicas, HTTP/2, mTLS, gRPC health checks, outlier d
   t.same(tls.alpn_protocols, ['h2']);
   t.same(tls.validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: 'spiffe://jwt-mesh.local/ns/jwt-mesh/sa/authz' } }]);
   t.equal(tls.tls_certificates[0].private_key.filename, 'certs/edge.key');
+  t.same(tls.tls_params, { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_3' }, 'mesh TLS is 1.3 only');
 });
 
 t.test('access logs: JSON to stdout, no Authorization, no cookies, path without query string', async (t) => {

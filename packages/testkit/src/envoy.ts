@@ -114,6 +114,8 @@ export interface StartEnvoyOptions {
   concurrency?: number;
   /** Envoy log level (`-l`). Default `info`. */
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical' | 'off';
+  /** How often Envoy flushes log files (access logs on stdout included), milliseconds. Default 200. */
+  fileFlushIntervalMs?: number;
   /** Working directory of the process (relative certificate paths resolve against it). Default the current one. */
   cwd?: string;
   /** More command-line arguments. */
@@ -145,6 +147,12 @@ export interface EnvoyProcess {
   stats(filter?: string): Promise<Record<string, number>>;
   /** The last `lines` lines of the log file. */
   logTail(lines?: number): string;
+  /**
+   * Resolves with the whole log once it matches `pattern`. Access logs reach the file
+   * asynchronously (every `fileFlushIntervalMs`), so read them through this.
+   * @throws Error after `timeoutMs` (default 10000) with the log tail.
+   */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. Idempotent. */
   stop(): Promise<void>;
   /** Resolves when the process exits, with its exit code or signal. */
@@ -214,6 +222,8 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
     '--concurrency', String(opts.concurrency ?? 1),
     '-l', opts.logLevel ?? 'info',
     '--admin-address-path', adminPathFile,
+    // Access logs go through Envoy's file flusher, every 10 s by default; tests read them sooner.
+    '--file-flush-interval-msec', String(opts.fileFlushIntervalMs ?? 200),
     ...(opts.extraArgs ?? []),
   ];
   const sp = setpriv();
@@ -295,6 +305,15 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
     exited,
     stop,
     logTail: (lines = 40) => tail(logFile, lines),
+    async waitForLog(pattern: RegExp, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+        if (pattern.test(text)) return text;
+        if (Date.now() > until) throw new Error(`waitForLog(${opts.name}): ${pattern} not in ${logFile}\n${tail(logFile, 20)}`);
+        await sleep(100);
+      }
+    },
     async listenerAddress(listener: string) {
       const r = await adminGet(admin, '/listeners?format=json');
       const doc = JSON.parse(r.body) as {

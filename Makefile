@@ -42,6 +42,16 @@ test: ## the whole test suite (needs PostgreSQL, Redis, Envoy: see README); ends
 bench-verify: ## verifications per second and p50/p99 for the core, beside raw node:crypto
 	npm run bench -w @jwt-mesh/core
 
+# --- Envoy configs and dev certificates: envoy/README.md ------------------------------------------
+CERTS_DIR ?= certs
+.PHONY: envoy-validate
+
+certs: ## dev mesh CA, per-workload SPIFFE certs, edge HTTPS cert, untrusted test CA in $(CERTS_DIR)/ (idempotent; FORCE=1 redoes all)
+	node_modules/.bin/tsx envoy/src/certs.ts --out $(CERTS_DIR) $(if $(FORCE),--force,)
+
+envoy-validate: envoy certs ## render the edge and sidecar configs for local and k8s, envoy --mode validate each
+	node_modules/.bin/tsx envoy/src/validate.ts --cert-dir $(CERTS_DIR)
+
 # --- Kubernetes: k8s/README.md -------------------------------------------------------------------
 .PHONY: k8s-tools k8s-render k8s-validate k8s-images kind-up minikube-up k8s-down
 

@@ -12,3 +12,4 @@ export * from './verify.js';
 export * from './policy.js';
 export * from './authenticate.js';
 export * from './revocation/memory.js';
+export * from './config.js';

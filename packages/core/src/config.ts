@@ -1,0 +1,128 @@
+/**
+ * The verifier settings shared by every verifier (ext_authz server, services) and the issuer,
+ * read from the environment once at start-up, validated with zod, frozen (STYLE.md #5).
+ * Reading (`loadVerifierConfig`) is separate from using: callers map the result onto
+ * `createVerifier`, `createRemoteKeySource` and `createRedisRevocation` options.
+ */
+import { z } from 'zod';
+import { SUPPORTED_ALGORITHMS, type JwsAlgorithm } from './algorithms.js';
+
+/** The shared verifier settings. Durations carry their unit in the name. */
+export interface VerifierConfig {
+  /** `JWT_ISSUER`: expected `iss`, and the issuer's own `iss`. Default `http://localhost:4000`. */
+  readonly issuer: string;
+  /** `JWT_AUDIENCE`: expected `aud`. Default `jwt-mesh`. */
+  readonly audience: string;
+  /** `JWT_ALGORITHMS`: comma-separated allowlist of RS256, ES256, EdDSA. Default `RS256`. */
+  readonly algorithms: readonly JwsAlgorithm[];
+  /** `JWT_CLOCK_TOLERANCE_SEC`: seconds, 0..300. Default 30. */
+  readonly clockToleranceSec: number;
+  /** `ACCESS_TOKEN_TTL_SEC`: access-token lifetime in seconds (issuer), the longest `exp - iat` accepted (verifiers), 1..86400. Default 300. */
+  readonly accessTokenTtlSec: number;
+  /** `JWT_MAX_TOKEN_BYTES`: size cap of a token in bytes, 512..65536. Default 8192. */
+  readonly maxTokenBytes: number;
+  /** `JWKS_URL`: the issuer's JWK Set (http or https). Default `http://localhost:4000/.well-known/jwks.json`. */
+  readonly jwksUrl: string;
+  /** `REDIS_URL`: revocation store. Default `redis://127.0.0.1:6379/0`. */
+  readonly redisUrl: string;
+  /**
+   * `REVOCATION_FAIL_MODE`: `closed` (default: deny when Redis cannot answer) or `open`
+   * (UNSAFE: allow, so a revoked token works until `exp` while Redis is down).
+   */
+  readonly revocationFailMode: 'closed' | 'open';
+  /** `REVOCATION_CACHE_TTL_MS`: in-process cache of revocation lookups, milliseconds, 0..60000 (0 = off). Default 1000. */
+  readonly revocationCacheTtlMs: number;
+}
+
+/** Defaults, in one place. */
+export const VERIFIER_CONFIG_DEFAULTS = Object.freeze({
+  JWT_ISSUER: 'http://localhost:4000',
+  JWT_AUDIENCE: 'jwt-mesh',
+  JWT_ALGORITHMS: 'RS256',
+  JWT_CLOCK_TOLERANCE_SEC: '30',
+  ACCESS_TOKEN_TTL_SEC: '300',
+  JWT_MAX_TOKEN_BYTES: '8192',
+  JWKS_URL: 'http://localhost:4000/.well-known/jwks.json',
+  REDIS_URL: 'redis://127.0.0.1:6379/0',
+  REVOCATION_FAIL_MODE: 'closed',
+  REVOCATION_CACHE_TTL_MS: '1000',
+});
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
+
+const url = (protocols: readonly string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL with scheme ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
+
+const schema = z.object({
+  JWT_ISSUER: z.string().trim().min(1, 'must not be empty'),
+  JWT_AUDIENCE: z.string().trim().min(1, 'must not be empty'),
+  JWT_ALGORITHMS: z
+    .string()
+    .transform((v) => [...new Set(v.split(',').map((a) => a.trim()).filter((a) => a !== ''))])
+    .pipe(
+      z
+        .array(z.enum(SUPPORTED_ALGORITHMS as [JwsAlgorithm, ...JwsAlgorithm[]], { error: `each must be one of ${SUPPORTED_ALGORITHMS.join(', ')} (never none or HS*)` }))
+        .min(1, 'must list at least one algorithm'),
+    ),
+  JWT_CLOCK_TOLERANCE_SEC: int(0, 300),
+  ACCESS_TOKEN_TTL_SEC: int(1, 86_400),
+  JWT_MAX_TOKEN_BYTES: int(512, 65_536),
+  JWKS_URL: url(['http:', 'https:']),
+  REDIS_URL: url(['redis:', 'rediss:']),
+  REVOCATION_FAIL_MODE: z.enum(['closed', 'open'], { error: 'must be closed or open' }),
+  REVOCATION_CACHE_TTL_MS: int(0, 60_000),
+});
+
+/**
+ * Reads the shared verifier settings. An unset or empty variable takes its default
+ * ({@link VERIFIER_CONFIG_DEFAULTS}).
+ *
+ * @param env - the environment, default `process.env`; read once
+ * @returns a frozen {@link VerifierConfig}
+ * @throws Error naming every bad variable, e.g. `JWT_CLOCK_TOLERANCE_SEC: must be a whole number`
+ */
+export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): VerifierConfig {
+  const input: Record<string, string> = {};
+  for (const [name, fallback] of Object.entries(VERIFIER_CONFIG_DEFAULTS)) {
+    const v = env[name];
+    input[name] = v === undefined || v.trim() === '' ? fallback : v;
+  }
+  const res = schema.safeParse(input);
+  if (!res.success) {
+    const lines = res.error.issues.map((i) => {
+      const name = String(i.path[0] ?? '(env)');
+      // Never echo REDIS_URL: it may carry a password.
+      const got = name === 'REDIS_URL' ? '' : ` (got ${JSON.stringify(input[name] ?? '')})`;
+      return `${name}: ${i.message}${got}`;
+    });
+    throw new Error(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const d = res.data;
+  return Object.freeze({
+    issuer: d.JWT_ISSUER,
+    audience: d.JWT_AUDIENCE,
+    algorithms: Object.freeze(d.JWT_ALGORITHMS),
+    clockToleranceSec: d.JWT_CLOCK_TOLERANCE_SEC,
+    accessTokenTtlSec: d.ACCESS_TOKEN_TTL_SEC,
+    maxTokenBytes: d.JWT_MAX_TOKEN_BYTES,
+    jwksUrl: d.JWKS_URL,
+    redisUrl: d.REDIS_URL,
+    revocationFailMode: d.REVOCATION_FAIL_MODE,
+    revocationCacheTtlMs: d.REVOCATION_CACHE_TTL_MS,
+  });
+}

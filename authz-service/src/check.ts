@@ -179,6 +179,7 @@ async function decideWithin(authenticator: Authenticator, req: AuthRequest, dead
       () => resolve({ allow: false, error: new AuthError('deadline_exceeded', `no decision within ${deadlineMs} ms`) }),
       deadlineMs,
     );
+    timer.unref();
   });
   try {
     return await Promise.race([
@@ -240,6 +241,9 @@ export async function check(deps: CheckDeps, request: CheckRequest__Output): Pro
 /** Deny reasons that mean the service (not the caller) has a problem: logged as warnings. */
 const SERVICE_SIDE = new Set(['jwks_unavailable', 'revocation_unavailable', 'deadline_exceeded', 'internal']);
 
+/** At most one warning per reason per this many milliseconds (an outage must not flood the log). */
+const WARN_INTERVAL_MS = 1_000;
+
 /**
  * Builds the `Check` handler for `envoy.service.auth.v3.Authorization`.
  *
@@ -247,34 +251,63 @@ const SERVICE_SIDE = new Set(['jwks_unavailable', 'revocation_unavailable', 'dea
  * UNAUTHENTICATED (16) / PERMISSION_DENIED (7) / INVALID_ARGUMENT (3) / UNAVAILABLE (14) +
  * `denied_response` when denied (codes from the core's `ERROR_MAP`). Records
  * `jwtmesh_authz_decisions_total` and `jwtmesh_authz_check_duration_seconds` when `metrics` is
- * given. Logs service-side denials at `warn` (with the error cause), others at `debug`; never
- * logs header values.
+ * given. Logs service-side denials at `warn` with the error cause (at most one per reason per
+ * second, with the number suppressed), others at `debug`; never logs header values.
  */
 export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check'] {
-  return (call: grpc.ServerUnaryCall<CheckRequest__Output, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) => {
-    const started = process.hrtime.bigint();
-    void check(deps, call.request).then((result) => {
-      callback(null, result.response);
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      deps.metrics?.decisions.inc({ outcome: result.outcome, reason: result.reason });
-      deps.metrics?.checkDuration.observe({ outcome: result.outcome }, seconds);
-      if (result.error && (SERVICE_SIDE.has(result.reason) || deps.logger.isLevelEnabled('debug'))) {
-        const http = call.request.attributes?.request?.http;
-        const path = http?.path ?? '';
-        const q = path.indexOf('?');
-        const entry = {
-          outcome: result.outcome,
-          reason: result.reason,
-          rule: result.rule,
-          method: http?.method,
-          path: q === -1 ? path : path.slice(0, q),
-          requestId: http?.id,
-          ms: seconds * 1000,
-          err: result.error.cause instanceof Error ? result.error.cause : undefined,
-        };
-        if (SERVICE_SIDE.has(result.reason)) deps.logger.warn(entry, `ext_authz deny: ${result.error.message}`);
-        else deps.logger.debug(entry, 'ext_authz deny');
+  const lastWarn = new Map<string, { at: number; suppressed: number }>();
+
+  function log(call: grpc.ServerUnaryCall<CheckRequest__Output, CheckResponse>, result: Outcome, seconds: number): void {
+    if (!result.error) return;
+    const serviceSide = SERVICE_SIDE.has(result.reason);
+    if (!serviceSide && !deps.logger.isLevelEnabled('debug')) return;
+    let suppressed = 0;
+    if (serviceSide) {
+      const now = Date.now();
+      const seen = lastWarn.get(result.reason);
+      if (seen && now - seen.at < WARN_INTERVAL_MS) {
+        seen.suppressed++;
+        return;
       }
-    });
+      suppressed = seen?.suppressed ?? 0;
+      lastWarn.set(result.reason, { at: now, suppressed: 0 });
+    }
+    const http = call.request.attributes?.request?.http;
+    const path = http?.path ?? '';
+    const q = path.indexOf('?');
+    const entry = {
+      outcome: result.outcome,
+      reason: result.reason,
+      rule: result.rule,
+      method: http?.method,
+      path: q === -1 ? path : path.slice(0, q),
+      requestId: http?.id,
+      ms: seconds * 1000,
+      ...(suppressed > 0 ? { suppressed } : {}),
+      err: result.error.cause instanceof Error ? result.error.cause : undefined,
+    };
+    if (serviceSide) deps.logger.warn(entry, `ext_authz deny: ${result.error.message}`);
+    else deps.logger.debug(entry, 'ext_authz deny');
+  }
+
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    check(deps, call.request)
+      .then((result) => {
+        callback(null, result.response);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        deps.metrics?.decisions.inc({ outcome: result.outcome, reason: result.reason });
+        deps.metrics?.checkDuration.observe({ outcome: result.outcome }, seconds);
+        log(call, result, seconds);
+      })
+      .catch((err: unknown) => {
+        // Only reachable through a bug in the code above; still answer with a deny.
+        deps.logger.error({ err }, 'ext_authz Check handler failed');
+        try {
+          callback(null, denyResponse(err, deps.realm));
+        } catch {
+          // the call is already answered
+        }
+      });
   };
 }

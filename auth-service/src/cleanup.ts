@@ -14,6 +14,8 @@ export interface CleanupResult {
   sessions: number;
   revokedAccessTokens: number;
   sealedSuccessorsCleared: number;
+  /** Retired signing keys whose private key was erased (the public row is kept). */
+  retiredKeysErased: number;
 }
 
 /**
@@ -39,11 +41,18 @@ export async function cleanupExpired(
     where: { successorSealed: { not: null }, rotatedAt: { lt: new Date(now - opts.graceSec * 1000) } },
     data: { successorSealed: null },
   });
+  // A retired key is neither used nor published; its private key is no longer needed. The row
+  // stays, so a configured key that was rotated away is not registered again on restart.
+  const erased = await prisma.signingKey.updateMany({
+    where: { retiresAt: { lt: new Date(now) }, privateKeyPem: { not: null } },
+    data: { privateKeyPem: null },
+  });
   const result = {
     refreshTokens: refreshTokens.count,
     sessions: sessions.count,
     revokedAccessTokens: revoked.count,
     sealedSuccessorsCleared: sealed.count,
+    retiredKeysErased: erased.count,
   };
   deps.metrics?.cleanupDeleted.inc({ table: 'refresh_tokens' }, result.refreshTokens);
   deps.metrics?.cleanupDeleted.inc({ table: 'sessions' }, result.sessions);

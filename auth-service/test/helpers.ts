@@ -180,16 +180,18 @@ export async function createTestApp(
   const prisma = opts.prisma ?? createPrisma(url, { poolMax: 12 });
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   const revocation = createRedisRevocation({ redisUrl: REDIS_URL, prefix, now: () => clock.now() });
+  const closers: Array<() => unknown> = [];
+  t.teardown(async () => {
+    for (const close of closers.reverse()) await close();
+    await Promise.allSettled([prisma.$disconnect(), redis.quit(), revocation.close()]);
+  });
   await revocation.ready();
   const metrics = createMetrics();
   const keys = await createKeyStore({ prisma, config, clock, logger, autoReload: false });
+  closers.push(() => keys.close());
   const app = buildApp({ config, prisma, redis, keys, revocation, clock, logger, metrics, scrypt: TEST_SCRYPT });
+  closers.push(() => app.close());
   await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    keys.close();
-    await Promise.allSettled([prisma.$disconnect(), redis.quit(), revocation.close()]);
-  });
   return { app, config, prisma, redis, keys, revocation, clock, metrics, logs, prefix };
 }
 

@@ -6,6 +6,7 @@
  * ext_authz and the upstream, and that every failure fails closed.
  */
 import { readFileSync } from 'node:fs';
+import { connect as h2connect } from 'node:http2';
 import { startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
 import t from 'tap';
 import { renderConfigs } from '../src/render.js';
@@ -98,6 +99,27 @@ t.test('edge Envoy', async (t) => {
     const res = await send({ url: `${https}/api/orders/9`, ca, servername: 'localhost', headers: { authorization: 'Bearer good' } });
     t.equal(res.status, 200);
     t.equal(orders.seen[orders.seen.length - 1]?.headers['x-forwarded-proto'], 'https');
+  });
+
+  t.test('HTTP/2 over HTTPS: h2 from the client, h2 over mTLS to the sidecar, HTTP/1.1 to the app', async (t) => {
+    const session = h2connect(https, { ca, servername: 'localhost' });
+    t.teardown(() => session.close());
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = session.request({ ':path': '/api/orders/10', authorization: 'Bearer good', 'x-request-id': 'h2-request' });
+      let status = 0;
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => resolve({ status, body }));
+      req.on('error', reject);
+      req.end();
+    });
+    t.equal(res.status, 200);
+    t.same(JSON.parse(res.body), { upstream: 'orders', path: '/api/orders/10' });
+    const seen = orders.seen[orders.seen.length - 1] as Recorded;
+    t.equal(seen.headers['x-request-id'], 'h2-request');
+    t.equal(seen.headers.authorization, 'Bearer good');
   });
 
   t.test('denied by ext_authz: its 401 and challenge reach the client, nothing reaches the upstream', async (t) => {

@@ -42,6 +42,10 @@ test: ## the whole test suite (needs PostgreSQL, Redis, Envoy: see README); ends
 bench-verify: ## verifications per second and p50/p99 for the core, beside raw node:crypto
 	npm run bench -w @jwt-mesh/core
 
+.PHONY: bench-authz
+bench-authz: ## ext_authz Check over gRPC at fixed rates (500..4000/s, open model) against a child server: p50/p90/p99 per rate (RATES=, DURATION=)
+	npm run bench -w @jwt-mesh/authz-service -- $(if $(RATES),--rates $(RATES)) $(if $(DURATION),--duration $(DURATION))
+
 # --- Envoy configs and dev certificates: envoy/README.md ------------------------------------------
 CERTS_DIR ?= certs
 .PHONY: envoy-validate

@@ -20,7 +20,8 @@
  *   the container it names: Service ports resolve on every selected pod (headless Services: the
  *   container port equals the Service port, nothing translates it); probe ports on the probed
  *   container; loopback clusters on another container of the same pod; DNS clusters on a Service
- *   port of this namespace; non-loopback Envoy listeners are declared container ports and vice versa.
+ *   port of this namespace; non-loopback Envoy listeners are declared container ports and vice versa;
+ *   an app's UPSTREAM_URL is a loopback listener of its own sidecar (the outbound one).
  * - `images`: every image is built here (k8s/images.tsv: a Dockerfile that BuildKit's parser
  *   accepts, multi-stage, ending as a numeric non-root USER, for an existing workspace) or is a
  *   pinned upstream image; the Envoy image is the version the local stack pins; no `latest`.
@@ -486,6 +487,21 @@ export function checkPorts(objects: readonly K8sObject[]): Violation[] {
     for (const p of m.container.ports ?? []) {
       if (!listeners.some((l) => !isLoopback(l.address) && l.port === p.containerPort)) {
         out.push(v('ports', m.pod, `container port ${p.name ?? p.containerPort} (${p.containerPort}) has no Envoy listener in ${m.configMap}`, m.container.name));
+      }
+    }
+    // The app's outgoing calls (UPSTREAM_URL) go to a loopback listener of its sidecar.
+    for (const { container } of containersOf(m.pod)) {
+      const url = container === m.container ? undefined : container.env?.find((e) => e.name === 'UPSTREAM_URL')?.value;
+      if (!url) continue;
+      let u: URL | undefined;
+      try {
+        u = new URL(url);
+      } catch {
+        u = undefined;
+      }
+      const port = u && (u.port ? Number(u.port) : 80);
+      if (!u || !isLoopback(u.hostname.replace(/^\[|\]$/g, '')) || !listeners.some((l) => isLoopback(l.address) && l.port === port)) {
+        out.push(v('ports', m.pod, `UPSTREAM_URL ${url} is not a loopback listener of the sidecar (${m.configMap})`, container.name));
       }
     }
     for (const e of envoyClusterEndpoints(m.config)) {

@@ -17,6 +17,7 @@ export interface K8sObject {
 export interface Container {
   name: string;
   image?: string;
+  imagePullPolicy?: string;
   command?: string[];
   args?: string[];
   restartPolicy?: string;

@@ -1,0 +1,323 @@
+/**
+ * Every invariant of k8s/src/invariants.ts, first on the real kind overlay (no violation), then on
+ * deliberately broken copies of it: each break must be reported by its rule, naming the object.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { parseDockerfiles, repoContext } from '../src/context.js';
+import {
+  checkEnvoyMounts,
+  checkImages,
+  checkInvariants,
+  checkNetworkPolicies,
+  checkPorts,
+  checkProbes,
+  checkReferences,
+  checkResources,
+  checkSecurityContext,
+  checkSidecars,
+  connectionAllowed,
+  dockerfileProblems,
+  parseQuantity,
+  RULES,
+  type CheckContext,
+  type Violation,
+} from '../src/invariants.js';
+import { podTemplates, type K8sObject } from '../src/manifests.js';
+import { container, editEnvoyConfig, find, messages, overlayObjects, podSpec } from './helpers.js';
+
+const ctx: CheckContext = await repoContext();
+
+/** Asserts that `violations` has one of `rule` whose text matches `pattern`. */
+function reports(t: Test, violations: Violation[], rule: string, pattern: RegExp): void {
+  const hit = violations.filter((v) => v.rule === rule).map((v) => messages([v])[0] as string);
+  t.ok(hit.some((m) => pattern.test(m)), `${rule} reports ${pattern}`, { found: messages(violations) });
+}
+
+t.test('the kind, minikube and cert-manager overlays hold every invariant', async (t) => {
+  for (const overlay of ['kind', 'minikube', 'kind-cert-manager'] as const) {
+    const violations = checkInvariants(await overlayObjects(overlay), ctx);
+    t.same(messages(violations), [], overlay);
+  }
+  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'network-policy', 'ports', 'probes', 'references', 'resources', 'security-context', 'sidecar']);
+});
+
+t.test('probes: a missing readiness or liveness probe is reported; Jobs are exempt', async (t) => {
+  const objects = await overlayObjects();
+  delete container(find(objects, 'Deployment', 'orders'), 'app').readinessProbe;
+  delete container(find(objects, 'Deployment', 'orders'), 'envoy').livenessProbe;
+  delete container(find(objects, 'Deployment', 'edge'), 'envoy').readinessProbe;
+  const v = checkProbes(objects);
+  reports(t, v, 'probes', /Deployment\/orders \[app\]: no readinessProbe/);
+  reports(t, v, 'probes', /Deployment\/orders \[envoy\]: no livenessProbe/);
+  reports(t, v, 'probes', /Deployment\/edge \[envoy\]: no readinessProbe/);
+  t.equal(v.length, 3);
+  t.notOk(container(find(objects, 'Job', 'auth-migrate'), 'migrate').readinessProbe, 'the Job has no probe, and that is fine');
+});
+
+t.test('resources: missing requests or limits, and a request above its limit', async (t) => {
+  const objects = await overlayObjects();
+  delete container(find(objects, 'Deployment', 'authz'), 'authz').resources?.limits?.['memory'];
+  delete container(find(objects, 'StatefulSet', 'postgres'), 'postgres').resources?.requests;
+  const envoy = container(find(objects, 'Deployment', 'profile'), 'envoy');
+  (envoy.resources as { requests: Record<string, string> }).requests['cpu'] = '2';
+  const v = checkResources(objects);
+  reports(t, v, 'resources', /Deployment\/authz \[authz\]: no memory limit/);
+  reports(t, v, 'resources', /StatefulSet\/postgres \[postgres\]: no cpu request/);
+  reports(t, v, 'resources', /StatefulSet\/postgres \[postgres\]: no memory request/);
+  reports(t, v, 'resources', /Deployment\/profile \[envoy\]: cpu request 2 exceeds the limit 500m/);
+  t.equal(parseQuantity('250m'), 0.25);
+  t.equal(parseQuantity('64Mi'), 64 * 2 ** 20);
+  t.equal(parseQuantity('1G'), 1e9);
+  t.ok(Number.isNaN(parseQuantity('lots')));
+});
+
+t.test('security-context: each weakened field is reported, at container or pod level', async (t) => {
+  const objects = await overlayObjects();
+  const auth = container(find(objects, 'Deployment', 'auth'), 'auth');
+  auth.securityContext = { ...auth.securityContext, readOnlyRootFilesystem: false, allowPrivilegeEscalation: true };
+  const redis = container(find(objects, 'Deployment', 'redis'), 'redis');
+  redis.securityContext = { ...redis.securityContext, capabilities: { drop: ['NET_RAW'], add: ['NET_ADMIN'] }, privileged: true };
+  // runAsNonRoot and seccomp removed at both levels of one pod.
+  const inventory = find(objects, 'Deployment', 'inventory');
+  const app = container(inventory, 'app');
+  delete app.securityContext?.runAsNonRoot;
+  delete app.securityContext?.seccompProfile;
+  delete podSpec(inventory).securityContext?.runAsNonRoot;
+  delete podSpec(inventory).securityContext?.seccompProfile;
+  const job = container(find(objects, 'Job', 'auth-migrate'), 'migrate');
+  job.securityContext = { ...job.securityContext, runAsUser: 0 };
+  const v = checkSecurityContext(objects);
+  reports(t, v, 'security-context', /Deployment\/auth \[auth\]: readOnlyRootFilesystem is not true/);
+  reports(t, v, 'security-context', /Deployment\/auth \[auth\]: allowPrivilegeEscalation is not false/);
+  reports(t, v, 'security-context', /Deployment\/redis \[redis\]: capabilities.drop does not contain ALL/);
+  reports(t, v, 'security-context', /Deployment\/redis \[redis\]: capabilities added: NET_ADMIN/);
+  reports(t, v, 'security-context', /Deployment\/redis \[redis\]: privileged/);
+  reports(t, v, 'security-context', /Deployment\/inventory \[app\]: runAsNonRoot is not true/);
+  reports(t, v, 'security-context', /Deployment\/inventory \[app\]: seccompProfile is unset/);
+  reports(t, v, 'security-context', /Job\/auth-migrate \[migrate\]: runAsUser is 0/);
+  t.notOk(v.some((x) => x.object === 'Deployment/inventory' && x.container === 'envoy'), 'the sidecar keeps its own container-level settings');
+});
+
+t.test('sidecar: a service pod without its Envoy, with the wrong config or image, or reachable around it', async (t) => {
+  {
+    const objects = await overlayObjects();
+    podSpec(find(objects, 'Deployment', 'orders')).initContainers = [];
+    reports(t, checkSidecars(objects, ctx), 'sidecar', /Deployment\/orders: no Envoy sidecar container/);
+  }
+  {
+    const objects = await overlayObjects();
+    const inv = find(objects, 'ConfigMap', 'envoy-sidecar-inventory').metadata.name;
+    const orders = podSpec(find(objects, 'Deployment', 'orders'));
+    const vol = orders.volumes?.find((x) => x.name === 'envoy-config');
+    if (vol?.configMap) vol.configMap.name = inv;
+    reports(t, checkSidecars(objects, ctx), 'sidecar', /Deployment\/orders \[envoy\]: mounts ConfigMap envoy-sidecar-inventory-\w+ with node.id "sidecar-inventory"/);
+  }
+  {
+    const objects = await overlayObjects();
+    container(find(objects, 'Deployment', 'profile'), 'envoy').image = 'envoyproxy/envoy:v1.31.0';
+    delete container(find(objects, 'Deployment', 'profile'), 'envoy').restartPolicy;
+    const v = checkSidecars(objects, ctx);
+    reports(t, v, 'sidecar', /Deployment\/profile \[envoy\]: Envoy image envoyproxy\/envoy:v1.31.0 is not envoyproxy\/envoy:v1.40.0/);
+    reports(t, v, 'sidecar', /Deployment\/profile \[envoy\]: the Envoy init container is not a sidecar/);
+  }
+  {
+    const objects = await overlayObjects();
+    const app = container(find(objects, 'Deployment', 'inventory'), 'app');
+    const host = app.env?.find((e) => e.name === 'HOST');
+    if (host) host.value = '0.0.0.0';
+    const svc = find(objects, 'Service', 'inventory');
+    (svc['spec'] as { ports: Array<Record<string, unknown>> }).ports.push({ name: 'direct', port: 8080, targetPort: 'http' });
+    const v = checkSidecars(objects, ctx);
+    reports(t, v, 'sidecar', /Deployment\/inventory \[app\]: app listens on HOST=0.0.0.0/);
+    reports(t, v, 'sidecar', /Deployment\/inventory \[app\]: Service inventory port 8080 reaches the app directly/);
+  }
+  {
+    const objects = (await overlayObjects()).filter((o) => !(o.kind === 'Deployment' && o.metadata.name === 'profile'));
+    reports(t, checkSidecars(objects, ctx), 'sidecar', /mesh service "profile" has no pod template/);
+  }
+});
+
+t.test('envoy-mounts: a certificate the Envoy config reads but no volume provides', async (t) => {
+  const objects = await overlayObjects();
+  const envoy = container(find(objects, 'Deployment', 'orders'), 'envoy');
+  envoy.volumeMounts = envoy.volumeMounts?.filter((m) => m.name !== 'mesh-cert');
+  const v = checkEnvoyMounts(objects);
+  reports(t, v, 'envoy-mounts', /Deployment\/orders \[envoy\]: config envoy-sidecar-orders-\w+ reads \/etc\/jwt-mesh\/certs\/orders\/tls.crt/);
+  t.same(checkEnvoyMounts(await overlayObjects()), []);
+});
+
+t.test('ports: Service targetPorts, headless ports, probe ports, Envoy listeners and clusters', async (t) => {
+  {
+    const objects = await overlayObjects();
+    const auth = find(objects, 'Service', 'auth');
+    (auth['spec'] as { ports: Array<Record<string, unknown>> }).ports[0]!['targetPort'] = 'web';
+    const authz = find(objects, 'Service', 'authz');
+    (authz['spec'] as { ports: Array<Record<string, unknown>> }).ports[0]!['port'] = 9191;
+    const redis = find(objects, 'Service', 'redis');
+    (redis['spec'] as { selector: Record<string, string> }).selector = { 'app.kubernetes.io/name': 'rediss' };
+    const v = checkPorts(objects);
+    reports(t, v, 'ports', /Service\/auth: port http: targetPort web is not a container port of Deployment\/auth/);
+    reports(t, v, 'ports', /Service\/authz: headless Service port 9191 differs from the container port 9000/);
+    reports(t, v, 'ports', /Service\/redis: selector .* matches no pod template/);
+    // The edge's STRICT_DNS cluster authz still says 9000, which the Service no longer has.
+    reports(t, v, 'ports', /Deployment\/edge \[envoy\]: cluster authz -> authz.jwt-mesh.svc.cluster.local:9000: Service authz has no port 9000/);
+  }
+  {
+    const objects = await overlayObjects();
+    const authz = container(find(objects, 'Deployment', 'authz'), 'authz');
+    authz.readinessProbe = { httpGet: { path: '/healthz', port: 9465 } };
+    const envoy = container(find(objects, 'Deployment', 'inventory'), 'envoy');
+    envoy.livenessProbe = { tcpSocket: { port: 'admin' } };
+    const v = checkPorts(objects);
+    reports(t, v, 'ports', /Deployment\/authz \[authz\]: readinessProbe port 9465 is not a port of this container/);
+    reports(t, v, 'ports', /Deployment\/inventory \[envoy\]: livenessProbe port admin is not a port of this container/);
+  }
+  {
+    const objects = await overlayObjects();
+    // The app moves to 8081 while the sidecar still forwards to 8080.
+    const app = container(find(objects, 'Deployment', 'orders'), 'app');
+    app.ports = [{ name: 'http', containerPort: 8081 }];
+    // A cluster to a Service that does not exist, and one outside the cluster.
+    editEnvoyConfig(objects, 'envoy-edge', (c) => {
+      c.static_resources.clusters.find((x: { name: string }) => x.name === 'auth').load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = 'issuer.jwt-mesh.svc.cluster.local';
+    });
+    editEnvoyConfig(objects, 'envoy-sidecar-inventory', (c) => {
+      c.static_resources.clusters.find((x: { name: string }) => x.name === 'profile').load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = 'profile.example.com';
+    });
+    // A listener on a port the container does not declare; a declared port without a listener.
+    editEnvoyConfig(objects, 'envoy-sidecar-profile', (c) => {
+      c.static_resources.listeners.find((x: { name: string }) => x.name === 'inbound').address.socket_address.port_value = 8444;
+    });
+    // The app calls a port its sidecar does not listen on.
+    const inv = container(find(objects, 'Deployment', 'inventory'), 'app');
+    const upstream = inv.env?.find((e) => e.name === 'UPSTREAM_URL');
+    if (upstream) upstream.value = 'http://127.0.0.1:15002';
+    const v = checkPorts(objects);
+    reports(t, v, 'ports', /Deployment\/inventory \[app\]: UPSTREAM_URL http:\/\/127.0.0.1:15002 is not a loopback listener of the sidecar/);
+    reports(t, v, 'ports', /Deployment\/orders \[envoy\]: cluster local_app -> 127.0.0.1:8080: no other container of the pod has port 8080/);
+    reports(t, v, 'ports', /Deployment\/edge \[envoy\]: cluster auth -> issuer.jwt-mesh.svc.cluster.local: no Service jwt-mesh\/issuer/);
+    reports(t, v, 'ports', /Deployment\/inventory \[envoy\]: cluster profile -> profile.example.com: not a Service of this cluster/);
+    reports(t, v, 'ports', /Deployment\/profile \[envoy\]: listener inbound on port 8444 is not a declared container port/);
+    reports(t, v, 'ports', /Deployment\/profile \[envoy\]: container port mesh \(8443\) has no Envoy listener/);
+  }
+});
+
+t.test('images: unknown, unpinned or moving images, and images without a usable Dockerfile', async (t) => {
+  const objects = await overlayObjects();
+  container(find(objects, 'Deployment', 'redis'), 'redis').image = 'redis:latest';
+  container(find(objects, 'StatefulSet', 'postgres'), 'postgres').image = 'bitnami/postgresql:17';
+  container(find(objects, 'Deployment', 'edge'), 'envoy').image = 'envoyproxy/envoy:v1.39.0';
+  container(find(objects, 'Deployment', 'auth'), 'auth').image = 'jwt-mesh/auth-service';
+  container(find(objects, 'Deployment', 'orders'), 'app').image = 'jwt-mesh/shipping:dev';
+  const v = checkImages(objects, ctx);
+  reports(t, v, 'images', /Deployment\/redis \[redis\]: image "redis:latest" uses the moving tag latest/);
+  reports(t, v, 'images', /StatefulSet\/postgres \[postgres\]: image bitnami\/postgresql:17 is neither built here/);
+  reports(t, v, 'images', /Deployment\/edge \[envoy\]: Envoy image envoyproxy\/envoy:v1.39.0 is not envoyproxy\/envoy:v1.40.0, the version the local stack pins/);
+  reports(t, v, 'images', /Deployment\/auth \[auth\]: image "jwt-mesh\/auth-service" has no tag/);
+  reports(t, v, 'images', /Deployment\/orders \[app\]: image jwt-mesh\/shipping:dev is neither built here/);
+
+  // The Dockerfile side, with BuildKit's parser on real files.
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-k8s-dockerfile-'));
+  const files = {
+    single: 'FROM node:20-slim\nARG WORKSPACE\nUSER 1000\nCMD ["node"]\n',
+    root: 'FROM node:20-slim AS build\nARG WORKSPACE\nFROM node:20-slim\nCOPY --from=build /app /app\nCMD ["node"]\n',
+    named: 'FROM node:20-slim AS build\nARG WORKSPACE\nFROM node:20-slim\nUSER node\n',
+    typo: 'FROM node:20-slim AS build\nARG WORKSPACE\nFROM node:20-slim\nCOPPY . .\nUSER 1000:1000\n',
+    'no-arg': 'FROM node:20-slim AS build\nFROM node:20-slim\nUSER 1000:1000\n',
+  };
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const parsed = await parseDockerfiles(Object.keys(files).map((f) => join(dir, f)));
+  const problems = (f: string) => dockerfileProblems(parsed.get(join(dir, f))).join('; ');
+  t.match(problems('single'), /not a multi-stage build/);
+  t.match(problems('root'), /the final stage sets no USER/);
+  t.match(problems('named'), /the final USER "node" is not numeric/);
+  t.match(problems('typo'), /line 4: unknown instruction COPPY/);
+  t.match(problems('no-arg'), /takes no WORKSPACE build argument/);
+  t.same(dockerfileProblems(ctx.dockerfiles.get('docker/Dockerfile')), [], 'docker/Dockerfile itself is fine');
+
+  // A table entry whose Dockerfile is missing, or whose workspace is not one.
+  const broken: CheckContext = {
+    ...ctx,
+    builtImages: new Map([...ctx.builtImages, ['jwt-mesh/orders', { workspace: 'services/shipping', dockerfile: 'services/orders/Dockerfile' }]]),
+  };
+  const w = checkImages(await overlayObjects(), broken);
+  reports(t, w, 'images', /image jwt-mesh\/orders: Dockerfile services\/orders\/Dockerfile does not exist/);
+  reports(t, w, 'images', /image jwt-mesh\/orders: workspace services\/shipping has no package.json/);
+});
+
+t.test('references: Secrets and ConfigMaps nobody creates', async (t) => {
+  const objects = await overlayObjects();
+  const authz = podSpec(find(objects, 'Deployment', 'authz'));
+  authz.volumes?.push({ name: 'extra', secret: { secretName: 'authz-signing-key' } });
+  const app = container(find(objects, 'Deployment', 'profile'), 'app');
+  app.envFrom = [...(app.envFrom ?? []), { configMapRef: { name: 'profile-settings' } }];
+  const v = checkReferences(objects, ctx);
+  reports(t, v, 'references', /Deployment\/authz: Secret authz-signing-key is neither in the manifests, nor created by k8s\/create-secrets.sh/);
+  reports(t, v, 'references', /Deployment\/profile: ConfigMap profile-settings does not exist/);
+  // Without create-secrets.sh, the base's Secrets are all missing; with cert-manager, the mesh ones are issued.
+  const none = checkReferences(await overlayObjects(), { externalSecrets: [] }).map((x) => x.message);
+  t.ok(none.some((m) => /Secret mesh-orders/.test(m)));
+  const cm = checkReferences(await overlayObjects('kind-cert-manager'), { externalSecrets: ['postgres-credentials', 'redis-credentials'] });
+  t.same(messages(cm), [], 'the cert-manager overlay issues every mesh-* Secret');
+});
+
+t.test('network-policy: what the mesh needs is allowed, the datastores are reachable only by their clients', async (t) => {
+  {
+    const objects = await overlayObjects();
+    const edge = find(objects, 'NetworkPolicy', 'edge');
+    const spec = edge['spec'] as { egress: Array<{ to?: Array<{ podSelector?: { matchLabels?: Record<string, string> } }> }> };
+    spec.egress = spec.egress.filter((r) => r.to?.[0]?.podSelector?.matchLabels?.['app.kubernetes.io/name'] !== 'orders');
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /Envoy cluster orders \(envoy-edge-\w+\): NetworkPolicies block Deployment\/edge -> Deployment\/orders port 8443/);
+  }
+  {
+    const objects = await overlayObjects();
+    const inv = find(objects, 'NetworkPolicy', 'inventory');
+    (inv['spec'] as { ingress: unknown[] }).ingress = [];
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /NetworkPolicies block Deployment\/orders -> Deployment\/inventory port 8443/);
+  }
+  {
+    const objects = await overlayObjects();
+    const auth = find(objects, 'NetworkPolicy', 'auth');
+    const ingress = (auth['spec'] as { ingress: Array<{ from: Array<{ podSelector: { matchLabels: Record<string, string> } }> }> }).ingress;
+    ingress[0]!.from = ingress[0]!.from.filter((p) => p.podSelector.matchLabels['app.kubernetes.io/name'] !== 'profile');
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /Deployment\/profile: JWKS_URL of container app: NetworkPolicies block Deployment\/profile -> Deployment\/auth port 4000/);
+  }
+  {
+    const objects = await overlayObjects();
+    const redis = find(objects, 'NetworkPolicy', 'redis');
+    const ingress = (redis['spec'] as { ingress: Array<{ from: Array<{ podSelector: { matchLabels: Record<string, string> } }> }> }).ingress;
+    ingress[0]!.from = ingress[0]!.from.filter((p) => p.podSelector.matchLabels['app.kubernetes.io/name'] !== 'authz');
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /Deployment\/authz: authz needs redis:6379: NetworkPolicies block/);
+  }
+  {
+    // An extra policy that opens PostgreSQL to the orders pods (egress and ingress).
+    const objects = await overlayObjects();
+    const open = (name: string, select: string, rule: Record<string, unknown>, type: string): K8sObject => ({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name, namespace: 'jwt-mesh' },
+      spec: { podSelector: { matchLabels: { 'app.kubernetes.io/name': select } }, policyTypes: [type], [type.toLowerCase()]: [rule] },
+    });
+    objects.push(open('orders-to-db', 'orders', { to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'postgres' } } }] }, 'Egress'));
+    objects.push(open('db-from-orders', 'postgres', { from: [{ podSelector: { matchExpressions: [{ key: 'app.kubernetes.io/component', operator: 'In', values: ['service'] }] } }] }, 'Ingress'));
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /StatefulSet\/postgres: Deployment\/orders can reach postgres:5432; only auth, auth-migrate may/);
+  }
+  {
+    const objects = (await overlayObjects()).filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'default-deny'));
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /namespace jwt-mesh: no default-deny NetworkPolicy/);
+  }
+  {
+    // The evaluator itself: default deny blocks what no policy opens; an ipBlock is never credited.
+    const objects = await overlayObjects();
+    const pods = podTemplates(objects);
+    const pod = (n: string) => pods.find((p) => p.labels['app.kubernetes.io/name'] === n)!;
+    t.ok(connectionAllowed(objects, pod('edge'), pod('authz'), 9000), 'edge -> authz:9000');
+    t.notOk(connectionAllowed(objects, pod('edge'), pod('inventory'), 8443), 'edge -> inventory: the edge routes only to orders');
+    t.notOk(connectionAllowed(objects, pod('orders'), pod('postgres'), 5432), 'orders -> postgres');
+    t.notOk(connectionAllowed(objects, pod('authz'), pod('redis'), 6380), 'authz -> redis on another port');
+    t.notOk(connectionAllowed(objects, pod('profile'), pod('orders'), 8443), 'profile -> orders: no call goes back up the chain');
+  }
+});

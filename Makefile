@@ -80,3 +80,25 @@ minikube-up: ## jwt-mesh on minikube: build + load images, Secrets, kubectl appl
 
 k8s-down: ## delete the jwt-mesh namespace, and the kind cluster / minikube profile if kind-up / minikube-up created it
 	k8s/scripts/down.sh
+
+# --- Local stack (make up / demo / down): packages/stack/README.md ---------------------------------
+# make up uses DATABASE_URL / REDIS_URL only when you set them yourself (the defaults at the top are
+# for the tests); unset, it starts an embedded PostgreSQL (PGlite, .run/pgdata) and a local redis-server.
+.PHONY: up demo down ps logs
+STACK_ENV = env $(if $(filter file,$(origin DATABASE_URL)),-u DATABASE_URL) $(if $(filter file,$(origin REDIS_URL)),-u REDIS_URL)
+STACK_CLI = node --import tsx packages/stack/src/cli.ts
+
+up: $(if $(filter 1,$(SKIP_INSTALL)),,install) ## make install, then start the whole mesh detached and print URLs + walkthrough (EDGE_PORT=8080, EDGE_HTTPS_PORT=8443; SKIP_INSTALL=1)
+	$(STACK_ENV) $(STACK_CLI) up
+
+demo: ## run the walkthrough against the running stack, checking every step (exit 1 on any unexpected answer)
+	$(STACK_CLI) demo
+
+down: ## stop everything make up started, and nothing else
+	$(STACK_CLI) down
+
+ps: ## the processes make up started and whether they still run
+	$(STACK_CLI) ps
+
+logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for one part)
+	$(STACK_CLI) logs $(PART) --lines $(or $(LINES),30)

@@ -276,6 +276,11 @@ STACK_READY_TIMEOUT_MS (120000).`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `make ps | head` closes the pipe early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   let env: Readonly<CliEnv>;
   try {
     env = readCliEnv(process.env);

@@ -107,20 +107,36 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     }
   }
 
+  const deadlines = new DeadlineQueue(deadlineMs);
+
   function withDeadline<T>(work: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new AuthError('deadline_exceeded')), deadlineMs);
+      const entry = deadlines.add(reject);
       work.then(
         (v) => {
-          clearTimeout(timer);
+          entry.done = true;
           resolve(v);
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          entry.done = true;
           reject(err);
         },
       );
     });
+  }
+
+  /**
+   * Fast path for a repeated token: `Bearer <token>` with exactly one space, the token in the
+   * verified-token cache. Everything in the cache passed `extractBearer` before (a b64token:
+   * no comma, no whitespace), so the header value has the same meaning; anything else takes
+   * the full path.
+   */
+  function cachedCredential(headers: AuthRequest['headers']): string | undefined {
+    if (cache === null) return undefined;
+    const v = headers['authorization'];
+    if (typeof v !== 'string' || !v.startsWith('Bearer ')) return undefined;
+    const candidate = v.slice(7);
+    return cache.has(candidate) ? candidate : undefined;
   }
 
   return {
@@ -139,7 +155,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         }
         if (need === null) return denied(new AuthError('route_denied'), rule);
         if (need.public === true) return rule === undefined ? { allow: true, identity: null } : { allow: true, identity: null, rule };
-        const token = extractBearer(req.headers);
+        const token = cachedCredential(req.headers) ?? extractBearer(req.headers);
         const identity = await withDeadline(identify(token));
         authorize(identity, need);
         return rule === undefined ? { allow: true, identity } : { allow: true, identity, rule };
@@ -152,4 +168,54 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
 
 function denied(error: AuthError, rule: string | undefined): Decision {
   return rule === undefined ? { allow: false, error } : { allow: false, error, rule };
+}
+
+/**
+ * Deadlines of in-flight decisions with one timer instead of one per request: every entry has
+ * the same duration, so entries expire in insertion order and the queue is FIFO. The timer is
+ * armed for the oldest pending entry only; finished entries are just marked `done`.
+ */
+class DeadlineQueue {
+  private readonly entries: Array<{ at: number; done: boolean; reject: (err: AuthError) => void }> = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ms: number) {}
+
+  add(reject: (err: AuthError) => void): { done: boolean } {
+    const entry = { at: performance.now() + this.ms, done: false, reject };
+    this.entries.push(entry);
+    if (this.timer === null) this.arm(this.ms);
+    return entry;
+  }
+
+  private arm(delay: number): void {
+    // Referenced on purpose: it exists only while decisions are pending, and must fire.
+    this.timer = setTimeout(() => this.fire(), Math.max(0, Math.ceil(delay)));
+  }
+
+  private fire(): void {
+    this.timer = null;
+    const t = performance.now();
+    const q = this.entries;
+    while (this.head < q.length) {
+      const e = q[this.head]!;
+      if (!e.done) {
+        if (e.at > t) break;
+        e.done = true;
+        e.reject(new AuthError('deadline_exceeded'));
+      }
+      this.head++;
+    }
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+      return;
+    }
+    if (this.head > 1024) {
+      q.splice(0, this.head);
+      this.head = 0;
+    }
+    this.arm(q[this.head]!.at - t);
+  }
 }

@@ -19,6 +19,15 @@ const BEARER_PREFIX = /^bearer(?: +|$)/i;
 /** Any auth-scheme token followed by whitespace or the end of the value. */
 const SCHEME = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:[ \t]|$)/;
 
+/** Strips leading and trailing SP / HTAB (without a regex scan over the whole token). */
+function trimOws(v: string): string {
+  let start = 0;
+  let end = v.length;
+  while (start < end && (v.charCodeAt(start) === 32 || v.charCodeAt(start) === 9)) start++;
+  while (end > start && (v.charCodeAt(end - 1) === 32 || v.charCodeAt(end - 1) === 9)) end--;
+  return start === 0 && end === v.length ? v : v.slice(start, end);
+}
+
 /**
  * Extracts the one Bearer token from the `Authorization` header.
  *
@@ -44,7 +53,7 @@ export function extractBearer(headers: AuthRequest['headers']): string {
   }
   // Optional whitespace around a field value is not part of it (RFC 9110 §5.5); gRPC
   // CheckRequest headers are not trimmed by anyone before us.
-  value = value.replace(/^[ \t]+|[ \t]+$/g, '');
+  value = trimOws(value);
   if (value === '') throw new AuthError('credentials_missing', 'empty Authorization header');
 
   if (value.includes(',')) {

@@ -62,8 +62,45 @@ export interface Verifier {
   verify(token: string): Promise<VerifiedToken>;
 }
 
-/** Three base64url segments; the signature may be empty only so that `alg: none` gets its own code. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** base64url alphabet (RFC 4648 §5), as a lookup table over char codes < 128. */
+const B64URL = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_') B64URL[c.charCodeAt(0)] = 1;
+
+/**
+ * One pass over the token: exactly two dots, non-empty base64url header and payload, a
+ * base64url (possibly empty, so that `alg: none` gets its own code) signature.
+ * @returns the positions of the two dots, or `null`
+ */
+function splitCompact(token: string): { d1: number; d2: number } | null {
+  let d1 = -1;
+  let d2 = -1;
+  for (let i = 0; i < token.length; i++) {
+    const c = token.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (d1 === -1) d1 = i;
+      else if (d2 === -1) d2 = i;
+      else return null;
+    } else if (c >= 128 || B64URL[c] !== 1) {
+      return null;
+    }
+  }
+  if (d1 < 1 || d2 === -1 || d2 === d1 + 1) return null;
+  return { d1, d2 };
+}
+
+/** Validated headers by their base64url segment (tokens of one key share it). Bounded. */
+const HEADER_CACHE_MAX = 1024;
+
+/** (key, alg) pairs already checked by keyObjectMatchesAlg; `asymmetricKeyDetails` is not free. */
+const keyFits = new WeakMap<KeyObject, Set<JwsAlgorithm>>();
+function keyFitsAlg(key: KeyObject, alg: JwsAlgorithm): boolean {
+  const known = keyFits.get(key);
+  if (known?.has(alg)) return true;
+  if (!keyObjectMatchesAlg(key, alg)) return false;
+  if (known) known.add(alg);
+  else keyFits.set(key, new Set([alg]));
+  return true;
+}
 /** `typ` per RFC 9068 §2.1, media type names compared case-insensitively (RFC 7515 §4.1.9). */
 const AT_JWT = /^(?:application\/)?at\+jwt$/i;
 const MAX_KID_LENGTH = 256;
@@ -129,7 +166,19 @@ export function createVerifier(opts: VerifierOptions): Verifier {
   if (typeof keys?.getKey !== 'function') throw new TypeError('keys must be a KeySource');
   const now = opts.now ?? Date.now;
 
-  function parseHeader(token: string): { alg: JwsAlgorithm; kid: string; typ: string } {
+  const headerCache = new Map<string, { alg: JwsAlgorithm; kid: string; typ: string }>();
+
+  function parseHeader(token: string, d1: number): { alg: JwsAlgorithm; kid: string; typ: string } {
+    const segment = token.slice(0, d1);
+    const hit = headerCache.get(segment);
+    if (hit !== undefined) return hit;
+    const checked = Object.freeze(checkHeader(token));
+    if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
+    headerCache.set(segment, checked);
+    return checked;
+  }
+
+  function checkHeader(token: string): { alg: JwsAlgorithm; kid: string; typ: string } {
     let header: Record<string, unknown>;
     try {
       header = decodeProtectedHeader(token) as Record<string, unknown>;
@@ -147,9 +196,8 @@ export function createVerifier(opts: VerifierOptions): Verifier {
     return { alg, kid, typ };
   }
 
-  function checkSignature(token: string, alg: JwsAlgorithm, key: KeyObject): void {
-    if (!keyObjectMatchesAlg(key, alg)) fail('token_key_unknown', 'the key type does not fit alg');
-    const dot = token.lastIndexOf('.');
+  function checkSignature(token: string, dot: number, alg: JwsAlgorithm, key: KeyObject): void {
+    if (!keyFitsAlg(key, alg)) fail('token_key_unknown', 'the key type does not fit alg');
     const signature = token.slice(dot + 1);
     if (signature.length === 0) fail('token_malformed', 'empty signature');
     const p = NODE_VERIFY[alg];
@@ -167,9 +215,7 @@ export function createVerifier(opts: VerifierOptions): Verifier {
     if (!ok) fail('token_signature_invalid', 'signature does not verify');
   }
 
-  function parsePayload(token: string): Record<string, unknown> {
-    const first = token.indexOf('.');
-    const second = token.indexOf('.', first + 1);
+  function parsePayload(token: string, first: number, second: number): Record<string, unknown> {
     let payload: unknown;
     try {
       payload = JSON.parse(Buffer.from(token.slice(first + 1, second), 'base64url').toString('utf8'));
@@ -220,14 +266,15 @@ export function createVerifier(opts: VerifierOptions): Verifier {
       // tokens that can pass; a longer non-ASCII string is too large or malformed anyway.
       if (token.length > maxTokenBytes) fail('token_too_large', `the token is over ${maxTokenBytes} bytes`);
       if (!token.includes('.')) fail('token_typ_invalid', 'an opaque token (e.g. a refresh token) is not an access token');
-      if (!COMPACT_JWS.test(token)) fail('token_malformed', 'not a JWS compact serialization');
-      const header = parseHeader(token);
+      const dots = splitCompact(token);
+      if (dots === null) fail('token_malformed', 'not a JWS compact serialization');
+      const header = parseHeader(token, dots.d1);
       const key = await keys.getKey({ kid: header.kid, alg: header.alg });
-      checkSignature(token, header.alg, key);
-      const claims = checkClaims(parsePayload(token));
+      checkSignature(token, dots.d2, header.alg, key);
+      const claims = checkClaims(parsePayload(token, dots.d1, dots.d2));
       if (Array.isArray(claims.aud)) Object.freeze(claims.aud);
       if (Array.isArray(claims.roles)) Object.freeze(claims.roles);
-      return Object.freeze({ token, header: Object.freeze(header), claims: Object.freeze(claims) });
+      return Object.freeze({ token, header, claims: Object.freeze(claims) });
     },
   };
 }

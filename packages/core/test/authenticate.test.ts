@@ -203,3 +203,14 @@ t.test('failures become denials, never throws', async (t) => {
   t.throws(() => createAuthenticator({ verifier: c as never, revocation: down, deadlineMs: 0 }), RangeError);
   t.throws(() => createAuthenticator({ verifier: c as never, revocation: down, verifiedCacheMaxEntries: -1 }), RangeError);
 });
+
+t.test('deadlines: hung decisions expire, fast ones are unaffected, repeatedly', async (t) => {
+  const sometimes: RevocationChecker = { check: ({ jti }) => (jti.startsWith('hang-') ? new Promise(() => undefined) : Promise.resolve(null)) };
+  const a = setup({ revocation: sometimes, deadlineMs: 30 });
+  for (let round = 0; round < 3; round++) {
+    const hung = Array.from({ length: 5 }, (_, i) => a.auth.decide(a.req('GET', '/api/orders', a.token({ jti: `hang-${round}-${i}` }))));
+    const fast = await Promise.all(Array.from({ length: 5 }, () => a.auth.decide(a.req('GET', '/api/orders', a.token()))));
+    t.same(fast.map(codeOf), ['allow', 'allow', 'allow', 'allow', 'allow'], `round ${round}: fast decisions allowed`);
+    t.same((await Promise.all(hung)).map(codeOf), Array(5).fill('deadline_exceeded'), `round ${round}: hung decisions denied`);
+  }
+});

@@ -22,6 +22,7 @@ import {
   httpUrl,
   installGracefulShutdown,
   millis,
+  exitOnStartupError,
   parseEnv,
   port,
   throttledWarn,
@@ -30,16 +31,25 @@ import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env'
 import { z } from 'zod';
 import { buildApp, createProfileClient, SERVICE } from './app.js';
 
-const env = parseEnv(
-  commonEnvSchema.extend({
-    PORT: port(3002),
-    UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3202'),
-    UPSTREAM_AUTHORITY: z.string().min(1).optional(),
-    UPSTREAM_TIMEOUT_MS: millis(5000),
-  }),
-  process.env,
-);
-const stackOptions = verifierStackOptionsFromEnv(process.env);
+// Configuration is read once; a bad value ends start-up with one line naming the variable.
+const { env, stackOptions } = (() => {
+  try {
+    return {
+      env: parseEnv(
+        commonEnvSchema.extend({
+          PORT: port(3002),
+          UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3202'),
+          UPSTREAM_AUTHORITY: z.string().min(1).optional(),
+          UPSTREAM_TIMEOUT_MS: millis(5000),
+        }),
+        process.env,
+      ),
+      stackOptions: verifierStackOptionsFromEnv(process.env),
+    };
+  } catch (err) {
+    return exitOnStartupError(SERVICE, err);
+  }
+})();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const stack = createVerifierStack({
@@ -65,5 +75,10 @@ installGracefulShutdown({
   timeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   closers: [async () => profile.close(), () => stack.close()],
 });
-await app.listen({ port: env.PORT, host: env.HOST });
+try {
+  await app.listen({ port: env.PORT, host: env.HOST });
+} catch (err) {
+  await stack.close();
+  exitOnStartupError(SERVICE, err);
+}
 logger.info({ upstream: upstream.host, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening`);

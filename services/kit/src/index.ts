@@ -10,7 +10,7 @@ export { createMetrics } from './metrics.js';
 export type { ServiceMetrics } from './metrics.js';
 export { createReadiness } from './readiness.js';
 export type { Readiness, ReadinessReport, ReadinessOptions } from './readiness.js';
-export { installGracefulShutdown, drain } from './shutdown.js';
+export { installGracefulShutdown, drain, exitOnStartupError } from './shutdown.js';
 export type { ShutdownOptions } from './shutdown.js';
 export { hopOf } from './hop.js';
 export type { HopInfo } from './hop.js';

@@ -67,9 +67,21 @@ export function installGracefulShutdown(opts: ShutdownOptions): void {
     void drain(opts).then((code) => {
       clearTimeout(timer);
       opts.logger.info({ code }, 'drained');
-      opts.logger.flush?.();
-      exit(code);
+      // Let the asynchronous log destination write its buffer before the process ends.
+      opts.logger.flush(() => exit(code));
     });
   };
   for (const s of opts.signals ?? ['SIGTERM', 'SIGINT']) process.on(s, onSignal);
+}
+
+/**
+ * Ends a process whose start-up failed (bad configuration, port in use): one line on stderr
+ * naming the problem (for a `ConfigError`, the variable), exit code 1. No stack trace for
+ * configuration errors: the message is the whole story.
+ */
+export function exitOnStartupError(service: string, err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  const detail = err instanceof Error && err.name !== 'ConfigError' && !/configuration/i.test(message) ? `\n${err.stack ?? ''}` : '';
+  process.stderr.write(`${service}: cannot start: ${message}${detail}\n`);
+  process.exit(1);
 }

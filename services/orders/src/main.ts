@@ -21,6 +21,7 @@ import {
   httpUrl,
   installGracefulShutdown,
   millis,
+  exitOnStartupError,
   parseEnv,
   port,
   throttledWarn,
@@ -28,15 +29,24 @@ import {
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { buildApp, SERVICE } from './app.js';
 
-const env = parseEnv(
-  commonEnvSchema.extend({
-    PORT: port(3001),
-    UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3201'),
-    UPSTREAM_TIMEOUT_MS: millis(5000),
-  }),
-  process.env,
-);
-const stackOptions = verifierStackOptionsFromEnv(process.env);
+// Configuration is read once; a bad value ends start-up with one line naming the variable.
+const { env, stackOptions } = (() => {
+  try {
+    return {
+      env: parseEnv(
+        commonEnvSchema.extend({
+          PORT: port(3001),
+          UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3201'),
+          UPSTREAM_TIMEOUT_MS: millis(5000),
+        }),
+        process.env,
+      ),
+      stackOptions: verifierStackOptionsFromEnv(process.env),
+    };
+  } catch (err) {
+    return exitOnStartupError(SERVICE, err);
+  }
+})();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const stack = createVerifierStack({
@@ -49,5 +59,10 @@ const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.U
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE) });
 
 installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, closers: [() => inventory.close(), () => stack.close()] });
-await app.listen({ port: env.PORT, host: env.HOST });
+try {
+  await app.listen({ port: env.PORT, host: env.HOST });
+} catch (err) {
+  await stack.close();
+  exitOnStartupError(SERVICE, err);
+}
 logger.info({ upstream: env.UPSTREAM_URL, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening`);

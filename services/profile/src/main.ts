@@ -20,6 +20,7 @@ import {
   createMetrics,
   createVerifierStack,
   installGracefulShutdown,
+  exitOnStartupError,
   parseEnv,
   port,
   throttledWarn,
@@ -27,8 +28,17 @@ import {
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { buildApp, buildGrpcServer, GRPC_SERVICE, SERVICE } from './app.js';
 
-const env = parseEnv(commonEnvSchema.extend({ PORT: port(3003), GRPC_PORT: port(3053) }), process.env);
-const stackOptions = verifierStackOptionsFromEnv(process.env);
+// Configuration is read once; a bad value ends start-up with one line naming the variable.
+const { env, stackOptions } = (() => {
+  try {
+    return {
+      env: parseEnv(commonEnvSchema.extend({ PORT: port(3003), GRPC_PORT: port(3053) }), process.env),
+      stackOptions: verifierStackOptionsFromEnv(process.env),
+    };
+  } catch (err) {
+    return exitOnStartupError(SERVICE, err);
+  }
+})();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const metrics = createMetrics(SERVICE);
@@ -43,7 +53,10 @@ const { server, health } = buildGrpcServer({ authenticator: stack.authenticator,
 
 const grpcPort = await new Promise<number>((resolve, reject) =>
   server.bindAsync(`${env.HOST}:${env.GRPC_PORT}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-);
+).catch(async (err: unknown) => {
+  await stack.close();
+  return exitOnStartupError(SERVICE, err);
+});
 
 // grpc.health.v1 follows readiness (JWKS fetched, revocation subscriber ready), then drain.
 let serving = false;
@@ -70,5 +83,11 @@ installGracefulShutdown({
     () => stack.close(),
   ],
 });
-await app.listen({ port: env.PORT, host: env.HOST });
+try {
+  await app.listen({ port: env.PORT, host: env.HOST });
+} catch (err) {
+  server.forceShutdown();
+  await stack.close();
+  exitOnStartupError(SERVICE, err);
+}
 logger.info({ grpcPort, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening (HTTP and gRPC)`);

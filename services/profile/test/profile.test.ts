@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createLogger, createMetrics } from '@jwt-mesh/service-kit';
 import { readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/service-kit/testing';
+import { service as healthService } from 'grpc-health-check';
 import t from 'tap';
 import { buildApp, buildGrpcServer, GRPC_SERVICE } from '../src/app.js';
 import { loadProfileProto, type GetProfileResponse__Output } from '../src/proto.js';
@@ -93,8 +94,6 @@ t.test('HTTP GET /api/profile/me verifies the same way', async (t) => {
 
 t.test('grpc.health.v1 reports what the server sets', async (t) => {
   health.setStatus(GRPC_SERVICE, 'SERVING');
-  const { HealthImplementation: _unused, service: healthService } = await import('grpc-health-check');
-  void _unused;
   const HealthClient = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
   const hc = new HealthClient(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as unknown as {
     check(req: { service: string }, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void;

@@ -3,9 +3,11 @@
  * `envoy.service.auth.v3.Authorization/Check` over gRPC at fixed arrival rates and prints a
  * markdown table of achieved rate, latency percentiles and errors per rate.
  *
- * - Open model: calls are scheduled on a timer at the target rate whatever the responses do;
- *   latency is measured from each call's *scheduled* time, so a stalled server is not hidden
- *   (no coordinated omission).
+ * - Open model: calls are scheduled on a timer at the target rate whatever the responses do,
+ *   so a stalled server cannot slow the arrivals down (no coordinated omission). Latency is
+ *   response time minus actual send time; the generator's own lateness (actual minus scheduled
+ *   send time) is reported separately as "send lag", so a run where the generator could not
+ *   keep its schedule is visible instead of silently measuring less load.
  * - The server runs as a child process (`src/main.ts`, the real entry point) by default, so the
  *   load generator does not share its event loop; `--in-process` runs it in this process.
  * - Real pieces: a JWK Set served over HTTP from a generated RS256 key, a pool of distinct
@@ -36,7 +38,7 @@ import { makeTestCerts, type TestCerts } from '../test/helpers/certs.js';
 const HELP = `Usage: npm run bench -w @jwt-mesh/authz-service -- [options]
 
 Drives ext_authz Check over gRPC at fixed arrival rates (open model) and prints
-achieved rate, p50/p90/p99/max latency (ms, from the scheduled send time) and errors.
+achieved rate, p50/p90/p99/max latency (ms), errors and the generator's send lag.
 
 Options:
   --rates <list>        comma-separated target rates, calls/s     (default 500,1000,2000,4000)
@@ -207,6 +209,30 @@ const serverEnv: NodeJS.ProcessEnv = {
 };
 
 let child: ChildProcess | undefined;
+let metricsUrl: string | undefined;
+let metricsRegistry: { metrics(): Promise<string> } | undefined;
+
+/** Cumulative counts of the server's `jwtmesh_authz_check_duration_seconds` buckets (both outcomes summed). */
+async function serverBuckets(): Promise<Map<number, number>> {
+  const text = metricsUrl ? await (await fetch(metricsUrl)).text() : await metricsRegistry!.metrics();
+  const out = new Map<number, number>();
+  for (const m of text.matchAll(/^jwtmesh_authz_check_duration_seconds_bucket\{le="([^"]+)",[^}]*\} (\d+)$/gm)) {
+    const le = m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]);
+    out.set(le, (out.get(le) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** The smallest bucket bound holding `p` % of the calls between two scrapes, in ms ("at most"). */
+function bucketPercentile(before: Map<number, number>, after: Map<number, number>, p: number): string {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  if (total <= 0) return 'n/a';
+  for (const le of bounds) {
+    if ((after.get(le) ?? 0) - (before.get(le) ?? 0) >= (p / 100) * total) return le === Number.POSITIVE_INFINITY ? '> 1000' : `≤ ${le * 1000}`;
+  }
+  return 'n/a';
+}
 let stopInProcess: (() => Promise<void>) | undefined;
 
 /** Starts src/main.ts as a child and resolves its gRPC port once it logs "ready". */
@@ -220,13 +246,16 @@ function startChild(): Promise<number> {
     let port: number | undefined;
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
-      let entry: { msg?: string; port?: number; level?: number };
+      let entry: { msg?: string; port?: number; metricsPort?: number; level?: number };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
         return;
       }
-      if (entry.msg === 'authz-service listening') port = entry.port;
+      if (entry.msg === 'authz-service listening') {
+        port = entry.port;
+        metricsUrl = `http://127.0.0.1:${entry.metricsPort}/metrics`;
+      }
       if (entry.msg?.startsWith('ready') && port !== undefined) resolve(port);
       if ((entry.level ?? 0) >= 40) process.stderr.write(`server: ${line}\n`);
     });
@@ -252,9 +281,13 @@ async function startInProcess(): Promise<number> {
     policy: loadPolicyFile(config.policyFile),
     deadlineMs: config.deadlineMs,
   });
+  const { createMetrics } = await import('../src/metrics.js');
+  const metrics = createMetrics();
+  metricsRegistry = metrics.registry;
   const authz = buildServer({
     authenticator,
     deadlineMs: config.deadlineMs,
+    metrics,
     logger: pino({ level: 'warn' }),
     tls: certs ? { ca: certs.caCert, cert: certs.serverCert, key: certs.serverKey } : 'insecure-plaintext',
   });
@@ -291,16 +324,23 @@ interface RunResult {
   readonly allowed: number;
   readonly denied: number;
   readonly errors: number;
+  /** Per call: response time minus actual send time, milliseconds. */
   readonly latenciesMs: Float64Array;
+  /** Per call: actual send time minus scheduled time (how far the generator fell behind), milliseconds. */
+  readonly lagMs: Float64Array;
 }
 
 let cursor = 0;
 
-/** Sends calls at `rate` per second for `seconds`; waits for the stragglers; never throttles. */
+/**
+ * Sends calls at `rate` per second for `seconds`, whatever the responses do (open model): a
+ * 1 ms timer sends every call that is due; then waits for the stragglers.
+ */
 function run(rate: number, seconds: number): Promise<RunResult> {
   return new Promise((resolve) => {
     const total = Math.max(1, Math.round(rate * seconds));
     const latencies = new Float64Array(total);
+    const lags = new Float64Array(total);
     const intervalNs = 1e9 / rate;
     let sent = 0;
     let done = 0;
@@ -311,19 +351,20 @@ function run(rate: number, seconds: number): Promise<RunResult> {
     const start = process.hrtime.bigint();
     const finish = (): void => {
       const elapsedS = Number(lastDoneAt - start) / 1e9;
-      resolve({ target: rate, achieved: done / Math.max(elapsedS, seconds), sent, allowed, denied, errors, latenciesMs: latencies });
+      resolve({ target: rate, achieved: done / Math.max(elapsedS, seconds), sent, allowed, denied, errors, latenciesMs: latencies, lagMs: lags });
     };
     const tick = (): void => {
-      const elapsed = Number(process.hrtime.bigint() - start);
-      const due = Math.min(total, Math.floor(elapsed / intervalNs) + 1);
+      const now = process.hrtime.bigint();
+      const due = Math.min(total, Math.floor(Number(now - start) / intervalNs) + 1);
       while (sent < due) {
         const index = sent++;
-        const scheduled = start + BigInt(Math.round(index * intervalNs));
+        const sentAt = process.hrtime.bigint();
+        lags[index] = Math.max(0, Number(sentAt - start) - index * intervalNs) / 1e6;
         const entry = pool[cursor++ % pool.length]!;
         const client = clients[index % clients.length]!;
         client.Check(entry.request, { deadline: Date.now() + 5_000 }, (err, res) => {
           const at = process.hrtime.bigint();
-          latencies[index] = Number(at - scheduled) / 1e6;
+          latencies[index] = Number(at - sentAt) / 1e6;
           lastDoneAt = at;
           if (err || !res) errors++;
           else if (entry.revoked ? res.http_response === 'denied_response' : res.status?.code === 0) {
@@ -333,7 +374,7 @@ function run(rate: number, seconds: number): Promise<RunResult> {
           if (++done === total) finish();
         });
       }
-      if (sent < total) setImmediate(tick);
+      if (sent < total) setTimeout(tick, 1);
     };
     tick();
   });
@@ -358,20 +399,28 @@ if (warmupS > 0) {
 const rows: string[] = [];
 for (const rate of rates) {
   console.error(`# ${rate}/s for ${durationS} s ...`);
+  const bucketsBefore = await serverBuckets();
   const r = await run(rate, durationS);
+  const bucketsAfter = await serverBuckets();
   const sorted = r.latenciesMs.slice().sort();
+  const lag = r.lagMs.slice().sort();
   rows.push(
     `| ${rate} | ${r.achieved.toFixed(0)} | ${r.sent} | ${fmt(percentile(sorted, 50))} | ${fmt(percentile(sorted, 90))} | ` +
-      `${fmt(percentile(sorted, 99))} | ${fmt(sorted[sorted.length - 1] ?? Number.NaN)} | ${r.allowed} | ${r.denied} | ${r.errors} |`,
+      `${fmt(percentile(sorted, 99))} | ${fmt(sorted[sorted.length - 1] ?? Number.NaN)} | ${r.allowed} | ${r.denied} | ${r.errors} | ${fmt(percentile(lag, 99))} | ` +
+      `${bucketPercentile(bucketsBefore, bucketsAfter, 50)} | ${bucketPercentile(bucketsBefore, bucketsAfter, 99)} |`,
   );
   await new Promise((res) => setTimeout(res, 1_000)); // let the server settle between rates
 }
 
 console.log('');
-console.log(`ext_authz Check over gRPC (${certs ? 'mTLS' : 'plaintext'}, server in ${args['in-process'] ? 'this process' : 'a child process'}), ${durationS} s per rate, latency from the scheduled send time`);
+console.log(
+  `ext_authz Check over gRPC (${certs ? 'mTLS' : 'plaintext'}, server in ${args['in-process'] ? 'this process' : 'a child process'}), ` +
+    `${durationS} s per rate; latency = response - send, seen by the client; "send lag" = how late the open-model generator sent (p99); ` +
+    `"server" = time inside the Check handler from the server's own histogram (bucket upper bound)`,
+);
 console.log('');
-console.log('| target rps | achieved rps | calls | p50 ms | p90 ms | p99 ms | max ms | allowed | denied (revoked) | errors |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| target rps | achieved rps | calls | p50 ms | p90 ms | p99 ms | max ms | allowed | denied (revoked) | errors | send lag p99 ms | server p50 ms | server p99 ms |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const row of rows) console.log(row);
 console.log('');
 

@@ -114,11 +114,11 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       const entry = deadlines.add(reject);
       work.then(
         (v) => {
-          entry.done = true;
+          deadlines.finish(entry);
           resolve(v);
         },
         (err: unknown) => {
-          entry.done = true;
+          deadlines.finish(entry);
           reject(err);
         },
       );
@@ -170,28 +170,52 @@ function denied(error: AuthError, rule: string | undefined): Decision {
   return rule === undefined ? { allow: false, error } : { allow: false, error, rule };
 }
 
+/** One pending deadline. */
+interface DeadlineEntry {
+  readonly at: number;
+  done: boolean;
+  reject: ((err: AuthError) => void) | null;
+}
+
 /**
  * Deadlines of in-flight decisions with one timer instead of one per request: every entry has
  * the same duration, so entries expire in insertion order and the queue is FIFO. The timer is
- * armed for the oldest pending entry only; finished entries are just marked `done`.
+ * armed for the oldest pending entry only. Finished entries are dropped from the head as soon
+ * as they finish, so the queue holds roughly the decisions in flight (no garbage kept alive
+ * until the timer fires).
  */
 class DeadlineQueue {
-  private readonly entries: Array<{ at: number; done: boolean; reject: (err: AuthError) => void }> = [];
+  private entries: DeadlineEntry[] = [];
   private head = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly ms: number) {}
 
-  add(reject: (err: AuthError) => void): { done: boolean } {
-    const entry = { at: performance.now() + this.ms, done: false, reject };
+  add(reject: (err: AuthError) => void): DeadlineEntry {
+    const entry: DeadlineEntry = { at: performance.now() + this.ms, done: false, reject };
     this.entries.push(entry);
     if (this.timer === null) this.arm(this.ms);
     return entry;
   }
 
+  /** Marks an entry finished and drops finished entries from the head. */
+  finish(entry: DeadlineEntry): void {
+    entry.done = true;
+    entry.reject = null;
+    const q = this.entries;
+    while (this.head < q.length && q[this.head]!.done) this.head++;
+    if (this.head === q.length) {
+      if (q.length > 0) this.entries = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > q.length) {
+      this.entries = q.slice(this.head);
+      this.head = 0;
+    }
+  }
+
   private arm(delay: number): void {
     // Referenced on purpose: it exists only while decisions are pending, and must fire.
-    this.timer = setTimeout(() => this.fire(), Math.max(0, Math.ceil(delay)));
+    this.timer = setTimeout(() => this.fire(), Math.max(1, Math.ceil(delay)));
   }
 
   private fire(): void {
@@ -202,19 +226,17 @@ class DeadlineQueue {
       const e = q[this.head]!;
       if (!e.done) {
         if (e.at > t) break;
+        const reject = e.reject;
         e.done = true;
-        e.reject(new AuthError('deadline_exceeded'));
+        e.reject = null;
+        reject?.(new AuthError('deadline_exceeded'));
       }
       this.head++;
     }
     if (this.head === q.length) {
-      q.length = 0;
+      this.entries = [];
       this.head = 0;
       return;
-    }
-    if (this.head > 1024) {
-      q.splice(0, this.head);
-      this.head = 0;
     }
     this.arm(q[this.head]!.at - t);
   }

@@ -62,30 +62,18 @@ export interface Verifier {
   verify(token: string): Promise<VerifiedToken>;
 }
 
-/** base64url alphabet (RFC 4648 §5), as a lookup table over char codes < 128. */
-const B64URL = new Uint8Array(128);
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_') B64URL[c.charCodeAt(0)] = 1;
+/** Three base64url segments; the signature may be empty only so that `alg: none` gets its own code. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /**
- * One pass over the token: exactly two dots, non-empty base64url header and payload, a
- * base64url (possibly empty, so that `alg: none` gets its own code) signature.
+ * Exactly two dots, non-empty base64url header and payload, a base64url (possibly empty)
+ * signature. (A regex: V8 compiles it to a tighter loop than hand-written charCodeAt code.)
  * @returns the positions of the two dots, or `null`
  */
 function splitCompact(token: string): { d1: number; d2: number } | null {
-  let d1 = -1;
-  let d2 = -1;
-  for (let i = 0; i < token.length; i++) {
-    const c = token.charCodeAt(i);
-    if (c === 46 /* . */) {
-      if (d1 === -1) d1 = i;
-      else if (d2 === -1) d2 = i;
-      else return null;
-    } else if (c >= 128 || B64URL[c] !== 1) {
-      return null;
-    }
-  }
-  if (d1 < 1 || d2 === -1 || d2 === d1 + 1) return null;
-  return { d1, d2 };
+  if (!COMPACT_JWS.test(token)) return null;
+  const d1 = token.indexOf('.');
+  return { d1, d2: token.indexOf('.', d1 + 1) };
 }
 
 /** Validated headers by their base64url segment (tokens of one key share it). Bounded. */

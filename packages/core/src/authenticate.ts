@@ -75,8 +75,8 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   if (!Number.isFinite(deadlineMs) || deadlineMs <= 0) throw new RangeError('deadlineMs must be a number > 0 (milliseconds)');
   const cache = maxEntries > 0 ? new LRUCache<string, CacheEntry>({ max: maxEntries }) : null;
 
-  async function identify(token: string): Promise<Identity> {
-    let entry = cache?.get(token);
+  async function identify(token: string, hit: CacheEntry | undefined): Promise<Identity> {
+    let entry = hit ?? cache?.get(token);
     if (entry !== undefined && now() >= entry.expMs) {
       cache!.delete(token);
       entry = undefined;
@@ -131,12 +131,13 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
    * no comma, no whitespace), so the header value has the same meaning; anything else takes
    * the full path.
    */
-  function cachedCredential(headers: AuthRequest['headers']): string | undefined {
+  function cachedCredential(headers: AuthRequest['headers']): { token: string; entry: CacheEntry } | undefined {
     if (cache === null) return undefined;
     const v = headers['authorization'];
     if (typeof v !== 'string' || !v.startsWith('Bearer ')) return undefined;
-    const candidate = v.slice(7);
-    return cache.has(candidate) ? candidate : undefined;
+    const token = v.slice(7);
+    const entry = cache.get(token);
+    return entry === undefined ? undefined : { token, entry };
   }
 
   return {
@@ -155,8 +156,9 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         }
         if (need === null) return denied(new AuthError('route_denied'), rule);
         if (need.public === true) return rule === undefined ? { allow: true, identity: null } : { allow: true, identity: null, rule };
-        const token = cachedCredential(req.headers) ?? extractBearer(req.headers);
-        const identity = await withDeadline(identify(token));
+        const hit = cachedCredential(req.headers);
+        const token = hit?.token ?? extractBearer(req.headers);
+        const identity = await withDeadline(identify(token, hit?.entry));
         authorize(identity, need);
         return rule === undefined ? { allow: true, identity } : { allow: true, identity, rule };
       } catch (err) {

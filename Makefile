@@ -102,3 +102,16 @@ ps: ## the processes make up started and whether they still run
 
 logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for one part)
 	$(STACK_CLI) logs $(PART) --lines $(or $(LINES),30)
+
+# --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------
+.PHONY: loadtest loadtest-smoke bench
+loadtest: ## open-model load through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080, LOADTEST_ARGS=--help
+	npm start --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
+
+loadtest-smoke: ## CI smoke: a private stack on free ports, 5 s of the route mix at 20 req/s; fails on p99 >= 200 ms or any failed request
+	npm run smoke --silent -w @jwt-mesh/loadtest
+
+bench: ## no auth vs jwt_authn vs ext_authz vs full path, capacity at the SLO, revocation propagation (~10 min on 2 cores; BENCH_ARGS=--quick or --help)
+	@echo "uptime before: $$(uptime)"
+	npm run bench --silent -w @jwt-mesh/loadtest -- $(BENCH_ARGS)
+	@echo "uptime after: $$(uptime)"

@@ -37,7 +37,7 @@ const systemResolver: Resolver = (host) => dnsLookup(host, { all: true, verbatim
 
 /**
  * Checks that `target` is an http(s) URL whose host is loopback.
- * @param target the base URL, e.g. `http://127.0.0.1:10000`
+ * @param target the base URL, e.g. `http://127.0.0.1:8080`
  * @param resolve name resolution (injected in tests); IP literals are never resolved.
  * @returns the parsed URL.
  * @throws TargetNotAllowedError when the scheme is not http(s), the host is not loopback, or a name

@@ -22,7 +22,7 @@ export interface TokenSource {
 
 /** Options of {@link runLoad}. */
 export interface LoadOptions {
-  /** The edge URL, e.g. `http://127.0.0.1:10000`. Must be loopback (checked before anything is sent). */
+  /** The edge URL, e.g. `http://127.0.0.1:8080`. Must be loopback (checked before anything is sent). */
   baseUrl: string;
   /** Arrivals per second. */
   ratePerSec: number;

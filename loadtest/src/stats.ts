@@ -57,7 +57,8 @@ export class LatencyRecorder {
    */
   percentile(p: number): number {
     if (this.h.totalCount === 0) return 0;
-    return round3(this.h.getValueAtPercentile(p) / 1000);
+    // HdrHistogram answers the highest value equivalent to the bucket; never report above the max seen.
+    return round3(Math.min(this.h.getValueAtPercentile(p), this.h.maxValue) / 1000);
   }
 
   /** The summary (count, min, mean, p50, p90, p99, p99.9, max), milliseconds. Zeros when empty. */

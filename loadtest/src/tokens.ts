@@ -28,7 +28,7 @@ export class TokenError extends Error {
 
 /** Options of {@link TokenPool.create}. */
 export interface TokenPoolOptions {
-  /** The edge (or auth-service) base URL, e.g. `http://127.0.0.1:10000`. */
+  /** The edge (or auth-service) base URL, e.g. `http://127.0.0.1:8080`. */
   baseUrl: string;
   users: readonly UserCredentials[];
   /** Sessions to log in (round-robin over `users`). */

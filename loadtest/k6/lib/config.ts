@@ -36,7 +36,7 @@ export function envDuration(name: string, fallback: string): string {
 }
 
 /**
- * The edge URL (`BASE_URL`, default the local stack's edge `http://127.0.0.1:10000`), without a
+ * The edge URL (`BASE_URL`, default the local stack's edge `http://127.0.0.1:8080`), without a
  * trailing slash. @throws Error when it is not an http(s) URL.
  */
 export function baseUrl(): string {

@@ -52,13 +52,15 @@ export interface UserCredentials {
 }
 
 /**
- * Default users: the demo users `make up` seeds (see packages/stack). Override with `USERS`
- * (`name:password,name:password`) or `USERS_FILE` (k6 only: a JSON array of `{username,password}`).
+ * Default users: the demo users `make up` seeds (packages/stack/src/users.ts) that hold every
+ * scope the chain needs (`bob` has `orders:read` only, so inventory answers him 403). Override with
+ * `USERS` (`name:password,name:password`) or `USERS_FILE` (k6 only: a JSON array of
+ * `{username,password}`).
  */
-export const DEFAULT_USERS = 'alice:alice-password,bob:bob-password';
+export const DEFAULT_USERS = 'alice:alice-demo-password,admin:admin-demo-password';
 
-/** Default edge URL of the local stack (`make up`). */
-export const DEFAULT_BASE_URL = 'http://127.0.0.1:10000';
+/** Default edge URL of the local stack (`make up`: edge HTTP on 127.0.0.1:8080, EDGE_PORT to change). */
+export const DEFAULT_BASE_URL = 'http://127.0.0.1:8080';
 
 /**
  * Parses `name:password,name:password` (the password may contain `:`; names may not).

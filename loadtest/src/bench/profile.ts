@@ -1,0 +1,228 @@
+/**
+ * The CPU-profile pass (`make bench BENCH_ARGS=--profile`): the same rig as `make bench`, with
+ * `node --cpu-prof` on both authz-service replicas and on the three services, driven through
+ * mode 3 (the bench Envoy with ext_authz: authz work only) and then mode 4 (the full chain), each
+ * at a fixed arrival rate. After the stack stops (the profiles are written at exit), every
+ * `.cpuprofile` is summarised: busy CPU per request, the share of time by component (gRPC,
+ * protobuf, logging, the verification core, Node internals, GC ...) and the top frames by self
+ * time. Writes loadtest/results/profile-latest.{md,json}; the raw profiles stay in
+ * loadtest/results/tmp/ (not committed; open them in Chrome DevTools or speedscope).
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runLoad } from '../runner.js';
+import type { BenchOptions } from './main.js';
+import { LOADTEST_DIR, orderRoute, startRig, stopRig } from './main.js';
+
+/** The parts of a V8 `.cpuprofile` (Chrome DevTools Profiler.Profile) this module reads. */
+export interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }>;
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas?: number[];
+}
+
+/** A frame's self time. */
+export interface FrameTime {
+  frame: string;
+  category: string;
+  selfMs: number;
+  /** Percentage of the busy (non-idle) time. */
+  pct: number;
+}
+
+/** Summary of one profile. */
+export interface ProfileSummary {
+  file: string;
+  /** Wall time covered by the profile, ms. */
+  wallMs: number;
+  /** Non-idle time (JS, native, GC), ms. */
+  busyMs: number;
+  /** Busy time by category, percentages of busy time, largest first. */
+  categories: Array<{ category: string; ms: number; pct: number }>;
+  /** Top frames by self time. */
+  top: FrameTime[];
+}
+
+/** The component a frame belongs to, from its script URL and function name. */
+export function categoryOf(url: string, functionName: string): string {
+  if (functionName === '(idle)') return 'idle';
+  if (functionName === '(garbage collector)') return 'GC';
+  if (functionName === '(program)') return 'V8/native (program)';
+  if (functionName === '(root)') return 'root';
+  const u = url.replace(/\\/g, '/');
+  const pkgs: Array<[RegExp, string]> = [
+    [/node_modules\/@grpc\/grpc-js\//, 'grpc-js'],
+    [/node_modules\/@grpc\/proto-loader\/|node_modules\/protobufjs\//, 'protobufjs'],
+    [/node_modules\/(pino|sonic-boom|thread-stream|fast-redact|pino-std-serializers|quick-format-unescaped|on-exit-leak-free)\//, 'logging (pino)'],
+    [/node_modules\/(prom-client|tdigest|bintrees)\//, 'metrics (prom-client)'],
+    [/node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|@ioredis)\//, 'redis client (ioredis)'],
+    [/node_modules\/jose\//, 'jose'],
+    [/node_modules\/lru-cache\//, 'lru-cache'],
+    [/node_modules\/zod\//, 'zod'],
+    [/node_modules\/(fastify|find-my-way|avvio|light-my-request|@fastify|fast-json-stringify|fast-querystring|process-warning|abstract-logging|toad-cache|safe-regex2|ret)\//, 'fastify'],
+    [/node_modules\/undici\//, 'undici'],
+    [/node_modules\/(tsx|esbuild|get-tsconfig)\//, 'tsx (loader)'],
+    [/packages\/core\//, 'jwt-mesh core (verify, policy, revocation)'],
+    [/packages\/(fastify-auth|grpc-auth)\//, 'jwt-mesh adapters (fastify-auth, grpc-auth)'],
+    [/authz-service\/src\//, 'authz-service (Check adapter, metrics, logging glue)'],
+    [/services\/kit\//, 'service kit'],
+    [/services\/(orders|inventory|profile)\//, 'service handlers'],
+    [/node_modules\//, 'other npm packages'],
+  ];
+  for (const [re, name] of pkgs) if (re.test(u)) return name;
+  if (u.startsWith('node:') || u === '') return 'Node core (net, http, http2, tls, streams, timers, crypto)';
+  return 'other';
+}
+
+/**
+ * Summarises a profile: self time per node from the sample counts (each sample stands for the
+ * profile's mean sampling interval), grouped by frame (function, file, line) and by category.
+ */
+export function summariseProfile(profile: CpuProfile, file: string, topN = 15): ProfileSummary {
+  const wallMs = (profile.endTime - profile.startTime) / 1000;
+  const perSampleMs = profile.samples.length > 0 ? wallMs / profile.samples.length : 0;
+  const hits = new Map<number, number>();
+  for (const id of profile.samples) hits.set(id, (hits.get(id) ?? 0) + 1);
+  const byFrame = new Map<string, { category: string; ms: number }>();
+  const byCategory = new Map<string, number>();
+  let idleMs = 0;
+  for (const node of profile.nodes) {
+    const n = hits.get(node.id) ?? 0;
+    if (n === 0) continue;
+    const ms = n * perSampleMs;
+    const cf = node.callFrame;
+    const category = categoryOf(cf.url, cf.functionName);
+    if (category === 'idle' || category === 'root') {
+      idleMs += ms;
+      continue;
+    }
+    const where = cf.url ? `${shortUrl(cf.url)}:${cf.lineNumber + 1}` : '';
+    const key = `${cf.functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;
+    const prev = byFrame.get(key);
+    byFrame.set(key, { category, ms: (prev?.ms ?? 0) + ms });
+    byCategory.set(category, (byCategory.get(category) ?? 0) + ms);
+  }
+  const busyMs = Math.max(wallMs - idleMs, 0);
+  const pct = (ms: number) => (busyMs > 0 ? Math.round((ms / busyMs) * 1000) / 10 : 0);
+  const r1 = (x: number) => Math.round(x * 10) / 10;
+  return {
+    file,
+    wallMs: r1(wallMs),
+    busyMs: r1(busyMs),
+    categories: [...byCategory.entries()].sort((a, b) => b[1] - a[1]).map(([category, ms]) => ({ category, ms: r1(ms), pct: pct(ms) })),
+    top: [...byFrame.entries()]
+      .sort((a, b) => b[1].ms - a[1].ms)
+      .slice(0, topN)
+      .map(([frame, v]) => ({ frame, category: v.category, selfMs: r1(v.ms), pct: pct(v.ms) })),
+  };
+}
+
+function shortUrl(url: string): string {
+  const u = url.replace(/^file:\/\//, '');
+  const nm = u.lastIndexOf('node_modules/');
+  if (nm >= 0) return u.slice(nm + 'node_modules/'.length);
+  const m = /(packages|services|authz-service|auth-service)\/.*/.exec(u);
+  return m ? m[0] : u;
+}
+
+function findProfiles(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+/** Renders profile summaries as markdown. */
+export function renderProfileMarkdown(parts: Array<{ part: string; requests: number; summary: ProfileSummary }>, meta: { date: string; rate: number; sec: number }): string {
+  const L: string[] = [];
+  L.push(`### CPU profile — ${meta.date}`);
+  L.push('');
+  L.push(`\`node --cpu-prof\` on each process; mode 3 (bench Envoy + ext_authz) then mode 4 (full chain), ${meta.rate} req/s for ${meta.sec} s each.`);
+  L.push('');
+  L.push('| process | requests seen | busy CPU (ms) | CPU µs / request | top categories (share of busy time) |');
+  L.push('|---|---:|---:|---:|---|');
+  for (const p of parts) {
+    const per = p.requests > 0 ? Math.round((p.summary.busyMs * 1000) / p.requests) : 0;
+    const cats = p.summary.categories.slice(0, 5).map((c) => `${c.category} ${c.pct} %`).join('; ');
+    L.push(`| ${p.part} | ${p.requests} | ${p.summary.busyMs} | ${per} | ${cats} |`);
+  }
+  for (const p of parts) {
+    L.push('');
+    L.push(`**${p.part}: top frames by self time**`);
+    L.push('');
+    L.push('| self ms | % busy | frame | category |');
+    L.push('|---:|---:|---|---|');
+    for (const f of p.summary.top.slice(0, 12)) L.push(`| ${f.selfMs} | ${f.pct} | \`${f.frame.replace(/\|/g, '\\|')}\` | ${f.category} |`);
+  }
+  L.push('');
+  return L.join('\n');
+}
+
+/** Runs the profile pass. @returns the exit status. */
+export async function runProfile(opts: BenchOptions): Promise<number> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const profDir = join(LOADTEST_DIR, 'results', 'tmp', `profile-${stamp}`);
+  const authzDir = join(profDir, 'authz');
+  const servicesDir = join(profDir, 'services');
+  mkdirSync(authzDir, { recursive: true });
+  mkdirSync(servicesDir, { recursive: true });
+  const rig = await startRig(opts, {
+    authz: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${authzDir}` },
+    services: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${servicesDir}` },
+  });
+  const pids = new Map(rig.stack.state.processes.map((p) => [p.pid, p.name]));
+  const counts: Record<string, number> = {};
+  try {
+    for (const mode of ['ext_authz', 'full'] as const) {
+      process.stdout.write(`profile: ${mode} at ${opts.profileRate} req/s for ${opts.profileSec} s\n`);
+      const r = await runLoad({
+        baseUrl: rig.targets[mode],
+        ratePerSec: opts.profileRate,
+        durationSec: opts.profileSec,
+        tokens: rig.tokens,
+        routes: [orderRoute(mode === 'full')],
+        timeoutMs: 2000,
+        chainCheckEvery: 0,
+      });
+      process.stdout.write(`profile: ${mode}: achieved ${r.achievedRate} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, failed ${r.failed}\n`);
+      counts[mode] = r.answered;
+      await sleep(500);
+    }
+  } finally {
+    await stopRig(rig);
+  }
+  const parts: Array<{ part: string; requests: number; summary: ProfileSummary }> = [];
+  const checks = (counts.ext_authz ?? 0) + (counts.full ?? 0);
+  for (const file of [...findProfiles(authzDir), ...findProfiles(servicesDir)]) {
+    const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(file)?.[1]);
+    const part = pids.get(pid) ?? `pid ${pid}`;
+    const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+    // Each edge request is one Check on one of the replicas (least-request balancing: about half each).
+    const replicas = rig.stack.state.urls.authzGrpc.length;
+    const requests = part.startsWith('authz-') ? Math.round(checks / replicas) : (counts.full ?? 0);
+    parts.push({ part, requests, summary: summariseProfile(profile, relative(LOADTEST_DIR, file)) });
+  }
+  parts.sort((a, b) => a.part.localeCompare(b.part));
+  if (parts.length === 0) {
+    process.stderr.write(`profile: no .cpuprofile written under ${profDir} (did the processes exit cleanly?)\n`);
+    return 1;
+  }
+  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, sec: opts.profileSec });
+  const out = join(LOADTEST_DIR, 'results');
+  writeFileSync(join(out, 'profile-latest.md'), md);
+  writeFileSync(join(out, 'profile-latest.json'), `${JSON.stringify({ counts, parts }, null, 2)}\n`);
+  process.stdout.write(`\n${md}\nprofile: raw profiles in ${relative(process.cwd(), profDir)}; summary in loadtest/results/profile-latest.md\n`);
+  if (process.env.KEEP_PROFILES !== '1') {
+    // Keep only the newest raw set; older ones are large and never committed.
+    for (const d of readdirSync(join(out, 'tmp')).filter((d) => d.startsWith('profile-') && d !== `profile-${stamp}`)) {
+      rmSync(join(out, 'tmp', d), { recursive: true, force: true });
+    }
+  }
+  return 0;
+}

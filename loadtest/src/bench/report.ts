@@ -1,0 +1,212 @@
+/**
+ * The benchmark's result document (JSON) and its markdown rendering. Pure: the tests render a
+ * hand-made result.
+ */
+import type { LatencySummary } from '../stats.js';
+import type { PropagationSummary } from './propagation.js';
+
+/** The four modes, in report order. */
+export const MODES = ['none', 'jwt_authn', 'ext_authz', 'full'] as const;
+export type BenchMode = (typeof MODES)[number];
+
+/** Human labels of the modes. */
+export const MODE_LABELS: Record<BenchMode, string> = {
+  none: '1. no authentication (floor)',
+  jwt_authn: '2. Envoy jwt_authn (native)',
+  ext_authz: '3. jwt-mesh ext_authz',
+  full: '4. full path (ext_authz + 3 services verifying)',
+};
+
+/** One measured step: one mode at one offered rate. Times in ms, rates in req/s. */
+export interface StepResult {
+  rate: number;
+  achieved: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  /** Requests that did not end in the expected status (non-2xx + errors + dropped). */
+  failed: number;
+  nonOk: Record<string, number>;
+  errors: Record<string, number>;
+  dropped: number;
+  /** p99 of the generator's lateness (actual minus scheduled send). */
+  lagP99: number;
+  /** p99 < SLO, no failure, achieved >= 95 % of offered. */
+  pass: boolean;
+  /** CPU milliseconds per answered request, per process (generator = the load runner itself). */
+  cpuMsPerRequest: Record<string, number>;
+}
+
+/** Everything measured for one mode. */
+export interface ModeResult {
+  mode: BenchMode;
+  label: string;
+  /** The HTTP filters of the Envoy that serves this mode (the edge's for `full`). */
+  filters: string[];
+  target: string;
+  /** Statuses of one request with a valid token and one without (is authentication enforced?). */
+  enforced: { withToken: number; withoutToken: number };
+  /** The fixed grid of rates (stops after the first failing rate). */
+  steps: StepResult[];
+  /** Trials of the capacity search (beyond the grid). */
+  search: StepResult[];
+  capacity: { rate: number; firstFail: number | null; converged: boolean };
+  /** The step at half of mode 1's capacity. */
+  half: StepResult | null;
+}
+
+/** The whole result document written to loadtest/results/bench-latest.json. */
+export interface BenchResult {
+  meta: {
+    date: string;
+    durationSec: number;
+    host: { cores: number; cpuModel: string; memGiB: number; platform: string };
+    loadavgBefore: number[];
+    loadavgAfter: number[];
+    uptimeBefore: string;
+    uptimeAfter: string;
+    versions: Record<string, string>;
+    git: { commit: string; dirty: boolean };
+    settings: Record<string, unknown>;
+    notes: string[];
+  };
+  sloP99Ms: number;
+  modes: ModeResult[];
+  halfRate: number | null;
+  propagation: (PropagationSummary & { verifiers: string[]; timeoutMs: number }) | null;
+  aims: Array<{ aim: string; figure: string; met: boolean | null }>;
+}
+
+const f1 = (x: number): string => (Number.isFinite(x) ? (Math.round(x * 10) / 10).toString() : '-');
+const f2 = (x: number): string => (Number.isFinite(x) ? (Math.round(x * 100) / 100).toString() : '-');
+const pct = (x: number | null): string => (x === null || !Number.isFinite(x) ? '-' : `${Math.round(x * 100)} %`);
+const failText = (s: StepResult): string => {
+  if (s.failed === 0) return '0';
+  const parts = [...Object.entries(s.nonOk).map(([k, v]) => `${v}x${k}`), ...Object.entries(s.errors).map(([k, v]) => `${v}x${k}`)];
+  if (s.dropped) parts.push(`${s.dropped} dropped`);
+  return `${s.failed} (${parts.join(', ')})`;
+};
+const lat = (l: LatencySummary): string => `${f2(l.p50)} / ${f2(l.p99)} / ${f2(l.max)}`;
+
+/** Capacity of `mode` divided by capacity of `base`, or null when either is unknown or 0. */
+export function ratio(modes: readonly ModeResult[], mode: BenchMode, base: BenchMode): number | null {
+  const a = modes.find((m) => m.mode === mode)?.capacity.rate;
+  const b = modes.find((m) => m.mode === base)?.capacity.rate;
+  return a !== undefined && b !== undefined && b > 0 ? a / b : null;
+}
+
+/** Evaluates the issue's aims (figures reported, not asserted). */
+export function evaluateAims(r: Pick<BenchResult, 'modes' | 'propagation' | 'halfRate'>): BenchResult['aims'] {
+  const aims: BenchResult['aims'] = [];
+  const r32 = ratio(r.modes, 'ext_authz', 'jwt_authn');
+  aims.push({ aim: "mode 3 capacity at the SLO >= 60 % of mode 2's", figure: pct(r32), met: r32 === null ? null : r32 >= 0.6 });
+  const h1 = r.modes.find((m) => m.mode === 'none')?.half;
+  const h3 = r.modes.find((m) => m.mode === 'ext_authz')?.half;
+  if (h1 && h3) {
+    const d = h3.p99 - h1.p99;
+    aims.push({ aim: `mode 3 p99 <= mode 1 p99 + 5 ms at half of mode 1's capacity (${r.halfRate} req/s)`, figure: `${f2(h3.p99)} ms vs ${f2(h1.p99)} ms (+${f2(d)} ms)`, met: d <= 5 && h3.failed === 0 });
+  } else {
+    aims.push({ aim: "mode 3 p99 <= mode 1 p99 + 5 ms at half of mode 1's capacity", figure: '-', met: null });
+  }
+  if (r.propagation) {
+    const p = r.propagation;
+    aims.push({
+      aim: 'revocation seen by every verifier within 100 ms p99',
+      figure: `${p.all.count > 0 ? `p99 ${f2(p.all.p99)} ms` : 'no trial saw every verifier reject'} over ${p.trials} trials${p.notSeen ? `, ${p.notSeen} not seen within ${p.timeoutMs} ms` : ''}`,
+      met: p.notSeen === 0 && p.all.count > 0 && p.all.p99 <= 100,
+    });
+  } else {
+    aims.push({ aim: 'revocation seen by every verifier within 100 ms p99', figure: '-', met: null });
+  }
+  return aims;
+}
+
+/** Renders the markdown report. */
+export function renderMarkdown(r: BenchResult): string {
+  const m = r.meta;
+  const L: string[] = [];
+  L.push(`### \`make bench\` — ${m.date}`);
+  L.push('');
+  L.push(
+    `Machine: ${m.host.cores} cores (${m.host.cpuModel}), ${m.host.memGiB} GiB, ${m.host.platform}. ` +
+      `Load average before: ${m.loadavgBefore.map(f2).join(' ')}; after: ${m.loadavgAfter.map(f2).join(' ')}. Run took ${Math.round(m.durationSec)} s.`,
+  );
+  L.push('');
+  L.push(`Versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(', ')}; commit ${m.git.commit.slice(0, 10)}${m.git.dirty ? ' (+ uncommitted changes)' : ''}.`);
+  L.push('');
+  const s = m.settings;
+  L.push(
+    `Open model (fixed arrival rate), ${String(s.trialSec)} s per step after ${String(s.warmupSec)} s warm-up, latency from the scheduled send time, ` +
+      `GET /api/orders/ord-1001 with a Bearer token from a pool of ${String(s.pool)} sessions; SLO p99 < ${r.sloP99Ms} ms with no failed request ` +
+      `(and at least 95 % of the offered rate achieved). Every Envoy runs with --concurrency ${String(s.envoyConcurrency)}; modes 1-3 share one plain upstream.`,
+  );
+  L.push('');
+  L.push('**Capacity at the SLO**');
+  L.push('');
+  L.push('| mode | HTTP filters | no token → | capacity (req/s) | vs mode 1 | vs mode 2 |');
+  L.push('|---|---|---|---:|---:|---:|');
+  for (const mode of r.modes) {
+    const cap = mode.capacity;
+    const capText = `${cap.rate}${cap.firstFail ? ` (fails at ${cap.firstFail})` : ' (no failing rate found)'}${cap.converged ? '' : ' *'}`;
+    const filters = mode.filters.filter((x) => !/router|header_mutation/.test(x)).map((x) => x.replace('envoy.filters.http.', '')).join(', ') || '—';
+    L.push(`| ${mode.label} | ${filters} | ${mode.enforced.withoutToken} | ${capText} | ${pct(ratio(r.modes, mode.mode, 'none'))} | ${pct(ratio(r.modes, mode.mode, 'jwt_authn'))} |`);
+  }
+  if (r.modes.some((x) => !x.capacity.converged)) L.push('', '\\* the search stopped on its time budget before bracketing the capacity within 10 %.');
+  L.push('');
+  L.push('**Per arrival rate** (p50 / p99 / max in ms; failed = non-2xx + errors + dropped)');
+  L.push('');
+  L.push('| mode | offered | achieved | p50 / p99 / max | failed | generator lag p99 | SLO |');
+  L.push('|---|---:|---:|---|---|---:|---|');
+  for (const mode of r.modes) {
+    const steps = [...mode.steps, ...mode.search].sort((a, b) => a.rate - b.rate);
+    for (const st of steps) {
+      L.push(`| ${mode.label} | ${st.rate} | ${f1(st.achieved)} | ${lat({ count: 0, min: 0, mean: 0, p50: st.p50, p90: st.p90, p99: st.p99, p999: 0, max: st.max })} | ${failText(st)} | ${f2(st.lagP99)} | ${st.pass ? 'pass' : 'FAIL'} |`);
+    }
+  }
+  if (r.halfRate !== null) {
+    L.push('');
+    L.push(`**At half of mode 1's capacity (${r.halfRate} req/s)**`);
+    L.push('');
+    L.push('| mode | p50 ms | p99 ms | p99 − mode 1 | failed | CPU ms / request (by process) |');
+    L.push('|---|---:|---:|---:|---|---|');
+    const base = r.modes.find((x) => x.mode === 'none')?.half;
+    for (const mode of r.modes) {
+      const h = mode.half;
+      if (!h) continue;
+      const cpu = Object.entries(h.cpuMsPerRequest)
+        .filter(([, v]) => v >= 0.005)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${f2(v)}`)
+        .join(', ');
+      L.push(`| ${mode.label} | ${f2(h.p50)} | ${f2(h.p99)} | ${base ? `${h.p99 - base.p99 >= 0 ? '+' : ''}${f2(h.p99 - base.p99)}` : '-'} | ${failText(h)} | ${cpu} |`);
+    }
+  }
+  if (r.propagation) {
+    const p = r.propagation;
+    L.push('');
+    L.push(`**Revocation propagation** (${p.trials} trials: POST /auth/revoke sent → first rejection at each verifier, ms; probes back to back, timeout ${p.timeoutMs} ms)`);
+    L.push('');
+    L.push('| verifier | p50 | p99 | max | probe resolution (p50 of the preceding probe\'s send) |');
+    L.push('|---|---:|---:|---:|---:|');
+    for (const v of p.verifiers) {
+      const s1 = p.perVerifier[v];
+      const lo = p.perVerifierLower[v];
+      if (s1 && s1.count > 0) L.push(`| ${v} | ${f2(s1.p50)} | ${f2(s1.p99)} | ${f2(s1.max)} | ${lo && lo.count > 0 ? f2(lo.p50) : '-'} |`);
+      else L.push(`| ${v} | not seen | not seen | - | - |`);
+    }
+    L.push(p.all.count > 0 ? `| **every verifier** (slowest per trial) | **${f2(p.all.p50)}** | **${f2(p.all.p99)}** | ${f2(p.all.max)} | |` : '| **every verifier** | not seen | not seen | - | |');
+    L.push('');
+    L.push(`The revoke call itself answered in p50 ${f2(p.revoke.p50)} ms / p99 ${f2(p.revoke.p99)} ms.${p.notSeen ? ` ${p.notSeen} trial(s) had a verifier that still accepted the token after ${p.timeoutMs} ms.` : ''}`);
+  }
+  L.push('');
+  L.push('**Aims of issue 5** (reported, not asserted)');
+  L.push('');
+  for (const a of r.aims) L.push(`- ${a.aim}: ${a.figure} — ${a.met === null ? 'not measured' : a.met ? 'met' : 'NOT met'}`);
+  if (m.notes.length) {
+    L.push('');
+    for (const n of m.notes) L.push(`> ${n}`);
+  }
+  L.push('');
+  return L.join('\n');
+}

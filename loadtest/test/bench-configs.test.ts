@@ -1,0 +1,65 @@
+/**
+ * The benchmark's Envoy configs (modes 1-3) are the generated edge config with only the
+ * authentication filter changed, and Envoy itself accepts each of them (`envoy --mode validate`
+ * with real certificate files).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { createDevCerts } from '@jwt-mesh/envoy';
+import { validateEnvoyConfig } from '@jwt-mesh/testkit';
+import { benchEdgeConfig, ENVOY_MODES, filterNames } from '../src/bench/configs.js';
+
+const input = (certDir: string) => ({
+  ports: {
+    edge: { http: 0, https: 0, admin: 0 },
+    authz: ['127.0.0.1:9001', '127.0.0.1:9002'],
+    auth: { host: '127.0.0.1', port: 4000 },
+  },
+  certDir,
+  upstreamPort: 3999,
+  issuer: 'http://localhost:4000',
+  audience: 'jwt-mesh',
+});
+
+type Obj = Record<string, any>;
+const clusters = (c: Obj): string[] => c.static_resources.clusters.map((x: Obj) => x.name).sort();
+const ordersRoute = (c: Obj): Obj =>
+  c.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes.find((r: Obj) => r.name === 'orders:/api/orders');
+
+t.test('the modes differ only in the authentication filter', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-bench-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const [none, jwt, ext] = ENVOY_MODES.map((m) => benchEdgeConfig(m, input(dir))) as [Obj, Obj, Obj];
+  t.same(filterNames(none), ['envoy.filters.http.header_mutation', 'envoy.filters.http.router']);
+  t.same(filterNames(jwt), ['envoy.filters.http.header_mutation', 'envoy.filters.http.jwt_authn', 'envoy.filters.http.router']);
+  t.same(filterNames(ext), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+  t.same(clusters(none), ['auth', 'bench_upstream']);
+  t.same(clusters(jwt), ['auth', 'bench_upstream']);
+  t.same(clusters(ext), ['auth', 'authz', 'bench_upstream']);
+  for (const c of [none, jwt, ext]) t.equal(ordersRoute(c).route.cluster, 'bench_upstream');
+  const provider = jwt.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.providers.jwt_mesh;
+  t.equal(provider.issuer, 'http://localhost:4000');
+  t.same(provider.audiences, ['jwt-mesh']);
+  t.equal(provider.remote_jwks.http_uri.uri, 'http://127.0.0.1:4000/.well-known/jwks.json');
+  t.equal(provider.remote_jwks.http_uri.cluster, 'auth');
+  // Everything else (connection manager settings, listeners) is the generator's, unchanged.
+  const hcmOf = (c: Obj) => {
+    const { http_filters: _f, route_config: _r, ...rest } = c.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    return rest;
+  };
+  t.same(hcmOf(none), hcmOf(ext));
+  t.same(hcmOf(jwt), hcmOf(ext));
+});
+
+t.test('Envoy accepts every bench config', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-bench-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await createDevCerts({ dir });
+  for (const mode of ENVOY_MODES) {
+    const r = await validateEnvoyConfig(benchEdgeConfig(mode, input(dir)), { name: `bench-${mode}` });
+    t.ok(r.ok, `${mode}: ${r.ok ? 'OK' : r.output.slice(-1500)}`);
+    t.same(r.deprecations, [], `${mode}: no deprecated fields`);
+  }
+});

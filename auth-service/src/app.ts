@@ -232,6 +232,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (t0 !== undefined) metrics.httpDuration.observe({ method: req.method, route }, Number(process.hrtime.bigint() - t0) / 1e9);
   });
 
+  // Bodies are JSON or application/x-www-form-urlencoded (RFC 6749 §4.3, §6; RFC 7009; RFC 7662).
+  app.removeContentTypeParser('text/plain');
   app.register(formbody, { bodyLimit: BODY_LIMIT_BYTES });
   app.register(rateLimit, {
     global: false,

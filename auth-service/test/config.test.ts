@@ -1,0 +1,64 @@
+// Configuration: defaults, frozen, and a bad value names the variable.
+import t from 'tap';
+import { ConfigError, DEFAULTS, parseConfig } from '../src/config.js';
+
+t.test('defaults', async (t) => {
+  const c = parseConfig({});
+  t.equal(c.port, 4000);
+  t.equal(c.host, '127.0.0.1');
+  t.equal(c.databaseUrl, DEFAULTS.DATABASE_URL);
+  t.equal(c.redisUrl, 'redis://127.0.0.1:6379/0');
+  t.match(c.jwt, { issuer: 'http://localhost:4000', audience: 'jwt-mesh', algorithms: ['RS256'], clockToleranceSec: 30, accessTokenTtlSec: 300, maxTokenBytes: 8192 });
+  t.equal(c.refreshTokenTtlSec, 1_209_600);
+  t.equal(c.refreshReuseGraceSec, 10);
+  t.match(c.signingKey, { alg: 'RS256', privateJwk: null, privatePem: null, rotationOverlapSec: 3600, reloadIntervalSec: 5 });
+  t.match(c.rateLimit, { loginPerAddressPerMin: 20, loginPerUsernamePerMin: 10, refreshPerAddressPerMin: 60, registerPerAddressPerMin: 10 });
+  t.equal(c.cleanupIntervalSec, 300);
+  t.equal(c.trustProxy, false);
+  t.equal(c.logLevel, 'info');
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.jwt) && Object.isFrozen(c.jwt.algorithms), 'frozen');
+  t.equal(parseConfig({ PORT: '' }).port, 4000, 'empty means default');
+});
+
+t.test('values are parsed', async (t) => {
+  const c = parseConfig({ PORT: '0', JWT_ALGORITHMS: 'RS256, ES256 EdDSA', SIGNING_KEY_ALG: 'EdDSA', TRUST_PROXY: '10.0.0.0/8,127.0.0.1', DEFAULT_USER_SCOPES: 'a:b  c' });
+  t.equal(c.port, 0);
+  t.same(c.jwt.algorithms, ['RS256', 'ES256', 'EdDSA']);
+  t.equal(c.signingKey.alg, 'EdDSA');
+  t.same(c.trustProxy, ['10.0.0.0/8', '127.0.0.1']);
+  t.same(c.defaultUserScopes, ['a:b', 'c']);
+  t.equal(parseConfig({ TRUST_PROXY: '2' }).trustProxy, 2);
+});
+
+const bad: Array<[Record<string, string>, RegExp]> = [
+  [{ PORT: 'abc' }, /^invalid configuration: PORT: expected a whole number \(got "abc"\)$/],
+  [{ PORT: '70000' }, /PORT: must be at most 65535/],
+  [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: expected a postgresql:\/\/ or postgres:\/\/ URL/],
+  [{ REDIS_URL: 'nope' }, /REDIS_URL: expected a redis:\/\//],
+  [{ JWT_ALGORITHMS: 'HS256' }, /JWT_ALGORITHMS: expected one of RS256, ES256, EdDSA/],
+  [{ SIGNING_KEY_ALG: 'ES256' }, /SIGNING_KEY_ALG: ES256 is not in JWT_ALGORITHMS/],
+  [{ KEY_ROTATION_OVERLAP_SEC: '60' }, /KEY_ROTATION_OVERLAP_SEC: must be at least ACCESS_TOKEN_TTL_SEC \+ JWT_CLOCK_TOLERANCE_SEC = 330/],
+  [{ REFRESH_TOKEN_TTL_SEC: '120', ACCESS_TOKEN_TTL_SEC: '300' }, /REFRESH_TOKEN_TTL_SEC: must be longer than ACCESS_TOKEN_TTL_SEC/],
+  [{ REFRESH_REUSE_GRACE_SEC: '-1' }, /REFRESH_REUSE_GRACE_SEC: expected a whole number/],
+  [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: expected fatal, error/],
+  [{ TRUST_PROXY: 'maybe?' }, /TRUST_PROXY: expected true, false/],
+  [{ SIGNING_KEY_PRIVATE_JWK: '{not json' }, /SIGNING_KEY_PRIVATE_JWK: not valid JSON/],
+  [{ SIGNING_KEY_PRIVATE_JWK: '{"kty":"RSA","n":"x","e":"AQAB"}' }, /SIGNING_KEY_PRIVATE_JWK: expected a private JWK/],
+  [{ SIGNING_KEY_FILE: '/nonexistent/key.pem' }, /SIGNING_KEY_FILE: cannot read \/nonexistent\/key.pem \(ENOENT\)/],
+  [{ DEFAULT_USER_SCOPES: 'a "b"' }, /DEFAULT_USER_SCOPES: each scope must match/],
+];
+
+t.test('a bad value stops start-up naming the variable', async (t) => {
+  for (const [env, message] of bad) {
+    t.throws(() => parseConfig(env), { name: 'ConfigError', message }, JSON.stringify(env));
+  }
+  const two = (() => {
+    try {
+      parseConfig({ PORT: 'x', HOST: ' ' });
+    } catch (err) {
+      return err as ConfigError;
+    }
+    return null;
+  })();
+  t.match(two?.message, /PORT: .*; HOST: must not be empty/, 'every bad variable is named');
+});

@@ -10,7 +10,9 @@
 #      the cluster (kind load docker-image / minikube image load)
 #   5. creates the namespace and the Secrets (k8s/create-secrets.sh)
 #   6. applies the overlay (kubectl apply -k), waits for PostgreSQL, the migration Job and every
-#      Deployment, and prints the URLs
+#      Deployment
+#   7. registers the demo users alice and admin through the edge (POST /auth/register) and prints
+#      the URLs
 #
 # Usage: k8s/scripts/up.sh kind|minikube
 # Environment: K8S_OVERLAY (default: the platform's overlay; e.g. kind-cert-manager),
@@ -143,6 +145,22 @@ else
   base_url="http://$ip:30080"
   https_url="https://$ip:30443"
 fi
+# Demo users (the ones the k6 scripts log in as by default), through the edge's public
+# POST /auth/register: they get the issuer's default scopes (DEFAULT_USER_SCOPES), enough for the
+# whole orders -> inventory -> profile chain. 409 = already there. Best effort: the URL may not be
+# reachable from this host (minikube's docker driver on macOS/Windows).
+registered=0
+if command -v curl >/dev/null 2>&1; then
+  for cred in alice:alice-demo-password admin:admin-demo-password; do
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST "$base_url/auth/register" \
+      -H 'content-type: application/json' -d "{\"username\":\"${cred%%:*}\",\"password\":\"${cred#*:}\"}" || true)"
+    case "$code" in 201|409) registered=$((registered + 1)) ;; *) echo "k8s-up: registering ${cred%%:*} at $base_url answered ${code:-nothing}" >&2 ;; esac
+  done
+fi
+if [ "$registered" != 2 ]; then
+  echo "k8s-up: demo users not registered; once $base_url answers: curl -X POST $base_url/auth/register -H 'content-type: application/json' -d '{\"username\":\"alice\",\"password\":\"alice-demo-password\"}'" >&2
+fi
+
 cat <<MSG
 
 jwt-mesh is up on $platform (context $context, namespace $namespace).
@@ -153,7 +171,8 @@ $( [ "$platform" = minikube ] && echo "  if the node IP is not reachable from he
 
   curl -s $base_url/healthz
   curl -s $base_url/.well-known/jwks.json
-  k6 run -e BASE_URL=$base_url loadtest/<script>.js      (see k8s/README.md)
+  curl -s -X POST $base_url/auth/login -H 'content-type: application/json' -d '{"username":"alice","password":"alice-demo-password"}'
+  k6 run -e BASE_URL=$base_url loadtest/k6/smoke.ts
 
   status:  ${kc[*]} -n $namespace get pods
   stop:    make k8s-down

@@ -307,6 +307,7 @@ function hcm(opts: {
   forwardClientCert: 'SANITIZE' | 'SANITIZE_SET';
   useRemoteAddress: boolean;
   accessLogExtra?: Obj;
+  localReplyConfig?: Obj;
 }): Obj {
   const typed: Obj = {
     '@type': T.hcm,
@@ -345,7 +346,41 @@ function hcm(opts: {
     route_config: opts.routeConfig,
   };
   if (opts.forwardClientCert === 'SANITIZE_SET') typed.set_current_client_cert_details = { uri: true };
+  if (opts.localReplyConfig) typed.local_reply_config = opts.localReplyConfig;
   return { name: 'envoy.filters.network.http_connection_manager', typed_config: typed };
+}
+
+/**
+ * The edge's local replies for an unreachable route upstream (the auth-service or a service
+ * sidecar down: response flags UF, UH, URX, UC, UR with status 503) get a JSON body in the shape
+ * of the other API errors, `{"error":"temporarily_unavailable",...}` (the RFC 6749 error code),
+ * and `retry-after: 1`, instead of Envoy's plain-text "upstream connect error ...". ext_authz
+ * answers (flag UAEX, including its own 503s) keep the body the authz-service chose.
+ * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/local_reply
+ */
+function upstreamUnavailableReply(): Obj {
+  return {
+    mappers: [
+      {
+        filter: {
+          and_filter: {
+            filters: [
+              { status_code_filter: { comparison: { op: 'EQ', value: { default_value: 503, runtime_key: 'jwt_mesh.local_reply.upstream_unavailable' } } } },
+              { response_flag_filter: { flags: ['UF', 'UH', 'URX', 'UC', 'UR'] } },
+            ],
+          },
+        },
+        headers_to_add: [{ header: { key: 'retry-after', value: '1' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+        body_format_override: {
+          json_format: {
+            error: 'temporarily_unavailable',
+            error_description: 'the upstream service is unavailable; retry later',
+            upstream: '%UPSTREAM_CLUSTER%',
+          },
+        },
+      },
+    ],
+  };
 }
 
 function jsonDirectResponse(status: number, error: string): Obj {
@@ -589,6 +624,7 @@ export function buildEdgeConfig(topology: Topology, plan: TargetPlan): Obj {
       // Clients never get to name a client certificate for the services.
       forwardClientCert: 'SANITIZE',
       useRemoteAddress: true,
+      localReplyConfig: upstreamUnavailableReply(),
     });
   const https = certFilesFor(plan, 'edge-https');
   const listeners: Obj[] = [

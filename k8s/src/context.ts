@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultTopology } from '../../envoy/src/topology.js';
+import { defaultTopology } from '@jwt-mesh/envoy/topology';
 import type { AppConnection, BuiltImage, CheckContext, DockerfileInfo } from './invariants.js';
 import { IMAGES_TSV, K8S_DIR, REPO_ROOT } from './paths.js';
 import { k8sToolPath, runTool } from './tools.js';

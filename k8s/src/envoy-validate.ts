@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDevCerts, writeK8sCertLayout } from '../../envoy/src/certs.js';
+import { createDevCerts, writeK8sCertLayout } from '@jwt-mesh/envoy/certs';
 import { envoyConfigs } from './invariants.js';
 import type { K8sObject } from './manifests.js';
 import { envoyPath, runTool } from './tools.js';

@@ -17,8 +17,8 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { defaultTopology } from '../../envoy/src/topology.js';
-import { renderConfigs } from '../../envoy/src/render.js';
+import { defaultTopology } from '@jwt-mesh/envoy/topology';
+import { renderConfigs } from '@jwt-mesh/envoy/render';
 import { BASE_DIR, REPO_ROOT } from './paths.js';
 
 /** The authz route policy the base ships (source of the copy). */

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { createDevCerts } from '../../envoy/src/certs.js';
+import { createDevCerts } from '@jwt-mesh/envoy/certs';
 import { scriptSecrets } from '../src/context.js';
 import { checkReferences } from '../src/invariants.js';
 import { parseManifests, type K8sObject } from '../src/manifests.js';

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
-import { renderConfigs } from '../../envoy/src/render.js';
-import { defaultTopology } from '../../envoy/src/topology.js';
+import { renderConfigs } from '@jwt-mesh/envoy/render';
+import { defaultTopology } from '@jwt-mesh/envoy/topology';
 import { renderBaseFiles, staleBaseFiles, writeBaseFiles, AUTHZ_POLICY_SOURCE } from '../src/render.js';
 import { BASE_DIR } from '../src/paths.js';
 

@@ -103,24 +103,33 @@ t.test('CPU profile summary: self time by frame and category, idle excluded', as
   t.equal(categoryOf('file:///r/node_modules/@grpc/grpc-js/build/src/server.js', 'x'), 'grpc-js');
   t.equal(categoryOf('file:///r/node_modules/protobufjs/src/reader.js', 'x'), 'protobufjs');
   t.equal(categoryOf('file:///r/packages/core/src/verify.ts', 'verify'), 'jwt-mesh core (verify, policy, revocation)');
-  t.equal(categoryOf('node:internal/http2/core', 'x'), 'Node core (net, http, http2, tls, streams, timers, crypto)');
+  t.equal(categoryOf('node:internal/http2/core', 'x'), 'Node http2 (gRPC transport)');
+  t.equal(categoryOf('', 'writev'), 'native bindings (socket writes, crypto, ...)');
   t.equal(categoryOf('', '(garbage collector)'), 'GC');
   const profile: CpuProfile = {
     nodes: [
       { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 } },
       { id: 2, callFrame: { functionName: '(idle)', url: '', lineNumber: -1 } },
-      { id: 3, callFrame: { functionName: 'decode', url: 'file:///r/node_modules/protobufjs/src/reader.js', lineNumber: 9 } },
+      { id: 3, callFrame: { functionName: 'decode', url: 'file:///r/node_modules/protobufjs/src/reader.js', lineNumber: 9 }, children: [6] },
       { id: 4, callFrame: { functionName: 'decide', url: 'file:///r/packages/core/src/authenticate.ts', lineNumber: 99 } },
       { id: 5, callFrame: { functionName: '(garbage collector)', url: '', lineNumber: -1 } },
+      { id: 6, callFrame: { functionName: 'writev', url: '', lineNumber: -1 } },
     ],
     startTime: 0,
     endTime: 1_000_000, // 1 s in µs
-    samples: [2, 2, 2, 2, 2, 3, 3, 3, 4, 5],
-  };
+    samples: [2, 2, 2, 2, 3, 3, 3, 6, 4, 5],
+  } as CpuProfile;
   const s = summariseProfile(profile, 'x.cpuprofile');
   t.equal(s.wallMs, 1000);
-  t.equal(s.busyMs, 500);
-  t.same(s.categories.map((c) => [c.category, c.pct]), [['protobufjs', 60], ['jwt-mesh core (verify, policy, revocation)', 20], ['GC', 20]]);
+  t.equal(s.busyMs, 600);
+  t.same(Object.fromEntries(s.categories.map((c) => [c.category, c.pct])), {
+    protobufjs: 50,
+    'native bindings (socket writes, crypto, ...)': 16.7,
+    'jwt-mesh core (verify, policy, revocation)': 16.7,
+    GC: 16.7,
+  });
+  t.same(Object.fromEntries(s.attributed.map((c) => [c.category, c.pct])), { protobufjs: 66.7, 'jwt-mesh core (verify, policy, revocation)': 16.7, GC: 16.7 }, 'the native write is charged to its protobufjs caller');
   t.equal(s.top[0]?.frame, 'decode protobufjs/src/reader.js:10');
   t.equal(s.top[0]?.selfMs, 300);
+  t.equal(categoryOf('', 'CheckRequest$decode'), 'protobufjs');
 });

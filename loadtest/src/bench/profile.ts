@@ -1,6 +1,6 @@
 /**
  * The CPU-profile pass (`make bench BENCH_ARGS=--profile`): the same rig as `make bench`, with
- * `node --cpu-prof` on both authz-service replicas and on the three services, driven through
+ * the V8 sampling profiler (what `node --cpu-prof` runs, started by ./cpu-prof-preload.mjs) on both authz-service replicas and on the three services, driven through
  * mode 3 (the bench Envoy with ext_authz: authz work only) and then mode 4 (the full chain), each
  * at a fixed arrival rate. After the stack stops (the profiles are written at exit), every
  * `.cpuprofile` is summarised: busy CPU per request, the share of time by component (gRPC,
@@ -42,9 +42,18 @@ export interface ProfileSummary {
   busyMs: number;
   /** Busy time by category, percentages of busy time, largest first. */
   categories: Array<{ category: string; ms: number; pct: number }>;
+  /**
+   * Busy time by the nearest *package* on the stack: native, Node-core, GC-free samples are
+   * charged to the closest caller that belongs to an npm package or to jwt-mesh code (so a
+   * socket write done for a log line counts as logging). Percentages of busy time.
+   */
+  attributed: Array<{ category: string; ms: number; pct: number }>;
   /** Top frames by self time. */
   top: FrameTime[];
 }
+
+/** Categories that are not a package: their time is charged to the nearest package caller in `attributed`. */
+const LOW_LEVEL = /^(native bindings|Node |module loading|V8\/native)/;
 
 /** The component a frame belongs to, from its script URL and function name. */
 export function categoryOf(url: string, functionName: string): string {
@@ -73,7 +82,18 @@ export function categoryOf(url: string, functionName: string): string {
     [/node_modules\//, 'other npm packages'],
   ];
   for (const [re, name] of pkgs) if (re.test(u)) return name;
-  if (u.startsWith('node:') || u === '') return 'Node core (net, http, http2, tls, streams, timers, crypto)';
+  if (u === '' && /^[A-Z]\w*\$(decode|encode|toObject|fromObject|verify)$/.test(functionName)) return 'protobufjs';
+  if (u === '') return 'native bindings (socket writes, crypto, ...)';
+  const nodeParts: Array<[RegExp, string]> = [
+    [/^node:internal\/http2\//, 'Node http2 (gRPC transport)'],
+    [/^node:(_http_|http$|internal\/http)/, 'Node http/1.1'],
+    [/^node:(_tls_|tls$|internal\/tls)/, 'Node TLS'],
+    [/^node:internal\/crypto|^node:crypto/, 'Node crypto'],
+    [/^node:(net|stream|internal\/streams|internal\/stream_base_commons|internal\/net)/, 'Node net/streams'],
+    [/^node:internal\/modules|^node:internal\/source_map/, 'module loading'],
+    [/^node:/, 'Node core (other: events, timers, buffers, ...)'],
+  ];
+  for (const [re, name] of nodeParts) if (re.test(u)) return name;
   return 'other';
 }
 
@@ -82,6 +102,25 @@ export function categoryOf(url: string, functionName: string): string {
  * profile's mean sampling interval), grouped by frame (function, file, line) and by category.
  */
 export function summariseProfile(profile: CpuProfile, file: string, topN = 15): ProfileSummary {
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes as Array<CpuProfile['nodes'][number] & { children?: number[] }>) {
+    for (const c of node.children ?? []) parent.set(c, node.id);
+  }
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const attributedOf = (id: number): string => {
+    const own = byId.get(id);
+    const ownCat = own ? categoryOf(own.callFrame.url, own.callFrame.functionName) : 'other';
+    if (!LOW_LEVEL.test(ownCat)) return ownCat;
+    for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
+      const n = byId.get(p);
+      if (!n) break;
+      const c = categoryOf(n.callFrame.url, n.callFrame.functionName);
+      if (c === 'root') break;
+      if (!LOW_LEVEL.test(c)) return c;
+    }
+    return ownCat;
+  };
+  const attributed = new Map<string, number>();
   const wallMs = (profile.endTime - profile.startTime) / 1000;
   const perSampleMs = profile.samples.length > 0 ? wallMs / profile.samples.length : 0;
   const hits = new Map<number, number>();
@@ -104,6 +143,8 @@ export function summariseProfile(profile: CpuProfile, file: string, topN = 15): 
     const prev = byFrame.get(key);
     byFrame.set(key, { category, ms: (prev?.ms ?? 0) + ms });
     byCategory.set(category, (byCategory.get(category) ?? 0) + ms);
+    const a = category === 'GC' ? 'GC' : attributedOf(node.id);
+    attributed.set(a, (attributed.get(a) ?? 0) + ms);
   }
   const busyMs = Math.max(wallMs - idleMs, 0);
   const pct = (ms: number) => (busyMs > 0 ? Math.round((ms / busyMs) * 1000) / 10 : 0);
@@ -113,6 +154,7 @@ export function summariseProfile(profile: CpuProfile, file: string, topN = 15): 
     wallMs: r1(wallMs),
     busyMs: r1(busyMs),
     categories: [...byCategory.entries()].sort((a, b) => b[1] - a[1]).map(([category, ms]) => ({ category, ms: r1(ms), pct: pct(ms) })),
+    attributed: [...attributed.entries()].sort((a, b) => b[1] - a[1]).map(([category, ms]) => ({ category, ms: r1(ms), pct: pct(ms) })),
     top: [...byFrame.entries()]
       .sort((a, b) => b[1].ms - a[1].ms)
       .slice(0, topN)
@@ -143,13 +185,13 @@ export function renderProfileMarkdown(parts: Array<{ part: string; requests: num
   const L: string[] = [];
   L.push(`### CPU profile — ${meta.date}`);
   L.push('');
-  L.push(`\`node --cpu-prof\` on each process; mode 3 (bench Envoy + ext_authz) then mode 4 (full chain), ${meta.rate} req/s for ${meta.sec} s each.`);
+  L.push(`V8 sampling profiler (as \`node --cpu-prof\`, 1 ms interval) in each process during the load window only (after a warm-up): mode 3 (bench Envoy + ext_authz) then mode 4 (full chain), ${meta.rate} req/s for ${meta.sec} s each. "busy" = not idle.`);
   L.push('');
-  L.push('| process | requests seen | busy CPU (ms) | CPU µs / request | top categories (share of busy time) |');
+  L.push('| process | requests seen | busy CPU (ms) | CPU µs / request | where the busy time goes (charged to the nearest package on the stack) |');
   L.push('|---|---:|---:|---:|---|');
   for (const p of parts) {
     const per = p.requests > 0 ? Math.round((p.summary.busyMs * 1000) / p.requests) : 0;
-    const cats = p.summary.categories.slice(0, 5).map((c) => `${c.category} ${c.pct} %`).join('; ');
+    const cats = p.summary.attributed.slice(0, 7).map((c) => `${c.category} ${c.pct} %`).join('; ');
     L.push(`| ${p.part} | ${p.requests} | ${p.summary.busyMs} | ${per} | ${cats} |`);
   }
   for (const p of parts) {
@@ -172,13 +214,25 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
   const servicesDir = join(profDir, 'services');
   mkdirSync(authzDir, { recursive: true });
   mkdirSync(servicesDir, { recursive: true });
+  // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload module starts the same V8 profiler.
+  const preload = `--import ${join(LOADTEST_DIR, 'src', 'bench', 'cpu-prof-preload.mjs')}`;
   const rig = await startRig(opts, {
-    authz: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${authzDir}` },
-    services: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${servicesDir}` },
+    authz: { NODE_OPTIONS: preload, JWT_MESH_CPU_PROF_DIR: authzDir },
+    services: { NODE_OPTIONS: preload, JWT_MESH_CPU_PROF_DIR: servicesDir },
   });
   const pids = new Map(rig.stack.state.processes.map((p) => [p.pid, p.name]));
+  const profiled = rig.stack.state.processes.filter((p) => p.name.startsWith('authz-') || ['orders', 'inventory', 'profile'].includes(p.name));
+  const toggle = () => {
+    for (const p of profiled) process.kill(p.pid, 'SIGUSR2');
+  };
   const counts: Record<string, number> = {};
   try {
+    // Warm up (JIT, connections, caches) before the profile window opens.
+    for (const mode of ['ext_authz', 'full'] as const) {
+      await runLoad({ baseUrl: rig.targets[mode], ratePerSec: opts.profileRate, durationSec: 3, tokens: rig.tokens, routes: [orderRoute(false)], timeoutMs: 2000, chainCheckEvery: 0 });
+    }
+    await sleep(500);
+    toggle(); // start the profilers
     for (const mode of ['ext_authz', 'full'] as const) {
       process.stdout.write(`profile: ${mode} at ${opts.profileRate} req/s for ${opts.profileSec} s\n`);
       const r = await runLoad({
@@ -194,6 +248,8 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
       counts[mode] = r.answered;
       await sleep(500);
     }
+    toggle(); // stop them: each process writes its .cpuprofile
+    await sleep(1500);
   } finally {
     await stopRig(rig);
   }

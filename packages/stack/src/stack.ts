@@ -120,13 +120,13 @@ export interface StackOptions {
 export class StackStartError extends Error {
   readonly part: string;
   readonly logFile: string | null;
-  constructor(part: string, reason: string, logFile: string | null, opts?: { cause?: unknown }) {
+  constructor(part: string, reason: string, logFile: string | null, opts?: { cause?: unknown; what?: string }) {
     const tail = logFile ? tailFile(logFile, 20) : '';
     super(
-      `${part} failed to start: ${reason}` +
+      `${part} ${opts?.what ?? 'failed to start'}: ${reason}` +
         (logFile ? `\n  log: ${logFile}` : '') +
         (tail ? `\n  last lines of the log:\n${tail.split('\n').map((l) => `    | ${l}`).join('\n')}` : ''),
-      opts,
+      opts?.cause === undefined ? undefined : { cause: opts.cause },
     );
     this.name = new.target.name;
     this.part = part;
@@ -237,6 +237,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     running.set(def.name, r);
     saveState();
   };
+  /** Starts parts in parallel; waits for every one to finish starting (or fail) before reporting the first failure, so nothing is left half-started. */
+  const launchAll = async (list: PartDef[]): Promise<void> => {
+    const results = await Promise.allSettled(list.map((d) => launch(d)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
   const stopAll = async () => {
     // Reverse start order: edge, sidecars, services, authz, auth, redis, postgres.
     for (const name of [...order].reverse()) {
@@ -327,6 +333,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           'ports',
           `these ports are in use on 127.0.0.1: ${busy.join(', ')}.\n  Is a stack already running? 'make down' stops it; 'ss -ltnp' shows who listens.`,
           null,
+          { what: 'check failed' },
         );
       }
     }
@@ -543,12 +550,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     };
     if (parts.authz) {
       const authzCert = certs.workloads['authz'] as { cert: string; key: string };
-      await Promise.all(
+      await launchAll(
         plan.authz.map((port, i) => {
           const name = `authz-${i + 1}`;
           const address = `127.0.0.1:${port}`;
-          return launch(
-            nodePart(
+          return nodePart(
               name,
               join(authzDir, 'src', 'main.ts'),
               authzDir,
@@ -574,7 +580,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
                   },
                   { timeoutMs: readyTimeoutMs, alive: proc.running, intervalMs: 300 },
                 ),
-            ),
           );
         }),
       );
@@ -605,17 +610,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         },
         orders: { PORT: String(ports('orders').app), HOST: '127.0.0.1', UPSTREAM_URL: `http://127.0.0.1:${ports('orders').outbound}` },
       };
-      await Promise.all(
+      await launchAll(
         SERVICES.map((name) => {
           const dir = join(REPO_ROOT, 'services', name);
-          return launch(
-            nodePart(
-              name,
-              join(dir, 'src', 'main.ts'),
-              dir,
-              childEnv(envFor[name] as Record<string, string>, options.env?.services),
-              httpReady(`${name} /readyz`, `http://127.0.0.1:${ports(name).app}/readyz`),
-            ),
+          return nodePart(
+            name,
+            join(dir, 'src', 'main.ts'),
+            dir,
+            childEnv(envFor[name] as Record<string, string>, options.env?.services),
+            httpReady(`${name} /readyz`, `http://127.0.0.1:${ports(name).app}/readyz`),
           );
         }),
       );
@@ -665,7 +668,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     const sidecars = [...(parts.services ? SERVICES : []), ...extras.map((x) => x.name)];
     if (sidecars.length > 0) {
-      await Promise.all(sidecars.map((s) => launch(envoyPart(`sidecar-${s}`, configs[sidecarFileName(s)] as string))));
+      await launchAll(sidecars.map((s) => envoyPart(`sidecar-${s}`, configs[sidecarFileName(s)] as string)));
       say('sidecars', `${sidecars.join(', ')} (mTLS inbound, loopback outbound; logs ${rel(join(p.logDir, 'sidecar-*.log'))})`);
     }
     const edgeHttp = `http://127.0.0.1:${plan.edge.http}`;

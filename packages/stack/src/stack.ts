@@ -94,7 +94,14 @@ export interface StackOptions {
   pgliteDataDir?: string;
   /** Redis URL. When absent a local `redis-server` is started on a free port. */
   redisUrl?: string;
-  /** Prefix of every Redis key and of the revocation channel (tests use a unique one). Default `jwtmesh:`. */
+  /**
+   * Prefix of the Redis keys and of the revocation channel, passed as `REDIS_PREFIX` (read by the
+   * auth-service) and `REVOCATION_KEY_PREFIX` (for the verifiers). Default `jwtmesh:`.
+   * Caution: the verifiers (core `loadVerifierConfig`, authz-service, services) do not read a
+   * prefix yet and always use `jwtmesh:`; with another prefix here the auth-service would write
+   * revocations where they do not look. Isolate tests by Redis database number instead
+   * (`redis://host:6379/<n>`), as test/e2e does.
+   */
   redisPrefix?: string;
   /** Demo users to create. Default {@link DEMO_USERS}. */
   users?: readonly DemoUser[];

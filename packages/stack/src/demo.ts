@@ -181,13 +181,18 @@ export async function runDemo(state: StackState, out: (line: string) => void = (
     headers: { authorization: `Bearer ${token2}`, 'content-type': 'application/json' },
     body: JSON.stringify({ refresh_token: refresh2 }),
   });
-  check(logout.status === 204, 'logout answered 204', show(logout));
+  const t1 = Date.now();
+  check(logout.status === 204, `logout answered 204 in ${t1 - t0} ms`, show(logout));
 
   // 7 ---------------------------------------------------------------------------------------------
   step('The same token after logout');
+  const sentAfter = Date.now() - t1;
   const atEdge = await call(`${edge}/api/orders/ord-1001`, { headers: { authorization: `Bearer ${token2}` } });
-  const ms = Date.now() - t0;
-  check(atEdge.status === 401 && /invalid_token/.test(atEdge.headers.get('www-authenticate') ?? ''), `rejected at the edge (${ms} ms after the logout request)`, show(atEdge));
+  check(
+    atEdge.status === 401 && /invalid_token/.test(atEdge.headers.get('www-authenticate') ?? ''),
+    `rejected at the edge (request sent ${sentAfter} ms after the logout answer)`,
+    show(atEdge),
+  );
   const direct = await call(`${ordersDirect}/api/orders/ord-1001`, { headers: { authorization: `Bearer ${token2}` } });
   check(
     direct.status === 401 && /invalid_token/.test(direct.headers.get('www-authenticate') ?? ''),

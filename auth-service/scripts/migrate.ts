@@ -20,8 +20,7 @@ import { parseArgs } from 'node:util';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { bindMigrationAwareSqlAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { SqlDriverAdapter, SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
-import { SchemaEngine } from '@prisma/schema-engine-wasm';
-import type { MigrationList, SchemaFilter } from '@prisma/schema-engine-wasm';
+import type { MigrationList, SchemaEngine, SchemaFilter } from '@prisma/schema-engine-wasm';
 import pg from 'pg';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -196,6 +195,8 @@ async function withEngine<T>(
   const engineLog = (line: string): void => {
     if (process.env['PRISMA_MIGRATE_DEBUG']) process.stderr.write(`${line}\n`);
   };
+  // Loaded on first use (compiling the 5 MB wasm takes a moment), so --help stays instant.
+  const { SchemaEngine } = await import('@prisma/schema-engine-wasm');
   const engine = await SchemaEngine.new(
     { datamodels: [[path.basename(schemaPath), schema]] },
     engineLog,

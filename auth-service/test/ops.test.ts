@@ -29,3 +29,27 @@ t.test('metrics: requests by route and status, latency, login and refresh outcom
   t.match(text, /auth_refresh_total\{outcome="invalid"\} 1/);
   t.match(text, /auth_password_hash_duration_seconds_count \d+/);
 });
+
+t.test('user CLI: creates a user with chosen scopes and roles, updates it on a second run', async (t) => {
+  const { main } = await import('../scripts/user.js');
+  const env = { ...process.env, DATABASE_URL: ta.config.databaseUrl };
+  const out: string[] = [];
+  const username = `seed.${process.pid}.${Date.now().toString(36)}`;
+  t.equal(await main(['--username', username, '--password', 'seed password', '--scope', 'orders:read introspect', '--role', 'admin'], env, (l) => out.push(l)), 0);
+  t.match(out[0], /scopes=\[orders:read introspect\] roles=\[admin\]/);
+  const login = await ta.app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: 'seed password' } });
+  t.equal(login.statusCode, 200);
+  t.equal(login.json().scope, 'orders:read introspect');
+  t.equal(await main(['--username', username, '--password', 'new password!', '--scope', 'orders:read'], env, () => undefined), 0);
+  const again = await ta.app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: 'new password!' } });
+  t.equal(again.json().scope, 'orders:read');
+  const errors: string[] = [];
+  const orig = console.error;
+  console.error = (m: string) => errors.push(m);
+  try {
+    t.equal(await main(['--username', 'x', '--password', 'seed password'], env, () => undefined), 2);
+  } finally {
+    console.error = orig;
+  }
+  t.match(errors[0], /--username must be/);
+});

@@ -88,6 +88,8 @@ t.test('report: ratios, aims and markdown', async (t) => {
   t.match(md, /\| ext_authz \| 2\.13 \| 8\.5 \| \+4\.5 \| 0 \| generator 0\.3, bench-envoy-none 0\.2 \|/);
   t.match(md, /\| \*\*every verifier\*\* \(slowest per trial\) \| \*\*5\*\* \| \*\*9\*\* \| 9 \| \|/);
   t.match(md, /Load average before: 0\.2 0\.3 0\.4/);
+  t.same(propagation.sinceRevokeAnswer, { p50: -1, p99: 2, max: 2 });
+  t.match(md, /slowest verifier rejected at p50 -1 ms \/ p99 2 ms/);
   t.match(md, /- mode 3 capacity at the SLO >= 60 % of mode 2's: 67 % — met/);
 });
 

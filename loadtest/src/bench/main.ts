@@ -10,17 +10,16 @@
  * revocation-propagation figure. Writes loadtest/results/bench-latest.{json,md} and the table in
  * loadtest/README.md. `--profile` instead runs the CPU-profile pass (see ./profile.ts).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { k8sServiceHost, type PortsOverride } from '@jwt-mesh/envoy';
-import { DEMO_USERS, startStack, type Stack } from '@jwt-mesh/stack';
+import { DEMO_USERS, spawnProcess, startStack, type ManagedProcess, type Stack } from '@jwt-mesh/stack';
 import { envoyBinary, startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
 import { request } from 'undici';
 import { z } from 'zod';
@@ -151,23 +150,29 @@ export function orderRoute(chain: boolean): RouteSpec {
   return { name: 'order-1001', method: 'GET', path: '/api/orders/ord-1001', weight: 1, auth: true, chain, expectStatus: 200 };
 }
 
-/** Starts the shared upstream of modes 1-3 as a child process; resolves with its port. */
-async function startUpstream(logDir: string): Promise<{ child: ChildProcess; port: number }> {
+/** Starts the shared upstream of modes 1-3 as its own process (dies with this one); resolves with its port. */
+async function startUpstream(logDir: string): Promise<{ proc: ManagedProcess; port: number }> {
   const entry = join(here, 'upstream.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr?.on('data', (d: Buffer) => writeFileSync(join(logDir, 'bench-upstream.log'), d, { flag: 'a' }));
-  const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(() => reject(new Error('bench upstream did not start in 30 s')), 30_000);
-    child.once('exit', (code) => reject(new Error(`bench upstream exited (${code})`)));
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      const m = /^listening (\d+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolvePort(Number(m[1]));
-      }
-    });
+  const portFile = join(logDir, '..', 'bench-upstream.port');
+  rmSync(portFile, { force: true });
+  const proc = spawnProcess({
+    name: 'bench-upstream',
+    command: process.execPath,
+    args: ['--import', 'tsx', entry, portFile],
+    cwd: REPO,
+    env: process.env,
+    logFile: join(logDir, 'bench-upstream.log'),
   });
-  return { child, port };
+  for (let i = 0; i < 600; i++) {
+    if (!proc.running()) throw new Error(`bench upstream exited (log ${join(logDir, 'bench-upstream.log')})`);
+    if (existsSync(portFile)) {
+      const port = Number(readFileSync(portFile, 'utf8'));
+      if (port > 0) return { proc, port };
+    }
+    await sleep(50);
+  }
+  await proc.stop(1000);
+  throw new Error('bench upstream did not start in 30 s');
 }
 
 async function statusOf(url: string, token: string | null): Promise<number> {
@@ -241,7 +246,7 @@ export function updateReadme(readmePath: string, markdown: string): boolean {
 /** Everything a run starts, so it can all be stopped. */
 interface Rig {
   stack: Stack;
-  upstream: { child: ChildProcess; port: number };
+  upstream: { proc: ManagedProcess; port: number };
   envoys: Partial<Record<EnvoyMode, EnvoyProcess>>;
   targets: Record<BenchMode, string>;
   tokens: TokenPool;
@@ -271,7 +276,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
     env: { auth: limits, ...(extraEnv.authz ? { authz: extraEnv.authz } : {}), ...(extraEnv.services ? { services: extraEnv.services } : {}) },
     onProgress: (line) => say(line),
   });
-  const started: { upstream?: { child: ChildProcess; port: number }; envoys: Partial<Record<EnvoyMode, EnvoyProcess>> } = { envoys: {} };
+  const started: { upstream?: { proc: ManagedProcess; port: number }; envoys: Partial<Record<EnvoyMode, EnvoyProcess>> } = { envoys: {} };
   try {
     const st = stack.state;
     const logDir = join(runDir, 'logs');
@@ -304,12 +309,12 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
     const accounted: Accounted[] = [
       ...st.processes.map((p) => ({ name: p.name, pid: p.pid, pgid: p.pgid })),
       ...ENVOY_MODES.map((m) => ({ name: `bench-envoy-${m}`, pid: (started.envoys[m] as EnvoyProcess).pid })),
-      { name: 'bench-upstream', pid: started.upstream.child.pid ?? -1 },
+      { name: 'bench-upstream', pid: started.upstream.proc.record.pid },
     ];
     return { stack, upstream: started.upstream, envoys: started.envoys, targets, tokens, accounted };
   } catch (err) {
     await Promise.all(Object.values(started.envoys).map((e) => e?.stop()));
-    started.upstream?.child.kill('SIGTERM');
+    await started.upstream?.proc.stop(2000);
     await stack.stop();
     throw err;
   }
@@ -319,7 +324,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
 export async function stopRig(rig: Rig): Promise<void> {
   rig.tokens.close();
   await Promise.all(Object.values(rig.envoys).map((e) => e?.stop()));
-  rig.upstream.child.kill('SIGTERM');
+  await rig.upstream.proc.stop(2000);
   await rig.stack.stop();
 }
 

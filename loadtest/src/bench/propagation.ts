@@ -158,6 +158,20 @@ export interface PropagationSummary {
   perVerifierLower: Record<string, LatencySummary>;
   all: LatencySummary;
   revoke: LatencySummary;
+  /**
+   * The slowest verifier's rejection measured from the moment the revoke call *answered* (ms; may
+   * be negative: verifiers can reject before the issuer's answer reaches the client). Separates
+   * the propagation (Redis publish -> every subscriber) from the issuer's own work (database write).
+   */
+  sinceRevokeAnswer: { p50: number; p99: number; max: number };
+}
+
+/** Nearest-rank percentile of signed values (0 for an empty list). */
+export function nearestRank(values: readonly number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] as number;
 }
 
 /** Summarises trials (a verifier that never rejected counts in `notSeen`, not in the percentiles). */
@@ -185,7 +199,16 @@ export function summarisePropagation(trials: readonly PropagationTrial[]): Propa
     else all.record(t.allMs);
     revoke.record(t.revokeMs);
   }
-  return { trials: trials.length, notSeen, perVerifier, perVerifierLower, all: all.summary(), revoke: revoke.summary() };
+  const since = trials.filter((t) => t.allMs !== null).map((t) => round3((t.allMs as number) - t.revokeMs));
+  return {
+    trials: trials.length,
+    notSeen,
+    perVerifier,
+    perVerifierLower,
+    all: all.summary(),
+    revoke: revoke.summary(),
+    sinceRevokeAnswer: { p50: nearestRank(since, 50), p99: nearestRank(since, 99), max: nearestRank(since, 100) },
+  };
 }
 
 function round3(x: number): number {

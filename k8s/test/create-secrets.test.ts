@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,6 +24,7 @@ const run = promisify(execFile);
 const script = resolve(K8S_DIR, 'create-secrets.sh');
 const certsDir = mkdtempSync(join(tmpdir(), 'jwt-mesh-k8s-secrets-'));
 await createDevCerts({ dir: certsDir });
+t.teardown(() => rmSync(certsDir, { recursive: true, force: true }));
 // No kubeconfig at all: nothing here may reach a cluster.
 const env = { ...process.env, KUBECTL: k8sToolPath('kubectl'), KUBECONFIG: join(certsDir, 'no-kubeconfig') };
 

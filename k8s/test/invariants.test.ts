@@ -2,7 +2,7 @@
  * Every invariant of k8s/src/invariants.ts, first on the real kind overlay (no violation), then on
  * deliberately broken copies of it: each break must be reported by its rule, naming the object.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -221,6 +221,7 @@ t.test('images: unknown, unpinned or moving images, and images without a usable 
 
   // The Dockerfile side, with BuildKit's parser on real files.
   const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-k8s-dockerfile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const files = {
     single: 'FROM node:20-slim\nARG WORKSPACE\nUSER 1000\nCMD ["node"]\n',
     root: 'FROM node:20-slim AS build\nARG WORKSPACE\nFROM node:20-slim\nCOPY --from=build /app /app\nCMD ["node"]\n',

@@ -3,7 +3,7 @@
  * for the k8s target, authz-service/policy.yaml) and compare byte for byte; and every rendered
  * Envoy config ships in a ConfigMap of the base.
  */
-import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -30,11 +30,11 @@ t.test('k8s/base/envoy and k8s/base/authz match a fresh render (run `make k8s-re
 
 t.test('a stale file is detected and rewriting fixes it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-k8s-render-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   t.same(staleBaseFiles(dir).sort(), Object.keys(renderBaseFiles()).sort(), 'an empty folder: everything is missing');
   writeBaseFiles(dir);
   t.same(staleBaseFiles(dir), []);
   const path = join(dir, 'envoy/sidecar-orders.yaml');
-  const { writeFileSync } = await import('node:fs');
   writeFileSync(path, readFileSync(path, 'utf8').replace('port_value: 8443', 'port_value: 8444'));
   t.same(staleBaseFiles(dir), ['envoy/sidecar-orders.yaml']);
 });

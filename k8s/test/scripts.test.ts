@@ -4,7 +4,7 @@
  * where to get it before touching anything. `down.sh` with no cluster reachable does nothing.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -26,7 +26,8 @@ t.test('every script parses (bash -n)', async (t) => {
 /** A PATH with only `dirname` (which the scripts need to find the repository): no docker, kind, minikube, openssl, npm. */
 function barePath(): string {
   const bin = mkdtempSync(join(tmpdir(), 'jwt-mesh-k8s-bin-'));
-  symlinkSync('/usr/bin/dirname', join(bin, 'dirname'));
+  symlinkSync(['/usr/bin/dirname', '/bin/dirname'].find((p) => existsSync(p)) ?? 'dirname', join(bin, 'dirname'));
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }));
   return bin;
 }
 
@@ -50,6 +51,7 @@ t.test('up.sh names every missing tool and where to get it, and does nothing els
 
 t.test('down.sh with no cluster reachable deletes nothing and says so', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-k8s-down-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const { stderr } = await run(resolve(K8S_DIR, 'scripts/down.sh'), [], {
     env: { ...process.env, KUBECTL: k8sToolPath('kubectl'), KUBECONFIG: join(dir, 'none'), K8S_KEEP_CLUSTER: '1' },
   });

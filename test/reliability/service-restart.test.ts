@@ -1,0 +1,88 @@
+/**
+ * Fault under load: a service restarted (SIGTERM, graceful drain, started again) while a steady
+ * load runs through the full path. First inventory (the middle hop, called by orders through
+ * its sidecar), then orders (the hop behind the edge).
+ *
+ * Requests in flight at SIGTERM are made on purpose: profile (the last hop) is frozen with
+ * SIGSTOP for 0.7 s around the signal, so requests wait inside orders and inventory.
+ *
+ * Asserted: requests in flight when SIGTERM arrives drain (every request sent before the signal
+ * succeeds), nothing is ever a 500, and traffic recovers by itself once the service is back.
+ * Printed, not asserted: requests that arrive while the only instance is down fail at its
+ * sidecar (nothing listens on the app port, and a single instance has nowhere else to go):
+ * the design cannot promise zero there; see test/README.md.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { startTestStack } from './lib/stack.js';
+import { figures, markdownTable, phaseRow, startLoad } from './lib/load.js';
+import { callChain, login } from './lib/mesh.js';
+
+t.setTimeout(180_000);
+
+const RATE = 40;
+const PHASE_SEC = 18;
+const TRANSIT_MS = 100;
+
+t.test('a service restarted under load: in-flight requests drain, recovery by itself', async (t) => {
+  const { stack, state } = await startTestStack(t, { label: 'restart' });
+  const tokens = await login(state);
+  t.equal((await callChain(state, tokens.access_token)).status, 200, 'the chain answers before the fault');
+
+  for (const service of ['inventory', 'orders']) {
+    const sidecar = stack.envoy(`sidecar-${service}`);
+    const statsBefore = await sidecar.stats('^cluster\\.local_app\\.(upstream_cx_connect_fail|upstream_rq_503|upstream_rq_retry|upstream_cx_destroy_remote_with_active_rq)$');
+    const load = startLoad({ ratePerSec: RATE, durationSec: PHASE_SEC, send: (_seq, signal) => callChain(state, tokens.access_token, { signal }) });
+    await sleep(4000);
+    // Requests in flight at SIGTERM: profile (the last hop) is frozen for a moment, so requests
+    // pile up in orders and inventory; it is thawed while the restarted service drains.
+    stack.signalPart('profile', 'SIGSTOP');
+    await sleep(400);
+    const termAt = load.now();
+    const stopping = stack.stopPart(service);
+    await sleep(300);
+    stack.signalPart('profile', 'SIGCONT');
+    await stopping;
+    const exitedAt = load.now();
+    await stack.startPart(service);
+    const readyAt = load.now();
+    await load.done;
+    const statsAfter = await sidecar.stats('^cluster\\.local_app\\.(upstream_cx_connect_fail|upstream_rq_503|upstream_rq_retry|upstream_cx_destroy_remote_with_active_rq)$');
+    const delta = Object.fromEntries(Object.entries(statsAfter).map(([k, v]) => [k.replace('cluster.local_app.', ''), v - (statsBefore[k] ?? 0)]));
+
+    // In flight at SIGTERM = inside the service: sent at least TRANSIT_MS before the signal (the
+    // hops before it take a few ms) and not answered yet. Requests sent in the last TRANSIT_MS may
+    // still be on their way through the sidecars when the service stops accepting.
+    const beforeSignal = figures(load.records, 0, termAt - TRANSIT_MS);
+    const inFlightAtSignal = load.records.filter((r) => r.sentAt < termAt - TRANSIT_MS && r.endAt > termAt);
+    const inTransit = figures(load.records, termAt - TRANSIT_MS, termAt);
+    const window = figures(load.records, termAt, readyAt);
+    const after = figures(load.records, readyAt + 500);
+    const rows = [
+      phaseRow(`sent before SIGTERM (up to ${TRANSIT_MS} ms before it)`, beforeSignal),
+      phaseRow(`sent in the last ${TRANSIT_MS} ms before SIGTERM`, inTransit),
+      phaseRow(`draining (SIGTERM -> exit, ${Math.round(exitedAt - termAt)} ms)`, figures(load.records, termAt, exitedAt)),
+      phaseRow(`down and starting (${Math.round(readyAt - exitedAt)} ms until /readyz)`, figures(load.records, exitedAt, readyAt)),
+      phaseRow('after it is back', figures(load.records, readyAt)),
+      phaseRow(`whole run (${RATE}/s for ${PHASE_SEC} s)`, figures(load.records)),
+    ];
+    t.comment(`\n${service} restarted under load; ${inFlightAtSignal.length} request(s) in flight at SIGTERM\n${markdownTable(rows)}`);
+    t.comment(`sidecar-${service} local_app counters during the run: ${JSON.stringify(delta)}`);
+    for (const r of load.records.filter((x) => !x.ok && x.sentAt < termAt)) {
+      // e.g. Fastify's own 503 for a request that reached the app over a kept-alive connection after close() began.
+      t.comment(`failed although sent before SIGTERM: sent ${Math.round(r.sentAt - termAt)} ms, ended ${Math.round(r.endAt - termAt)} ms relative to SIGTERM: ${r.status ?? r.error} ${r.detail ?? ''}`);
+    }
+    const sample = load.records.find((r) => !r.ok && r.sentAt >= termAt);
+    if (sample) t.comment(`a failure in the restart window: ${sample.status ?? sample.error} ${sample.detail ?? ''}`);
+
+    const all = figures(load.records);
+    t.equal(all.failedBy['500'] ?? 0, 0, `${service}: never a 500`);
+    t.equal(beforeSignal.failed, 0, `${service}: every request sent up to ${TRANSIT_MS} ms before SIGTERM succeeded (in-flight requests drained)`);
+    t.ok(inFlightAtSignal.every((r) => r.ok), `${service}: the ${inFlightAtSignal.length} request(s) in flight at SIGTERM succeeded`);
+    t.equal(after.failed, 0, `${service}: traffic recovers by itself once it is back`);
+    t.ok(after.sent > 0, `${service}: requests were sent after the restart`);
+    t.comment(
+      `${service}: ${window.failed} of ${window.sent} requests failed while the only instance restarted, ${inTransit.failed} of ${inTransit.sent} sent in the last ${TRANSIT_MS} ms before SIGTERM (printed, not asserted)`,
+    );
+  }
+});

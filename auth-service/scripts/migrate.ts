@@ -136,12 +136,27 @@ function readCharAsText<T extends object>(queryable: T): T {
  * its pool is closed; adapter-pg's own `connectToShadowDb` drops it while still connected, and
  * with a connection string it would even replay into the main database.
  */
-function adapterFactory(databaseUrl: string, mainDatabase?: string): SqlMigrationAwareDriverAdapterFactory {
+function adapterFactory(databaseUrl: string, mainDatabase?: string): SqlMigrationAwareDriverAdapterFactory & { disposeAll(): Promise<void> } {
   const main = new PrismaPg(pgConfig(databaseUrl, mainDatabase));
+  // The engine does not dispose its connections when freed; their pools would keep the process
+  // alive until pg's idle timeout. Track them and close them once.
+  const open = new Set<SqlDriverAdapter>();
+  const track = (adapter: SqlDriverAdapter): SqlDriverAdapter => {
+    open.add(adapter);
+    const dispose = adapter.dispose.bind(adapter);
+    adapter.dispose = async () => {
+      if (!open.delete(adapter)) return;
+      await dispose();
+    };
+    return adapter;
+  };
   return {
     provider: main.provider,
     adapterName: main.adapterName,
-    connect: async () => readCharAsText(await main.connect()),
+    disposeAll: async () => {
+      await Promise.allSettled([...open].map((a) => a.dispose()));
+    },
+    connect: async () => track(readCharAsText(await main.connect())),
     connectToShadowDb: async (): Promise<SqlDriverAdapter> => {
       const shadowName = `prisma_shadow_${createHash('sha256').update(`${process.pid}:${Date.now()}:${Math.random()}`).digest('hex').slice(0, 16)}`;
       const admin = new pg.Client(pgConfig(databaseUrl, 'postgres'));
@@ -157,7 +172,7 @@ function adapterFactory(databaseUrl: string, mainDatabase?: string): SqlMigratio
           await admin.end();
         }
       };
-      return readCharAsText(shadow);
+      return track(readCharAsText(shadow));
     },
   };
 }
@@ -197,15 +212,20 @@ async function withEngine<T>(
   };
   // Loaded on first use (compiling the 5 MB wasm takes a moment), so --help stays instant.
   const { SchemaEngine } = await import('@prisma/schema-engine-wasm');
-  const engine = await SchemaEngine.new(
-    { datamodels: [[path.basename(schemaPath), schema]] },
-    engineLog,
-    bindMigrationAwareSqlAdapterFactory(adapterFactory(databaseUrl, mainDatabase)),
-  );
+  const factory = adapterFactory(databaseUrl, mainDatabase);
   try {
-    return await run(engine);
+    const engine = await SchemaEngine.new(
+      { datamodels: [[path.basename(schemaPath), schema]] },
+      engineLog,
+      bindMigrationAwareSqlAdapterFactory(factory),
+    );
+    try {
+      return await run(engine);
+    } finally {
+      engine.free();
+    }
   } finally {
-    engine.free();
+    await factory.disposeAll();
   }
 }
 
@@ -377,5 +397,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  process.exitCode = await main(process.argv.slice(2));
+  // Exit explicitly: the wasm engine can leave a timer behind that would keep the process
+  // alive for ~10 s after the work is done.
+  process.exit(await main(process.argv.slice(2)));
 }

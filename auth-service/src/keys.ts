@@ -15,8 +15,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { createLocalKeySource, type KeySource } from '@jwt-mesh/core';
-import { AuthError } from '@jwt-mesh/core';
+import { AuthError, createLocalKeySource, type KeySource } from '@jwt-mesh/core';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config, SigningAlgorithm } from './config.js';

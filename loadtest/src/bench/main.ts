@@ -362,7 +362,19 @@ async function runBench(opts: BenchOptions): Promise<number> {
       if (enforced[mode].withToken !== 200) throw new Error(`${mode}: a valid token got ${enforced[mode].withToken}, expected 200 (see .run/bench/logs)`);
     }
 
+    /**
+     * One step, repeated once when it fails: on a shared machine a single stall (another process,
+     * a GC in the generator) can put one step's p99 over the SLO; a rate only counts as failing
+     * when two consecutive steps at it fail. The report marks a pass on the second try.
+     */
     const step = async (mode: BenchMode, rate: number, durationSec = stepSec): Promise<StepResult> => {
+      const first = await stepOnce(mode, rate, durationSec);
+      if (first.pass) return first;
+      say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s failed once; measuring it again`);
+      const second = await stepOnce(mode, rate, durationSec);
+      return { ...second, attempts: 2, firstAttempt: { p99: first.p99, failed: first.failed, achieved: first.achieved } };
+    };
+    const stepOnce = async (mode: BenchMode, rate: number, durationSec = stepSec): Promise<StepResult> => {
       const procs = pathProcesses(mode, rig.accounted);
       const before = cpuSnapshot(procs);
       const r = await runLoad({
@@ -392,6 +404,7 @@ async function runBench(opts: BenchOptions): Promise<number> {
         lagP99: r.lag.p99,
         pass,
         cpuMsPerRequest: cpuPerRequest(before, after, r.answered),
+        attempts: 1,
       };
       say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s -> ${s.achieved} achieved, p50 ${s.p50} ms, p99 ${s.p99} ms, failed ${s.failed}, lag p99 ${s.lagP99} ms: ${pass ? 'pass' : 'FAIL'}`);
       await sleep(1000); // let queues drain and the next step start clean

@@ -136,4 +136,5 @@ t.test('CPU profile summary: self time by frame and category, idle excluded', as
   t.equal(s.top[0]?.frame, 'decode protobufjs/src/reader.js:10');
   t.equal(s.top[0]?.selfMs, 300);
   t.equal(categoryOf('', 'CheckRequest$decode'), 'protobufjs');
+  t.equal(categoryOf('file:///r/node_modules/@pinojs/redact/index.js', 'getValueIfExists'), 'logging (pino)');
 });

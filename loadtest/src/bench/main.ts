@@ -57,7 +57,8 @@ Options:
   --out <dir>               results folder (default loadtest/results)
   --no-readme               do not update the results table in loadtest/README.md
   --profile                 instead: CPU-profile authz-service and the services under load (see README)
-  --profile-rate <n>        arrival rate of the profile pass (default 150)
+  --profile-rate <n>        arrival rate of the profile pass through mode 3 (default 600)
+  --profile-full-rate <n>   arrival rate of the profile pass through mode 4 (default 150)
   --profile-sec <s>         seconds per mode of the profile pass (default 20)
   -h, --help                this text
 `;
@@ -84,6 +85,7 @@ const optsSchema = z.object({
   readme: z.boolean(),
   profile: z.boolean(),
   profileRate: z.coerce.number().min(1).max(100_000),
+  profileFullRate: z.coerce.number().min(1).max(100_000),
   profileSec: z.coerce.number().min(1).max(600),
 });
 export type BenchOptions = z.infer<typeof optsSchema>;
@@ -109,6 +111,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       'no-readme': { type: 'boolean' },
       profile: { type: 'boolean' },
       'profile-rate': { type: 'string' },
+      'profile-full-rate': { type: 'string' },
       'profile-sec': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -129,7 +132,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     out: values.out ?? join(LOADTEST_DIR, 'results'),
     readme: values['no-readme'] !== true,
     profile: values.profile === true,
-    profileRate: values['profile-rate'] ?? '150',
+    profileRate: values['profile-rate'] ?? '600',
+    profileFullRate: values['profile-full-rate'] ?? '150',
     profileSec: values['profile-sec'] ?? '20',
   };
   const r = optsSchema.safeParse(raw);

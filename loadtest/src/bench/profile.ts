@@ -65,7 +65,7 @@ export function categoryOf(url: string, functionName: string): string {
   const pkgs: Array<[RegExp, string]> = [
     [/node_modules\/@grpc\/grpc-js\//, 'grpc-js'],
     [/node_modules\/@grpc\/proto-loader\/|node_modules\/protobufjs\//, 'protobufjs'],
-    [/node_modules\/(pino|sonic-boom|thread-stream|fast-redact|pino-std-serializers|quick-format-unescaped|on-exit-leak-free)\//, 'logging (pino)'],
+    [/node_modules\/(pino|sonic-boom|thread-stream|fast-redact|@pinojs|pino-std-serializers|quick-format-unescaped|on-exit-leak-free|safe-stable-stringify)\//, 'logging (pino)'],
     [/node_modules\/(prom-client|tdigest|bintrees)\//, 'metrics (prom-client)'],
     [/node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|@ioredis)\//, 'redis client (ioredis)'],
     [/node_modules\/jose\//, 'jose'],
@@ -181,11 +181,11 @@ function findProfiles(dir: string): string[] {
 }
 
 /** Renders profile summaries as markdown. */
-export function renderProfileMarkdown(parts: Array<{ part: string; requests: number; summary: ProfileSummary }>, meta: { date: string; rate: number; sec: number }): string {
+export function renderProfileMarkdown(parts: Array<{ part: string; requests: number; summary: ProfileSummary }>, meta: { date: string; rate: number; fullRate: number; sec: number }): string {
   const L: string[] = [];
   L.push(`### CPU profile — ${meta.date}`);
   L.push('');
-  L.push(`V8 sampling profiler (as \`node --cpu-prof\`, 1 ms interval) in each process during the load window only (after a warm-up): mode 3 (bench Envoy + ext_authz) then mode 4 (full chain), ${meta.rate} req/s for ${meta.sec} s each. "busy" = not idle.`);
+  L.push(`V8 sampling profiler (as \`node --cpu-prof\`, 1 ms interval) in each process during the load window only (after a warm-up): mode 3 (bench Envoy + ext_authz) at ${meta.rate} req/s, then mode 4 (full chain) at ${meta.fullRate} req/s, ${meta.sec} s each. "busy" = not idle.`);
   L.push('');
   L.push('| process | requests seen | busy CPU (ms) | CPU µs / request | where the busy time goes (charged to the nearest package on the stack) |');
   L.push('|---|---:|---:|---:|---|');
@@ -228,16 +228,17 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
   const counts: Record<string, number> = {};
   try {
     // Warm up (JIT, connections, caches) before the profile window opens.
+    const rateOf = (mode: 'ext_authz' | 'full') => (mode === 'full' ? opts.profileFullRate : opts.profileRate);
     for (const mode of ['ext_authz', 'full'] as const) {
-      await runLoad({ baseUrl: rig.targets[mode], ratePerSec: opts.profileRate, durationSec: 3, tokens: rig.tokens, routes: [orderRoute(false)], timeoutMs: 2000, chainCheckEvery: 0 });
+      await runLoad({ baseUrl: rig.targets[mode], ratePerSec: rateOf(mode), durationSec: 3, tokens: rig.tokens, routes: [orderRoute(false)], timeoutMs: 2000, chainCheckEvery: 0 });
     }
     await sleep(500);
     toggle(); // start the profilers
     for (const mode of ['ext_authz', 'full'] as const) {
-      process.stdout.write(`profile: ${mode} at ${opts.profileRate} req/s for ${opts.profileSec} s\n`);
+      process.stdout.write(`profile: ${mode} at ${rateOf(mode)} req/s for ${opts.profileSec} s\n`);
       const r = await runLoad({
         baseUrl: rig.targets[mode],
-        ratePerSec: opts.profileRate,
+        ratePerSec: rateOf(mode),
         durationSec: opts.profileSec,
         tokens: rig.tokens,
         routes: [orderRoute(mode === 'full')],
@@ -269,7 +270,7 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
     process.stderr.write(`profile: no .cpuprofile written under ${profDir} (did the processes exit cleanly?)\n`);
     return 1;
   }
-  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, sec: opts.profileSec });
+  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, fullRate: opts.profileFullRate, sec: opts.profileSec });
   const out = join(LOADTEST_DIR, 'results');
   writeFileSync(join(out, 'profile-latest.md'), md);
   writeFileSync(join(out, 'profile-latest.json'), `${JSON.stringify({ counts, parts }, null, 2)}\n`);

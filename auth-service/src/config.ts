@@ -17,6 +17,8 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly databaseUrl: string;
+  /** `DATABASE_POOL_MAX`: most PostgreSQL connections this process opens, 1..100. Default 10. */
+  readonly databasePoolMax: number;
   readonly redisUrl: string;
   /** Prefix of every Redis key this service writes (revocation entries, rate-limit counters). */
   readonly redisPrefix: string;
@@ -65,6 +67,7 @@ export const DEFAULTS = Object.freeze({
   PORT: '4000',
   HOST: '127.0.0.1',
   DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/jwt_mesh',
+  DATABASE_POOL_MAX: '10',
   REDIS_URL: 'redis://127.0.0.1:6379/0',
   REDIS_PREFIX: 'jwtmesh:',
   JWT_ISSUER: 'http://localhost:4000',
@@ -125,6 +128,7 @@ const schema = z.object({
   PORT: int(0, 65535),
   HOST: z.string().trim().min(1, 'must not be empty'),
   DATABASE_URL: url(['postgresql:', 'postgres:']),
+  DATABASE_POOL_MAX: int(1, 100),
   REDIS_URL: url(['redis:', 'rediss:']),
   REDIS_PREFIX: z.string().max(64, 'must be at most 64 characters'),
   JWT_ISSUER: url(['http:', 'https:']),
@@ -255,6 +259,7 @@ export function parseConfig(env: Env = process.env): Config {
     port: v.PORT,
     host: v.HOST,
     databaseUrl: v.DATABASE_URL,
+    databasePoolMax: v.DATABASE_POOL_MAX,
     redisUrl: v.REDIS_URL,
     redisPrefix: v.REDIS_PREFIX,
     jwt: Object.freeze({

@@ -7,6 +7,7 @@ t.test('defaults', async (t) => {
   t.equal(c.port, 4000);
   t.equal(c.host, '127.0.0.1');
   t.equal(c.databaseUrl, DEFAULTS.DATABASE_URL);
+  t.equal(c.databasePoolMax, 10);
   t.equal(c.redisUrl, 'redis://127.0.0.1:6379/0');
   t.match(c.jwt, { issuer: 'http://localhost:4000', audience: 'jwt-mesh', algorithms: ['RS256'], clockToleranceSec: 30, accessTokenTtlSec: 300, maxTokenBytes: 8192 });
   t.equal(c.refreshTokenTtlSec, 1_209_600);
@@ -28,11 +29,13 @@ t.test('values are parsed', async (t) => {
   t.same(c.trustProxy, ['10.0.0.0/8', '127.0.0.1']);
   t.same(c.defaultUserScopes, ['a:b', 'c']);
   t.equal(parseConfig({ TRUST_PROXY: '2' }).trustProxy, 2);
+  t.equal(parseConfig({ DATABASE_POOL_MAX: '1' }).databasePoolMax, 1);
 });
 
 const bad: Array<[Record<string, string>, RegExp]> = [
   [{ PORT: 'abc' }, /^invalid configuration: PORT: expected a whole number \(got "abc"\)$/],
   [{ PORT: '70000' }, /PORT: must be at most 65535/],
+  [{ DATABASE_POOL_MAX: '0' }, /DATABASE_POOL_MAX: must be at least 1/],
   [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: expected a postgresql:\/\/ or postgres:\/\/ URL/],
   [{ REDIS_URL: 'nope' }, /REDIS_URL: expected a redis:\/\//],
   [{ JWT_ALGORITHMS: 'HS256' }, /JWT_ALGORITHMS: expected one of RS256, ES256, EdDSA/],

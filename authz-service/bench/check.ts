@@ -50,6 +50,8 @@ Options:
   --revocation-cache-ms <ms>  REVOCATION_CACHE_TTL_MS for the server; 0 = a Redis
                         round trip on every call                   (default: core default)
   --in-process          run the server in this process (default: a child process)
+  --server-node-args <flags>  extra node flags for the server child, e.g.
+                        "--max-semi-space-size=32"                 (default: none)
   --plaintext           no TLS between client and server (default: mTLS, as Envoy does)
   --redis-url <url>     Redis for revocation                       (default $REDIS_URL or redis://127.0.0.1:6379/0)
   --help                this text
@@ -65,6 +67,7 @@ const { values: args } = parseArgs({
     channels: { type: 'string', default: '2' },
     'revocation-cache-ms': { type: 'string' },
     'in-process': { type: 'boolean', default: false },
+    'server-node-args': { type: 'string', default: '' },
     plaintext: { type: 'boolean', default: false },
     'redis-url': { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0' },
     help: { type: 'boolean', default: false },
@@ -200,7 +203,7 @@ const serverEnv: NodeJS.ProcessEnv = {
   JWT_AUDIENCE: AUDIENCE,
   JWKS_URL: jwksUrl,
   REDIS_URL: redisUrl,
-  REVOCATION_KEY_PREFIX: prefix,
+  REDIS_PREFIX: prefix,
   LOG_LEVEL: 'info',
   ...(args['revocation-cache-ms'] !== undefined ? { REVOCATION_CACHE_TTL_MS: String(positive('revocation-cache-ms', args['revocation-cache-ms'])) } : {}),
   ...(certs
@@ -238,7 +241,8 @@ let stopInProcess: (() => Promise<void>) | undefined;
 /** Starts src/main.ts as a child and resolves its gRPC port once it logs "ready". */
 function startChild(): Promise<number> {
   return new Promise((resolve, reject) => {
-    child = spawn(process.execPath, ['--import', 'tsx', join(here, '..', 'src', 'main.ts')], {
+    const nodeArgs = args['server-node-args'].split(/\s+/).filter((a) => a !== '');
+    child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(here, '..', 'src', 'main.ts')], {
       cwd: repoRoot,
       env: serverEnv,
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -27,7 +27,6 @@ export const DEFAULTS = Object.freeze({
   AUTHZ_DRAIN_TIMEOUT_MS: 10_000,
   VERIFIED_CACHE_MAX_ENTRIES: 10_000,
   LOG_LEVEL: 'info',
-  REVOCATION_KEY_PREFIX: 'jwtmesh:',
 });
 
 /** A configuration error; `variable` names the environment variable at fault. */
@@ -68,7 +67,6 @@ const envSchema = z.object({
   AUTHZ_DRAIN_TIMEOUT_MS: positiveMs.optional(),
   VERIFIED_CACHE_MAX_ENTRIES: int(0, 10_000_000).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be fatal, error, warn, info, debug, trace or silent' }).optional(),
-  REVOCATION_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -').optional(),
 });
 
 /** The validated raw variables (all optional; defaults are applied by {@link loadConfig}). */
@@ -121,7 +119,7 @@ export interface AuthzConfig {
   readonly verifiedCacheMaxEntries: number;
   readonly logLevel: string;
   /**
-   * Redis key prefix of the revocation store (`REVOCATION_KEY_PREFIX`, default `jwtmesh:`); must
+   * Redis key prefix of the revocation store (`REDIS_PREFIX`, read by the core's `loadVerifierConfig`, default `jwtmesh:`); must
    * equal the issuer's. Keys `<prefix>rv:{jti,sid,sub}:<id>`, channel `<prefix>revocations`.
    */
   readonly revocationKeyPrefix: string;
@@ -163,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AuthzConfig {
     };
     security = { mode: 'mtls', certFile: need('AUTHZ_TLS_CERT'), keyFile: need('AUTHZ_TLS_KEY'), caFile: need('AUTHZ_TLS_CA') };
   }
+  const verifier = loadVerifierConfig(env);
   const config: AuthzConfig = {
     port: raw.AUTHZ_PORT ?? DEFAULTS.AUTHZ_PORT,
     host: raw.AUTHZ_HOST ?? DEFAULTS.AUTHZ_HOST,
@@ -174,8 +173,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AuthzConfig {
     drainTimeoutMs: raw.AUTHZ_DRAIN_TIMEOUT_MS ?? DEFAULTS.AUTHZ_DRAIN_TIMEOUT_MS,
     verifiedCacheMaxEntries: raw.VERIFIED_CACHE_MAX_ENTRIES ?? DEFAULTS.VERIFIED_CACHE_MAX_ENTRIES,
     logLevel: raw.LOG_LEVEL ?? DEFAULTS.LOG_LEVEL,
-    revocationKeyPrefix: raw.REVOCATION_KEY_PREFIX ?? DEFAULTS.REVOCATION_KEY_PREFIX,
-    verifier: loadVerifierConfig(env),
+    revocationKeyPrefix: verifier.redisPrefix,
+    verifier,
   };
   return Object.freeze(config);
 }

@@ -51,7 +51,7 @@ t.test('bad values stop start-up naming the variable', async (t) => {
     [{ ...TLS, VERIFIED_CACHE_MAX_ENTRIES: 'many' }, /VERIFIED_CACHE_MAX_ENTRIES/],
     [{ ...TLS, AUTHZ_INSECURE_PLAINTEXT: 'yes' }, /AUTHZ_INSECURE_PLAINTEXT/],
     [{ ...TLS, LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
-    [{ ...TLS, REVOCATION_KEY_PREFIX: 'a b' }, /REVOCATION_KEY_PREFIX/],
+    [{ ...TLS, REDIS_PREFIX: 'a b' }, /REDIS_PREFIX/],
     [{}, /AUTHZ_TLS_CERT.*required/],
     [{ AUTHZ_TLS_CERT: 'c', AUTHZ_TLS_KEY: 'k' }, /AUTHZ_TLS_CA/],
     [{ AUTHZ_TLS: 'false' }, /AUTHZ_TLS.*AUTHZ_INSECURE_PLAINTEXT=true/],

@@ -41,7 +41,7 @@ function baseEnv(over: Record<string, string> = {}): Record<string, string> {
     JWT_AUDIENCE: AUDIENCE,
     JWKS_URL: issuer.jwksUrl,
     REDIS_URL,
-    REVOCATION_KEY_PREFIX: uniquePrefix(),
+    REDIS_PREFIX: uniquePrefix(),
     ...over,
   };
 }

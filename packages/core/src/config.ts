@@ -26,6 +26,12 @@ export interface VerifierConfig {
   /** `REDIS_URL`: revocation store. Default `redis://127.0.0.1:6379/0`. */
   readonly redisUrl: string;
   /**
+   * `REDIS_PREFIX`: prefix of every Redis key and of the revocation channel (`<prefix>rv:jti:<jti>`,
+   * `<prefix>revocations`), 1-64 characters of `A-Z a-z 0-9 : . _ -`. Must be the same in the issuer
+   * and every verifier. Default `jwtmesh:`.
+   */
+  readonly redisPrefix: string;
+  /**
    * `REVOCATION_FAIL_MODE`: `closed` (default: deny when Redis cannot answer) or `open`
    * (UNSAFE: allow, so a revoked token works until `exp` while Redis is down).
    */
@@ -44,6 +50,7 @@ export const VERIFIER_CONFIG_DEFAULTS = Object.freeze({
   JWT_MAX_TOKEN_BYTES: '8192',
   JWKS_URL: 'http://localhost:4000/.well-known/jwks.json',
   REDIS_URL: 'redis://127.0.0.1:6379/0',
+  REDIS_PREFIX: 'jwtmesh:',
   REVOCATION_FAIL_MODE: 'closed',
   REVOCATION_CACHE_TTL_MS: '1000',
 });
@@ -84,6 +91,7 @@ const schema = z.object({
   JWT_MAX_TOKEN_BYTES: int(512, 65_536),
   JWKS_URL: url(['http:', 'https:']),
   REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -'),
   REVOCATION_FAIL_MODE: z.enum(['closed', 'open'], { error: 'must be closed or open' }),
   REVOCATION_CACHE_TTL_MS: int(0, 60_000),
 });
@@ -122,6 +130,7 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
     maxTokenBytes: d.JWT_MAX_TOKEN_BYTES,
     jwksUrl: d.JWKS_URL,
     redisUrl: d.REDIS_URL,
+    redisPrefix: d.REDIS_PREFIX,
     revocationFailMode: d.REVOCATION_FAIL_MODE,
     revocationCacheTtlMs: d.REVOCATION_CACHE_TTL_MS,
   });

@@ -12,6 +12,7 @@ t.test('defaults', async (t) => {
     maxTokenBytes: 8192,
     jwksUrl: 'http://localhost:4000/.well-known/jwks.json',
     redisUrl: 'redis://127.0.0.1:6379/0',
+    redisPrefix: 'jwtmesh:',
     revocationFailMode: 'closed',
     revocationCacheTtlMs: 1000,
   });
@@ -32,7 +33,9 @@ t.test('values are parsed', async (t) => {
     REDIS_URL: 'rediss://u:p@redis:6380/2',
     REVOCATION_FAIL_MODE: 'open',
     REVOCATION_CACHE_TTL_MS: '0',
+    REDIS_PREFIX: 'e2e-1:',
   });
+  t.equal(c.redisPrefix, 'e2e-1:');
   t.same(c.algorithms, ['ES256', 'EdDSA', 'RS256']);
   t.equal(c.clockToleranceSec, 0);
   t.equal(c.accessTokenTtlSec, 600);
@@ -56,6 +59,7 @@ t.test('a bad value names the variable', async (t) => {
     [{ REDIS_URL: 'http://redis' }, /REDIS_URL/],
     [{ REVOCATION_FAIL_MODE: 'allow' }, /REVOCATION_FAIL_MODE: must be closed or open/],
     [{ REVOCATION_CACHE_TTL_MS: 'x' }, /REVOCATION_CACHE_TTL_MS/],
+    [{ REDIS_PREFIX: 'a b' }, /REDIS_PREFIX/],
   ];
   for (const [env, msg] of bad) t.throws(() => loadVerifierConfig(env), msg, JSON.stringify(env));
   try {

@@ -95,12 +95,8 @@ export interface StackOptions {
   /** Redis URL. When absent a local `redis-server` is started on a free port. */
   redisUrl?: string;
   /**
-   * Prefix of the Redis keys and of the revocation channel, passed as `REDIS_PREFIX` (read by the
-   * auth-service) and `REVOCATION_KEY_PREFIX` (for the verifiers). Default `jwtmesh:`.
-   * Caution: the verifiers (core `loadVerifierConfig`, authz-service, services) do not read a
-   * prefix yet and always use `jwtmesh:`; with another prefix here the auth-service would write
-   * revocations where they do not look. Isolate tests by Redis database number instead
-   * (`redis://host:6379/<n>`), as test/e2e does.
+   * Prefix of the Redis keys and of the revocation channel, passed as `REDIS_PREFIX` to the
+   * auth-service and every verifier. Default `jwtmesh:`.
    */
   redisPrefix?: string;
   /** Demo users to create. Default {@link DEMO_USERS}. */
@@ -487,7 +483,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       JWT_AUDIENCE: audience,
       JWKS_URL: jwksUrl,
       REDIS_URL: rUrl,
-      REVOCATION_KEY_PREFIX: prefix,
       REDIS_PREFIX: prefix,
       LOG_LEVEL: 'info',
     };

@@ -18,7 +18,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-install: deps envoy generate ## npm packages, pinned Envoy, generated code (Prisma client, proto types)
+install: deps envoy generate k8s-tools ## npm packages, pinned Envoy, generated code (Prisma client, proto types), offline k8s tools
 
 deps: ## npm packages for every workspace
 	npm ci --no-audit --no-fund
@@ -36,7 +36,7 @@ migrate: ## create the database if needed and apply prisma/migrations (no schema
 typecheck: ## tsc --noEmit over every workspace
 	npm run typecheck
 
-test: ## the whole test suite (needs PostgreSQL, Redis, Envoy: see README); ends with "N passed, N failed"
+test: migrate ## migrations, then the whole test suite (needs PostgreSQL, Redis, Envoy: see README); ends with "N passed, N failed"
 	node scripts/test.mjs
 
 bench-verify: ## verifications per second and p50/p99 for the core, beside raw node:crypto

@@ -26,7 +26,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
@@ -393,7 +393,7 @@ const fmt = (n: number): string => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(
 
 console.error(
   `# server: ${args['in-process'] ? 'in-process' : `child process (pid ${child?.pid})`}, ${certs ? 'mTLS' : 'plaintext'}, ` +
-    `port ${port}; ${cpus().length} CPUs; ${tokenCount} tokens (${toRevoke.length} revoked); ${channelCount} channel(s)`,
+    `port ${port}; ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${tokenCount} tokens (${toRevoke.length} revoked); ${channelCount} channel(s)`,
 );
 if (warmupS > 0) {
   console.error(`# warm-up: ${warmupS} s at ${rates[0]}/s`);
@@ -427,6 +427,20 @@ console.log('| target rps | achieved rps | calls | p50 ms | p90 ms | p99 ms | ma
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const row of rows) console.log(row);
 console.log('');
+if (metricsUrl) {
+  // The server's own view of its pauses (prom-client default metrics), to read the tail with.
+  const text = await (await fetch(metricsUrl)).text();
+  const num = (re: RegExp): number => Number(re.exec(text)?.[1] ?? Number.NaN);
+  const minorSum = num(/^nodejs_gc_duration_seconds_sum\{kind="minor"\} (\S+)$/m);
+  const minorCount = num(/^nodejs_gc_duration_seconds_count\{kind="minor"\} (\S+)$/m);
+  const majorCount = num(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m);
+  console.log(
+    `server process over the whole run: ${minorCount} minor GCs (mean ${fmt((minorSum / minorCount) * 1000)} ms), ${majorCount} major; ` +
+      `event-loop lag at the last scrape p99 ${fmt(num(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m) * 1000)} ms; ` +
+      `load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other processes on this machine skew the tail)`,
+  );
+  console.log('');
+}
 
 // ---- teardown --------------------------------------------------------------------------------
 for (const c of clients) c.close();

@@ -54,6 +54,11 @@ export interface Config {
     readonly registerPerAddressPerMin: number;
   };
   readonly cleanupIntervalSec: number;
+  /**
+   * `REVOCATION_SYNC_INTERVAL_SEC`: period of the re-publication of the database's live
+   * revocations to Redis (also run at start and whenever Redis comes back); 0 = only then.
+   */
+  readonly revocationSyncIntervalSec: number;
   readonly defaultClientId: string;
   readonly defaultUserScopes: readonly string[];
   readonly defaultUserRoles: readonly string[];
@@ -88,6 +93,7 @@ export const DEFAULTS = Object.freeze({
   REFRESH_RATE_LIMIT_PER_MIN: '60',
   REGISTER_RATE_LIMIT_PER_MIN: '10',
   CLEANUP_INTERVAL_SEC: '300',
+  REVOCATION_SYNC_INTERVAL_SEC: '60',
   DEFAULT_CLIENT_ID: 'jwt-mesh',
   DEFAULT_USER_SCOPES: 'profile:read orders:read orders:write inventory:read',
   DEFAULT_USER_ROLES: 'user',
@@ -154,6 +160,7 @@ const schema = z.object({
   REFRESH_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
   REGISTER_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
   CLEANUP_INTERVAL_SEC: int(0, 86_400),
+  REVOCATION_SYNC_INTERVAL_SEC: int(0, 86_400),
   DEFAULT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'expected 1-128 of A-Z a-z 0-9 . _ : -'),
   DEFAULT_USER_SCOPES: spaceList('scope', SCOPE_TOKEN),
   DEFAULT_USER_ROLES: spaceList('role', /^[A-Za-z0-9._:-]{1,64}$/),
@@ -287,6 +294,7 @@ export function parseConfig(env: Env = process.env): Config {
       registerPerAddressPerMin: v.REGISTER_RATE_LIMIT_PER_MIN,
     }),
     cleanupIntervalSec: v.CLEANUP_INTERVAL_SEC,
+    revocationSyncIntervalSec: v.REVOCATION_SYNC_INTERVAL_SEC,
     defaultClientId: v.DEFAULT_CLIENT_ID,
     defaultUserScopes: Object.freeze([...v.DEFAULT_USER_SCOPES]),
     defaultUserRoles: Object.freeze([...v.DEFAULT_USER_ROLES]),

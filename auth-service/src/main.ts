@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
 import { buildApp, createLogger } from './app.js';
 import { scheduleCleanup } from './cleanup.js';
+import { scheduleRevocationSync } from './revocation-sync.js';
 import { systemClock } from './clock.js';
 import { ConfigError, parseConfig } from './config.js';
 import { createPrisma } from './db.js';
@@ -55,6 +56,13 @@ async function main(): Promise<void> {
     { prisma, clock, metrics, logger },
     { intervalSec: config.cleanupIntervalSec, graceSec: config.refreshReuseGraceSec, marginSec: config.jwt.clockToleranceSec },
   );
+  // Redis may lose revocations the database holds (restart without persistence, failover, a
+  // revocation made while it was down): publish them again at start, on every reconnection and
+  // every REVOCATION_SYNC_INTERVAL_SEC.
+  const stopRevocationSync = scheduleRevocationSync(
+    { prisma, revocation, clock, config, logger },
+    { redis, intervalSec: config.revocationSyncIntervalSec },
+  );
 
   let closing = false;
   const shutdown = async (signal: string): Promise<void> => {
@@ -67,6 +75,7 @@ async function main(): Promise<void> {
     }, 10_000);
     force.unref();
     stopCleanup();
+    stopRevocationSync();
     keys.close();
     try {
       await app.close(); // stops accepting, waits for in-flight requests

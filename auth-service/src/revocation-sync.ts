@@ -1,0 +1,185 @@
+/**
+ * Revocation re-sync: publishes the database's live revocations to Redis again.
+ *
+ * The database is the source of truth for revocation (ARCHITECTURE.md "Revocation"); Redis is
+ * the fast path every verifier reads. Redis can lose entries the database still holds: a restart
+ * without persistence, a failover to a replica that missed writes, a FLUSH, eviction under
+ * memory pressure, or a revocation made while Redis was unreachable (the database was written,
+ * the publish failed, the client got 503). Without a re-sync, every such token would be accepted
+ * again until it expires.
+ *
+ * {@link republishRevocations} writes every entry that can still matter:
+ * - `jti`: rows of `revoked_access_tokens` whose token has not expired (entry until
+ *   `exp + JWT_CLOCK_TOLERANCE_SEC`);
+ * - `sid`: sessions revoked less than `ACCESS_TOKEN_TTL_SEC + JWT_CLOCK_TOLERANCE_SEC` ago (no
+ *   access token of the family can outlive that);
+ * - `sub`: users whose `tokens_revoked_before` is that recent.
+ * Each through the core's `RevocationPublisher.revoke` (SET with TTL, never shortening one, and
+ * the pub/sub invalidation), so it is idempotent and safe to run at any time.
+ *
+ * {@link scheduleRevocationSync} runs it once at start, every time the service's Redis client
+ * becomes ready again after a disconnection, and every REVOCATION_SYNC_INTERVAL_SEC.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { RevocationPublisher } from '@jwt-mesh/core';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { PrismaClient } from './db.js';
+
+/** Entries written by one run, by kind. */
+export interface RevocationSyncResult {
+  jti: number;
+  sid: number;
+  sub: number;
+}
+
+/** What a re-sync needs. */
+export interface RevocationSyncDeps {
+  readonly prisma: PrismaClient;
+  readonly revocation: RevocationPublisher;
+  readonly clock: Clock;
+  readonly config: Pick<Config, 'jwt'>;
+}
+
+/** Rows read per query. */
+const PAGE = 500;
+
+/**
+ * Publishes every live revocation of the database to Redis (see the module comment).
+ * @returns how many entries of each kind were written
+ * @throws the Prisma error when the database cannot be read, or the ioredis error when Redis
+ *   cannot be written (nothing is lost: the next run writes everything again)
+ */
+export async function republishRevocations(deps: RevocationSyncDeps): Promise<RevocationSyncResult> {
+  const { prisma, revocation, clock } = deps;
+  const { accessTokenTtlSec, clockToleranceSec } = deps.config.jwt;
+  const now = clock.now();
+  const sec = (d: Date) => Math.floor(d.getTime() / 1000);
+  const result: RevocationSyncResult = { jti: 0, sid: 0, sub: 0 };
+
+  // jti: until the token's exp + tolerance.
+  for (let cursor: string | undefined; ; ) {
+    const rows = await prisma.revokedAccessToken.findMany({
+      where: { expiresAt: { gt: new Date(now - clockToleranceSec * 1000) } },
+      select: { jti: true, expiresAt: true },
+      orderBy: { jti: 'asc' },
+      take: PAGE,
+      ...(cursor !== undefined ? { cursor: { jti: cursor }, skip: 1 } : {}),
+    });
+    for (const r of rows) await revocation.revoke({ kind: 'jti', id: r.jti }, sec(r.expiresAt) + clockToleranceSec);
+    result.jti += rows.length;
+    if (rows.length < PAGE) break;
+    cursor = rows[rows.length - 1]?.jti;
+  }
+
+  // sid and sub: an access token issued before the revocation lives at most TTL + tolerance.
+  const window = (accessTokenTtlSec + clockToleranceSec) * 1000;
+  const since = new Date(now - window);
+  for (let cursor: string | undefined; ; ) {
+    const rows = await prisma.session.findMany({
+      where: { revokedAt: { gt: since } },
+      select: { id: true, revokedAt: true },
+      orderBy: { id: 'asc' },
+      take: PAGE,
+      ...(cursor !== undefined ? { cursor: { id: cursor }, skip: 1 } : {}),
+    });
+    for (const r of rows) {
+      await revocation.revoke({ kind: 'sid', id: r.id }, sec(r.revokedAt as Date) + accessTokenTtlSec + clockToleranceSec);
+    }
+    result.sid += rows.length;
+    if (rows.length < PAGE) break;
+    cursor = rows[rows.length - 1]?.id;
+  }
+  for (let cursor: string | undefined; ; ) {
+    const rows = await prisma.user.findMany({
+      where: { tokensRevokedBefore: { gt: since } },
+      select: { id: true, tokensRevokedBefore: true },
+      orderBy: { id: 'asc' },
+      take: PAGE,
+      ...(cursor !== undefined ? { cursor: { id: cursor }, skip: 1 } : {}),
+    });
+    for (const r of rows) {
+      const before = Math.ceil((r.tokensRevokedBefore as Date).getTime() / 1000);
+      await revocation.revoke({ kind: 'sub', id: r.id, before }, before + accessTokenTtlSec + clockToleranceSec);
+    }
+    result.sub += rows.length;
+    if (rows.length < PAGE) break;
+    cursor = rows[rows.length - 1]?.id;
+  }
+  return result;
+}
+
+/**
+ * Runs {@link republishRevocations} at start, whenever `redis` becomes ready after having been
+ * disconnected, and every `intervalSec` seconds (0 = only at start and on reconnection).
+ * Runs never overlap; a trigger during a run schedules one more run after it. A failed run is
+ * logged and retried `retryMs` later (default 1000) until one succeeds.
+ *
+ * @param redis - the service's ioredis client (its `ready` events mark reconnections)
+ * @returns a stop function
+ */
+export function scheduleRevocationSync(
+  deps: RevocationSyncDeps & { readonly logger: Logger },
+  opts: { redis: Redis; intervalSec: number; retryMs?: number },
+): () => void {
+  const retryMs = opts.retryMs ?? 1000;
+  let running = false;
+  let again = false;
+  let stopped = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  const run = (reason: string): void => {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    clearTimeout(retryTimer);
+    const t0 = deps.clock.now();
+    republishRevocations(deps).then(
+      (r) => {
+        deps.logger.info({ event: 'revocation_sync', reason, ...r, ms: deps.clock.now() - t0 }, 'revocations re-published to Redis');
+        running = false;
+        if (again) {
+          again = false;
+          run('queued');
+        }
+      },
+      (err: unknown) => {
+        deps.logger.warn({ err: { message: (err as Error)?.message }, reason }, 'revocation re-sync failed; retrying');
+        running = false;
+        again = false;
+        retryTimer = setTimeout(() => run('retry'), retryMs);
+        retryTimer.unref();
+      },
+    );
+  };
+
+  let lostConnection = false;
+  const onDown = () => {
+    lostConnection = true;
+  };
+  const onReady = () => {
+    if (lostConnection) {
+      lostConnection = false;
+      run('redis reconnected');
+    }
+  };
+  opts.redis.on('close', onDown);
+  opts.redis.on('end', onDown);
+  opts.redis.on('ready', onReady);
+  const interval = opts.intervalSec > 0 ? setInterval(() => run('interval'), opts.intervalSec * 1000) : undefined;
+  interval?.unref();
+  run('start');
+
+  return () => {
+    stopped = true;
+    clearInterval(interval);
+    clearTimeout(retryTimer);
+    opts.redis.off('close', onDown);
+    opts.redis.off('end', onDown);
+    opts.redis.off('ready', onReady);
+  };
+}

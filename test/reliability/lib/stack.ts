@@ -42,30 +42,41 @@ export async function startTestStack(
   opts: { label: string; databaseUrl?: string; stack?: Partial<StackOptions> },
 ): Promise<TestStack> {
   const databaseUrl = opts.databaseUrl ?? (await createTestDatabase(t));
-  const runDir = mkdtempSync(join(tmpdir(), `jwtmesh-${opts.label}-`));
-  const stateFile = join(runDir, 'stack.json');
-  const lines: string[] = [];
-  let stack: Stack;
-  try {
-    stack = await startStack({
-      runDir,
-      stateFile,
-      ports: 'free',
-      databaseUrl,
-      // The default prefix: the Redis server is this stack's own. (The services read revocations
-      // under the default prefix whatever the stack passes; see test/README.md.)
-      onProgress: (line) => lines.push(line),
-      readyTimeoutMs: 120_000,
-      ...opts.stack,
-    });
-  } catch (err) {
-    t.comment(lines.join('\n'));
-    throw err;
+  // Free ports are picked before the processes bind them; with other suites starting stacks in
+  // parallel one may be taken in between (EADDRINUSE). Such a start is retried on new ports.
+  let stack: Stack | undefined;
+  let runDir = '';
+  let stateFile = '';
+  for (let attempt = 1; stack === undefined; attempt++) {
+    runDir = mkdtempSync(join(tmpdir(), `jwtmesh-${opts.label}-`));
+    stateFile = join(runDir, 'stack.json');
+    const lines: string[] = [];
+    try {
+      stack = await startStack({
+        runDir,
+        stateFile,
+        ports: 'free',
+        databaseUrl,
+        // The default prefix: the Redis server is this stack's own. (The services read revocations
+        // under the default prefix whatever the stack passes; see test/README.md.)
+        onProgress: (line) => lines.push(line),
+        readyTimeoutMs: 120_000,
+        ...opts.stack,
+      });
+    } catch (err) {
+      if (attempt < 3 && /EADDRINUSE|address already in use/.test(String((err as Error).message))) {
+        t.comment(`stack start hit a port taken in between (attempt ${attempt}); retrying on new ports`);
+        continue;
+      }
+      t.comment(lines.join('\n'));
+      throw err;
+    }
   }
-  t.teardown(() => stack.stop());
+  const started = stack;
+  t.teardown(() => started.stop());
   return {
-    stack,
-    state: stack.state,
+    stack: started,
+    state: started.state,
     databaseUrl,
     runDir,
     pids() {

@@ -57,8 +57,7 @@ export async function startTestStack(
         stateFile,
         ports: 'free',
         databaseUrl,
-        // The default prefix: the Redis server is this stack's own. (The services read revocations
-        // under the default prefix whatever the stack passes; see test/README.md.)
+        // The default Redis prefix: the Redis server is this stack's own.
         onProgress: (line) => lines.push(line),
         readyTimeoutMs: 120_000,
         ...opts.stack,

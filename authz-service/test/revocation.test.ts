@@ -72,6 +72,7 @@ t.test('a revocation reaches two server instances through pub/sub', async (t) =>
   }
   const started = performance.now();
   await pub.revoke({ kind: 'jti', id: 'jti-propagation' }, inFiveMinutes());
+  const revokeMs = performance.now() - started;
   // Each instance is polled on its own until it refuses the token (bounded; no timing asserted).
   const until = async (srv: typeof a): Promise<number | undefined> => {
     for (let i = 0; i < 2_000; i++) {
@@ -83,8 +84,9 @@ t.test('a revocation reaches two server instances through pub/sub', async (t) =>
   const [ta, tb] = await Promise.all([until(a), until(b)]);
   const seen = { a: ta, b: tb };
   t.ok(seen.a !== undefined && seen.b !== undefined, 'both instances refuse the revoked token');
-  t.comment(`revocation propagation: instance a ${seen.a?.toFixed(2)} ms, instance b ${seen.b?.toFixed(2)} ms (revoke call included)`);
-  console.log(`# revocation propagation to two authz instances: a=${seen.a?.toFixed(2)} ms, b=${seen.b?.toFixed(2)} ms`);
+  const line = `revocation propagation to two authz instances: a=${seen.a?.toFixed(2)} ms, b=${seen.b?.toFixed(2)} ms from the revoke call (the call itself ${revokeMs.toFixed(2)} ms)`;
+  t.comment(line);
+  console.log(`# ${line}`);
 });
 
 t.test('Redis unreachable: 503 UNAVAILABLE when fail-closed (the default)', async (t) => {

@@ -151,7 +151,9 @@ export interface RemoteKeySourceOptions {
   url: string | URL;
   /**
    * After this age the set is refreshed in the background on the next lookup; lookups never
-   * wait for it and a failed refresh keeps the old set. Default 300_000 (5 min).
+   * wait for it and a failed refresh keeps the old set. Default 60_000 (1 min): the issuer's
+   * JWKS `Cache-Control: max-age=60`, and shorter than the issuer's KEY_ACTIVATION_DELAY_SEC
+   * (150 s) minus its key reload, so a rotated key is held before it signs.
    */
   cacheMaxAgeMs?: number;
   /**
@@ -167,7 +169,7 @@ export interface RemoteKeySourceOptions {
 }
 
 /** Defaults of {@link RemoteKeySourceOptions}. */
-export const REMOTE_KEY_SOURCE_DEFAULTS = Object.freeze({ cacheMaxAgeMs: 300_000, cooldownMs: 5_000, timeoutMs: 2_000 });
+export const REMOTE_KEY_SOURCE_DEFAULTS = Object.freeze({ cacheMaxAgeMs: 60_000, cooldownMs: 5_000, timeoutMs: 2_000 });
 
 /** Diagnostics of a remote key source. */
 export interface RemoteKeySourceStats {

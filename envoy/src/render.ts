@@ -275,6 +275,87 @@ function extAuthzFilter(topology: Topology): Obj {
   };
 }
 
+/**
+ * Retries of a route to a service (edge -> sidecar, sidecar -> sidecar, sidecar -> its app), in two
+ * tiers, because Envoy's RetryPolicy has no method condition (a route matching `:method` does it):
+ *
+ * - **idempotent** (`GET`, `HEAD`; {@link idempotentRetryPolicy}): up to
+ *   {@link IDEMPOTENT_RETRY.numRetries} retries on `connect-failure` (nothing listens: a restart),
+ *   `refused-stream` (HTTP/2 REFUSED_STREAM: the stream was never processed) and
+ *   `reset-before-request` (the upstream connection went away before the request's first byte was
+ *   written: a closing keep-alive connection), with a 25 ms base back-off (Envoy's randomized
+ *   exponential back-off, capped at 250 ms), so a short gap in which a service instance closes its
+ *   listener is bridged. Never `5xx` or `retriable-status-codes`: a 503 from ext_authz or from a
+ *   service is an answer, not a transport failure, and must not be retried blindly.
+ * - **every other method** ({@link safeRetryPolicy}): one retry on `connect-failure` and
+ *   `refused-stream` only, where the request provably never reached the upstream.
+ *
+ * `previous_hosts` makes a retry prefer another endpoint when the cluster has several (a headless
+ * Service, several replicas); with one endpoint it falls back to the same one.
+ * https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto#config-route-v3-retrypolicy
+ * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter#x-envoy-retry-on
+ */
+export const IDEMPOTENT_RETRY = Object.freeze({
+  methods: ['GET', 'HEAD'] as readonly string[],
+  retryOn: 'connect-failure,refused-stream,reset-before-request',
+  numRetries: 3,
+  /** Base of Envoy's randomized exponential back-off, ms: waits are drawn from [0, (2^n - 1) * base]. */
+  backOffBaseMs: 25,
+  /** Cap of one back-off wait, ms. */
+  backOffMaxMs: 250,
+  /**
+   * Cap of one try, ms. Timeouts are not in `retry_on`, so a try that hits it is answered 504,
+   * not retried; the route timeout (15 s) still bounds the whole request.
+   */
+  perTryTimeoutMs: 10_000,
+});
+
+/** The retry policy of GET / HEAD routes to a service: see {@link IDEMPOTENT_RETRY}. */
+function idempotentRetryPolicy(opts: { otherHosts: boolean }): Obj {
+  return {
+    retry_on: IDEMPOTENT_RETRY.retryOn,
+    num_retries: IDEMPOTENT_RETRY.numRetries,
+    per_try_timeout: duration(IDEMPOTENT_RETRY.perTryTimeoutMs),
+    retry_back_off: { base_interval: duration(IDEMPOTENT_RETRY.backOffBaseMs), max_interval: duration(IDEMPOTENT_RETRY.backOffMaxMs) },
+    ...(opts.otherHosts
+      ? {
+          retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': T.previousHosts } }],
+          host_selection_retry_max_attempts: 3,
+        }
+      : {}),
+  };
+}
+
+/** The retry policy of non-idempotent routes to a service: only failures where the request never reached it. */
+function safeRetryPolicy(): Obj {
+  return { retry_on: 'connect-failure,refused-stream', num_retries: 1 };
+}
+
+/**
+ * One route to a service cluster as two routes: GET/HEAD first (matched on `:method`) with
+ * {@link idempotentRetryPolicy}, then every method with {@link safeRetryPolicy}. `name`, when
+ * given, names the second one; the first gets `<name>:idempotent`.
+ */
+function serviceRoutes(opts: { name?: string; match: Obj; cluster: string; timeout: string; otherHosts: boolean }): Obj[] {
+  const methodMatch = {
+    name: ':method',
+    string_match: { safe_regex: { regex: `^(${IDEMPOTENT_RETRY.methods.join('|')})$` } },
+  };
+  const existing = (opts.match.headers as Obj[] | undefined) ?? [];
+  return [
+    {
+      ...(opts.name ? { name: `${opts.name}:idempotent` } : {}),
+      match: { ...opts.match, headers: [...existing, methodMatch] },
+      route: { cluster: opts.cluster, timeout: opts.timeout, retry_policy: idempotentRetryPolicy({ otherHosts: opts.otherHosts }) },
+    },
+    {
+      ...(opts.name ? { name: opts.name } : {}),
+      match: opts.match,
+      route: { cluster: opts.cluster, timeout: opts.timeout, retry_policy: safeRetryPolicy() },
+    },
+  ];
+}
+
 function routerFilter(): Obj {
   return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router, suppress_envoy_headers: true } };
 }
@@ -580,7 +661,8 @@ function healthListener(plan: TargetPlan, port: number, proxy: string, topology:
  * header_mutation (remove client-sent identity headers) -> ext_authz (gRPC, cluster `authz`) -> router.
  * Routes: `healthPath` answered locally, `authPrefixes` -> `auth`, each service's `edgePrefixes`
  * -> that service's sidecar (mTLS), anything else 404. Every route is checked by ext_authz; which
- * routes are public is the authz policy's decision.
+ * routes are public is the authz policy's decision. Routes upstream retry as {@link IDEMPOTENT_RETRY}
+ * says (GET/HEAD on connection-level failures only, never on a 5xx answer).
  */
 export function buildEdgeConfig(topology: Topology, plan: TargetPlan): Obj {
   validateTopology(topology);
@@ -591,21 +673,13 @@ export function buildEdgeConfig(topology: Topology, plan: TargetPlan): Obj {
       match: { path: topology.edge.healthPath },
       direct_response: { status: 200, body: { inline_string: 'ok\n' } },
     },
-    ...topology.edge.authPrefixes.map((p) => ({
-      name: `auth:${p}`,
-      match: { path_separated_prefix: p },
-      route: { cluster: 'auth', timeout: '10s' },
-    })),
+    ...topology.edge.authPrefixes.flatMap((p) =>
+      serviceRoutes({ name: `auth:${p}`, match: { path_separated_prefix: p }, cluster: 'auth', timeout: '10s', otherHosts: true }),
+    ),
     ...edgeServices.flatMap((s) =>
-      s.edgePrefixes.map((p) => ({
-        name: `${s.name}:${p}`,
-        match: { path_separated_prefix: p },
-        route: {
-          cluster: s.name,
-          timeout: '15s',
-          retry_policy: { retry_on: 'connect-failure,refused-stream', num_retries: 1 },
-        },
-      })),
+      s.edgePrefixes.flatMap((p) =>
+        serviceRoutes({ name: `${s.name}:${p}`, match: { path_separated_prefix: p }, cluster: s.name, timeout: '15s', otherHosts: true }),
+      ),
     ),
     { name: 'not-found', match: { prefix: '/' }, ...jsonDirectResponse(404, 'not_found') },
   ];
@@ -708,6 +782,9 @@ export const APP_PROBE_PATHS = ['/healthz', '/readyz'];
  *   plus a catch-all matching the callees' `meshPrefixes`; each goes to the callee's sidecar over
  *   mTLS with this workload's certificate, verifying the callee's SPIFFE ID. Anything else 404.
  * - `health` (k8s only): `GET /ready` for Envoy itself, {@link APP_PROBE_PATHS} proxied to the app.
+ * Inbound (to the app) and outbound (to the callees) HTTP routes retry as {@link IDEMPOTENT_RETRY}
+ * says: GET/HEAD up to 3 times on connect failures, refused streams and resets before the request
+ * was sent (an app instance restarting or closing a keep-alive connection), never on a 5xx answer.
  */
 export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service: string): Obj {
   validateTopology(topology);
@@ -722,7 +799,9 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
     if (ports.grpc === undefined) throw new Error(`render: service "${service}" serves gRPC but the plan has no grpc port`);
     inboundRoutes.push({ match: { prefix: '/', grpc: {} }, route: { cluster: 'local_grpc', timeout: '15s' } });
   }
-  inboundRoutes.push({ match: { prefix: '/' }, route: { cluster: 'local_app', timeout: '15s' } });
+  // The app is one process on loopback: its restart (or a closing keep-alive connection) is what
+  // the GET/HEAD retries bridge; gRPC above is POST and is not retried beyond the caller's sidecar.
+  inboundRoutes.push(...serviceRoutes({ match: { prefix: '/' }, cluster: 'local_app', timeout: '15s', otherHosts: false }));
   const inboundFilters = spec.extAuthz
     ? [stripIdentityHeadersFilter(topology), extAuthzFilter(topology), routerFilter()]
     : [routerFilter()];
@@ -751,15 +830,11 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
     ],
   };
 
-  const calleeRoute = (callee: string) => ({
-    cluster: callee,
-    timeout: '15s',
-    retry_policy: { retry_on: 'connect-failure,refused-stream', num_retries: 1 },
-  });
+  const calleeRoutes = (callee: string, match: Obj) => serviceRoutes({ match, cluster: callee, timeout: '15s', otherHosts: true });
   const hostVirtualHosts = spec.calls.map((c) => ({
     name: c.service,
     domains: k8sServiceNames(c.service, topology.namespace).flatMap((n) => [n, `${n}:*`]),
-    routes: [{ match: { prefix: '/' }, route: calleeRoute(c.service) }],
+    routes: calleeRoutes(c.service, { prefix: '/' }),
   }));
   const byPath = {
     name: 'by-path',
@@ -767,7 +842,7 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
     routes: [
       ...spec.calls.flatMap((c) => {
         const callee = topology.services.find((s) => s.name === c.service) as ServiceSpec;
-        return callee.meshPrefixes.map((p) => ({ match: { path_separated_prefix: p }, route: calleeRoute(c.service) }));
+        return callee.meshPrefixes.flatMap((p) => calleeRoutes(c.service, { path_separated_prefix: p }));
       }),
       { match: { prefix: '/' }, ...jsonDirectResponse(404, 'no_route') },
     ],

@@ -172,8 +172,10 @@ t.test('sidecar outbound: routes by Host and by path prefix to the callee over m
   t.ok(vhosts[0]?.domains.includes('inventory') && vhosts[0]?.domains.includes('inventory:*'));
   t.ok(vhosts[0]?.domains.includes('inventory.jwt-mesh.svc.cluster.local:*'));
   const byPath = vhosts[1]?.routes as Obj[];
-  t.same(byPath[0], { match: { path_separated_prefix: '/api/inventory' }, route: byPath[0]?.route });
+  t.same(byPath[0]?.match.path_separated_prefix, '/api/inventory');
+  t.same(byPath[1], { match: { path_separated_prefix: '/api/inventory' }, route: byPath[1]?.route }, 'every method after the GET/HEAD route');
   t.equal(byPath[0]?.route.cluster, 'inventory');
+  t.equal(byPath[1]?.route.cluster, 'inventory');
   t.equal(byPath[byPath.length - 1]?.direct_response.status, 404);
   const inv = cluster(orders, 'inventory');
   t.same(endpointsOf(inv), [{ host: '127.0.0.1', port: 3102 }]);
@@ -198,6 +200,43 @@ t.test('sidecar outbound: routes by Host and by path prefix to the callee over m
   const pv = hcmOf(listener(profile, 'outbound')).route_config.virtual_hosts as Obj[];
   t.same(pv.map((v) => v.name), ['by-path']);
   t.equal(pv[0]?.routes.length, 1);
+});
+
+t.test('retries: GET/HEAD on connection-level failures only (never 5xx), other methods only where the request never left', async (t) => {
+  const idempotentMatch = { name: ':method', string_match: { safe_regex: { regex: '^(GET|HEAD)$' } } };
+  const check = (label: string, routes: Obj[], cluster: string, otherHosts: boolean) => {
+    const toCluster = routes.filter((r) => r.route?.cluster === cluster);
+    t.ok(toCluster.length >= 2 && toCluster.length % 2 === 0, `${label}: a GET/HEAD route and an every-method route per match`);
+    for (let i = 0; i < toCluster.length; i += 2) {
+      const [get, any] = [toCluster[i] as Obj, toCluster[i + 1] as Obj];
+      t.same(get.match.headers, [idempotentMatch], `${label}: the first matches GET and HEAD only`);
+      const { headers: _h, ...rest } = get.match;
+      t.same(rest, any.match, `${label}: same path match otherwise, the every-method route after it`);
+      const rp = get.route.retry_policy;
+      t.equal(rp.retry_on, 'connect-failure,refused-stream,reset-before-request', `${label}: GET retry conditions`);
+      t.notMatch(rp.retry_on, /5xx|gateway-error|retriable-status-codes|(^|,)reset(,|$)/, `${label}: a 5xx answer is never retried`);
+      t.equal(rp.num_retries, 3);
+      t.same(rp.retry_back_off, { base_interval: '0.025s', max_interval: '0.250s' }, `${label}: 25 ms base back-off`);
+      t.equal(rp.per_try_timeout, '10.000s');
+      t.equal(get.route.timeout, any.route.timeout, `${label}: same route timeout`);
+      t.equal(Boolean(rp.retry_host_predicate), otherHosts, `${label}: previous_hosts ${otherHosts ? 'on' : 'off'}`);
+      t.same(any.route.retry_policy, { retry_on: 'connect-failure,refused-stream', num_retries: 1 }, `${label}: other methods`);
+    }
+  };
+  for (const cfgs of [local, k8s]) {
+    const e = cfgs['edge.yaml'] as Obj;
+    const edgeRoutes = hcmOf(listener(e, 'edge_http')).route_config.virtual_hosts[0].routes as Obj[];
+    check('edge -> orders', edgeRoutes, 'orders', true);
+    check('edge -> auth', edgeRoutes, 'auth', true);
+    t.ok(edgeRoutes.some((r) => r.name === 'orders:/api/orders:idempotent') && edgeRoutes.some((r) => r.name === 'orders:/api/orders'));
+    const orders = cfgs['sidecar-orders.yaml'] as Obj;
+    check('orders inbound -> app', hcmOf(listener(orders, 'inbound')).route_config.virtual_hosts[0].routes as Obj[], 'local_app', false);
+    for (const vh of hcmOf(listener(orders, 'outbound')).route_config.virtual_hosts as Obj[]) check(`orders outbound ${vh.name}`, vh.routes as Obj[], 'inventory', true);
+    // profile: gRPC (POST) goes to the gRPC port without the GET tier; HTTP has both tiers.
+    const profileIn = hcmOf(listener(cfgs['sidecar-profile.yaml'] as Obj, 'inbound')).route_config.virtual_hosts[0].routes as Obj[];
+    t.same(profileIn.filter((r) => r.route.cluster === 'local_grpc').map((r) => r.route.retry_policy), [undefined]);
+    check('profile inbound -> app', profileIn, 'local_app', false);
+  }
 });
 
 t.test('a sidecar with extAuthz on strips identity headers and checks with the authz cluster using its own cert', async (t) => {

@@ -46,6 +46,15 @@ export interface Config {
     readonly privatePem: string | null;
     readonly rotationOverlapSec: number;
     readonly reloadIntervalSec: number;
+    /**
+     * `KEY_ACTIVATION_DELAY_SEC`: seconds between `rotate-key` publishing a new key in the JWKS
+     * and that key starting to sign (two-phase rotation), so that every verifier already holds
+     * the key when the first token signed with it arrives. Must exceed `KEY_RELOAD_INTERVAL_SEC`
+     * plus the longest JWKS cache age of any verifier (the core's remote key source refreshes
+     * after 60 s, `REMOTE_KEY_SOURCE_DEFAULTS.cacheMaxAgeMs`). 0 = sign at once (like
+     * `rotate-key --now`). Default 150.
+     */
+    readonly activationDelaySec: number;
   };
   readonly rateLimit: {
     readonly loginPerAddressPerMin: number;
@@ -88,6 +97,7 @@ export const DEFAULTS = Object.freeze({
   SIGNING_KEY_ALG: 'RS256',
   KEY_ROTATION_OVERLAP_SEC: '3600',
   KEY_RELOAD_INTERVAL_SEC: '5',
+  KEY_ACTIVATION_DELAY_SEC: '150',
   LOGIN_RATE_LIMIT_PER_MIN: '20',
   LOGIN_USERNAME_RATE_LIMIT_PER_MIN: '10',
   REFRESH_RATE_LIMIT_PER_MIN: '60',
@@ -155,6 +165,7 @@ const schema = z.object({
   SIGNING_KEY_FILE: z.string().optional(),
   KEY_ROTATION_OVERLAP_SEC: int(0, 31_536_000),
   KEY_RELOAD_INTERVAL_SEC: int(1, 3600),
+  KEY_ACTIVATION_DELAY_SEC: int(0, 86_400),
   LOGIN_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
   LOGIN_USERNAME_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
   REFRESH_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
@@ -251,6 +262,11 @@ export function parseConfig(env: Env = process.env): Config {
       `KEY_ROTATION_OVERLAP_SEC: must be at least ACCESS_TOKEN_TTL_SEC + JWT_CLOCK_TOLERANCE_SEC = ${minOverlap} (got ${v.KEY_ROTATION_OVERLAP_SEC}), or tokens signed with a retired key would fail before they expire`,
     );
   }
+  if (v.KEY_ACTIVATION_DELAY_SEC !== 0 && v.KEY_ACTIVATION_DELAY_SEC <= v.KEY_RELOAD_INTERVAL_SEC) {
+    throw new ConfigError(
+      `KEY_ACTIVATION_DELAY_SEC: must be 0 (sign at once) or more than KEY_RELOAD_INTERVAL_SEC = ${v.KEY_RELOAD_INTERVAL_SEC} (got ${v.KEY_ACTIVATION_DELAY_SEC}), or a replica could sign with a key the other replicas do not publish yet`,
+    );
+  }
   if (v.REFRESH_TOKEN_TTL_SEC <= v.ACCESS_TOKEN_TTL_SEC) {
     throw new ConfigError('REFRESH_TOKEN_TTL_SEC: must be longer than ACCESS_TOKEN_TTL_SEC');
   }
@@ -286,6 +302,7 @@ export function parseConfig(env: Env = process.env): Config {
       privatePem,
       rotationOverlapSec: v.KEY_ROTATION_OVERLAP_SEC,
       reloadIntervalSec: v.KEY_RELOAD_INTERVAL_SEC,
+      activationDelaySec: v.KEY_ACTIVATION_DELAY_SEC,
     }),
     rateLimit: Object.freeze({
       loginPerAddressPerMin: v.LOGIN_RATE_LIMIT_PER_MIN,

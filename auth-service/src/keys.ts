@@ -1,14 +1,22 @@
 /**
  * Signing keys: the issuer's private keys and the public JWK Set it publishes (RFC 7517), with
- * rotation by `kid` (RFC 7638 thumbprint) and an overlap window.
+ * two-phase rotation by `kid` (RFC 7638 thumbprint) and an overlap window.
  *
  * The database (`signing_keys`) is the source of truth shared by every replica:
- * - the signer is the newest activated, unretired key whose private key is available (stored in
- *   the row, or given in configuration: SIGNING_KEY_PRIVATE_JWK / SIGNING_KEY_FILE);
- * - the JWKS lists every unretired key, so tokens signed before a rotation keep verifying until
- *   `retiresAt` (= rotation time + KEY_ROTATION_OVERLAP_SEC, at least the access-token lifetime);
+ * - the JWKS lists every unretired key: the signing one, the next one (published before it
+ *   signs) and the previous ones (until `retiresAt`);
+ * - the signer is the newest key whose `activatedAt` has passed, unretired, whose private key is
+ *   available (stored in the row, or given in configuration: SIGNING_KEY_PRIVATE_JWK /
+ *   SIGNING_KEY_FILE). It is chosen by the clock at each signature, not only at reload, so
+ *   every replica that has loaded a pending key switches to it at `activatedAt` exactly;
+ * - a rotation (scripts/rotate-key.ts) adds the next key with `activatedAt = now +
+ *   KEY_ACTIVATION_DELAY_SEC`: it is published at once and signs only when every verifier has
+ *   had time to refresh its cached JWKS, so no verifier meets a `kid` it has not seen (the
+ *   delay must exceed KEY_RELOAD_INTERVAL_SEC + the verifiers' JWKS cache age). Older keys get
+ *   `retiresAt = activatedAt + KEY_ROTATION_OVERLAP_SEC` (at least the access-token lifetime),
+ *   so tokens they signed until the switch verify until they expire;
  * - replicas reload the table every KEY_RELOAD_INTERVAL_SEC, and at once when asked for a `kid`
- *   they do not know, so a rotation (scripts/rotate-key.ts) takes effect without a restart.
+ *   they do not know, so a rotation takes effect without a restart.
  *
  * With no configured key and no usable key in the database, a key is generated and stored on
  * first start (development only; a warning is logged).
@@ -31,11 +39,15 @@ export interface ActiveSigningKey {
 /** The key store one app instance uses. */
 export interface KeyStore {
   /**
-   * The current signer.
+   * The current signer: the newest loaded key whose `activatedAt` has passed by the injected
+   * clock (a pending key takes over at its activation time without a reload).
    * @throws Error when no usable signing key is loaded (the app answers 503)
    */
   signer(): ActiveSigningKey;
-  /** The public JWK Set: every unretired key, with `kid`, `alg`, `use: "sig"`; never private members. */
+  /**
+   * The public JWK Set: every unretired key (pending, signing, overlapping), with `kid`, `alg`,
+   * `use: "sig"`; never private members. Updated at each reload.
+   */
   jwks(): { keys: JWK[] };
   /** Verification keys for this service's own verifier; reloads once on an unknown `kid`. */
   readonly keySource: KeySource;
@@ -83,31 +95,64 @@ export async function generateSigningKey(alg: SigningAlgorithm): Promise<{ kid: 
   return { kid: publicJwk.kid, publicJwk, privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
 }
 
+/** Options of {@link rotateSigningKey}. */
+export interface RotateOptions {
+  /** Algorithm of a generated key: RS256 | ES256 | EdDSA. */
+  alg: SigningAlgorithm;
+  /**
+   * Seconds the previous keys stay published after the new key starts signing
+   * (>= access-token TTL + clock tolerance, KEY_ROTATION_OVERLAP_SEC).
+   */
+  overlapSec: number;
+  /**
+   * Seconds from `now` until the new key signs (KEY_ACTIVATION_DELAY_SEC). Meanwhile it is only
+   * published in the JWKS and the current key keeps signing. Default 0: signs at once (first
+   * start, a newly configured key, `rotate-key --now` after a key compromise).
+   */
+  activationDelaySec?: number;
+  /** The rotation time. */
+  now: Date;
+  /**
+   * An existing key to add instead of generating one (private PEM optional: null means the
+   * private key comes from configuration).
+   */
+  key?: { kid: string; publicJwk: JWK; privateKeyPem: string | null };
+}
+
+/** What {@link rotateSigningKey} did. */
+export interface Rotation {
+  /** The new key's `kid`. */
+  kid: string;
+  /** When the new key starts signing (now + activation delay). */
+  activatesAt: Date;
+  /** When every older key leaves the JWKS (activatesAt + overlap), unless it retires earlier. */
+  previousRetireAt: Date;
+}
+
 /**
- * Adds a new signing key and makes it the signer: every other unretired key gets
- * `retiresAt = now + overlapSec` (stays in the JWKS until then). One transaction.
+ * Adds a new signing key: published in the JWKS at once, signing from
+ * `now + activationDelaySec`; every other unretired key gets
+ * `retiresAt = activatesAt + overlapSec` (it keeps signing until the new key activates, then
+ * stays published for the overlap). One transaction.
  *
- * @param opts.alg - RS256 | ES256 | EdDSA
- * @param opts.overlapSec - seconds the previous keys stay published (>= access-token TTL + clock tolerance)
- * @param opts.key - an existing key to add instead of generating one (private PEM optional:
- *   null means the private key comes from configuration)
- * @returns the new `kid`
+ * Rotating again before a pending key activates is allowed: the pending key then retires with
+ * the others (it may sign for a while if it activates before the newest key).
+ *
+ * @throws RangeError for a negative or non-integer `overlapSec` / `activationDelaySec`;
+ *   a Prisma error when the `kid` exists already or the database fails
  */
-export async function rotateSigningKey(
-  prisma: PrismaClient,
-  opts: {
-    alg: SigningAlgorithm;
-    overlapSec: number;
-    now: Date;
-    key?: { kid: string; publicJwk: JWK; privateKeyPem: string | null };
-  },
-): Promise<string> {
+export async function rotateSigningKey(prisma: PrismaClient, opts: RotateOptions): Promise<Rotation> {
+  const delaySec = opts.activationDelaySec ?? 0;
+  for (const [name, v] of [['overlapSec', opts.overlapSec], ['activationDelaySec', delaySec]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a whole number of seconds >= 0`);
+  }
   const key = opts.key ?? (await generateSigningKey(opts.alg));
-  const retiresAt = new Date(opts.now.getTime() + opts.overlapSec * 1000);
+  const activatesAt = new Date(opts.now.getTime() + delaySec * 1000);
+  const previousRetireAt = new Date(activatesAt.getTime() + opts.overlapSec * 1000);
   await prisma.$transaction([
     prisma.signingKey.updateMany({
-      where: { kid: { not: key.kid }, OR: [{ retiresAt: null }, { retiresAt: { gt: retiresAt } }] },
-      data: { retiresAt },
+      where: { kid: { not: key.kid }, OR: [{ retiresAt: null }, { retiresAt: { gt: previousRetireAt } }] },
+      data: { retiresAt: previousRetireAt },
     }),
     prisma.signingKey.create({
       data: {
@@ -116,11 +161,11 @@ export async function rotateSigningKey(
         publicJwk: key.publicJwk as object,
         privateKeyPem: key.privateKeyPem,
         createdAt: opts.now,
-        activatedAt: opts.now,
+        activatedAt: activatesAt,
       },
     }),
   ]);
-  return key.kid;
+  return { kid: key.kid, activatesAt, previousRetireAt };
 }
 
 /** The configured private key (if any), with its public JWK. */
@@ -172,7 +217,8 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
     privateByKid.set(fromConfig.kid, fromConfig.privateKey);
     const existing = await prisma.signingKey.findUnique({ where: { kid: fromConfig.kid } });
     if (!existing) {
-      // A newly configured key is a rotation: it signs from now on, earlier keys overlap.
+      // A newly configured key is a rotation that signs at once (the replicas restarted with it
+      // may no longer hold the previous private key); earlier keys overlap.
       await rotateSigningKey(prisma, {
         alg: config.signingKey.alg,
         overlapSec: config.signingKey.rotationOverlapSec,
@@ -183,10 +229,17 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
     }
   }
 
-  let current: { signer: ActiveSigningKey | null; jwks: { keys: JWK[] } } = { signer: null, jwks: { keys: [] } };
+  /** A key that may sign from `activatedAt` (epoch ms) until `retiresAt` (epoch ms or null). */
+  interface Candidate extends ActiveSigningKey {
+    readonly activatedAt: number;
+    readonly retiresAt: number | null;
+  }
+  /** `candidates`: newest `activatedAt` first, pending keys included. */
+  let current: { candidates: Candidate[]; jwks: { keys: JWK[] } } = { candidates: [], jwks: { keys: [] } };
   const localSource = createLocalKeySource({ keys: [] });
   let lastReload = 0;
   let inflight: Promise<void> | null = null;
+  let announcedKid: string | null = null;
 
   async function load(): Promise<void> {
     const now = new Date(clock.now());
@@ -194,12 +247,12 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
       where: { OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
       orderBy: [{ activatedAt: 'desc' }, { createdAt: 'desc' }],
     });
-    let signer: ActiveSigningKey | null = null;
+    const candidates: Candidate[] = [];
     const keys: JWK[] = [];
     for (const row of rows) {
       const jwk = row.publicJwk as JWK;
       keys.push({ ...publicOnly(jwk), kid: row.kid, alg: row.alg, use: 'sig' });
-      if (signer || !row.activatedAt || row.activatedAt > now) continue;
+      if (!row.activatedAt) continue;
       let privateKey = privateByKid.get(row.kid);
       if (!privateKey && row.privateKeyPem) {
         try {
@@ -210,12 +263,38 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
           continue;
         }
       }
-      if (privateKey) signer = { kid: row.kid, alg: row.alg as SigningAlgorithm, privateKey };
+      if (privateKey) {
+        candidates.push({
+          kid: row.kid,
+          alg: row.alg as SigningAlgorithm,
+          privateKey,
+          activatedAt: row.activatedAt.getTime(),
+          retiresAt: row.retiresAt?.getTime() ?? null,
+        });
+      }
     }
-    if (current.signer?.kid !== signer?.kid) logger.info({ kid: signer?.kid ?? null }, 'signing key in use');
-    current = { signer, jwks: { keys } };
+    const pending = candidates.filter((c) => c.activatedAt > now.getTime());
+    for (const c of pending) {
+      if (!current.candidates.some((p) => p.kid === c.kid)) {
+        logger.info({ kid: c.kid, activatesAt: new Date(c.activatedAt).toISOString() }, 'next signing key published; signs from activatesAt');
+      }
+    }
+    current = { candidates, jwks: { keys } };
     localSource.update(current.jwks);
     lastReload = clock.now();
+    activeSigner();
+  }
+
+  /** The candidate signing at the clock's time (logs a change of signer once). */
+  function activeSigner(): ActiveSigningKey | null {
+    const t = clock.now();
+    const c = current.candidates.find((k) => k.activatedAt <= t && (k.retiresAt === null || k.retiresAt > t)) ?? null;
+    const kid = c?.kid ?? null;
+    if (kid !== announcedKid) {
+      announcedKid = kid;
+      logger.info({ kid }, 'signing key in use');
+    }
+    return c;
   }
 
   async function reload(): Promise<void> {
@@ -226,7 +305,7 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
   }
 
   await load();
-  if (!current.signer) {
+  if (!activeSigner()) {
     await prisma.$transaction(async (tx) => {
       await tx.$executeRaw`SELECT pg_advisory_xact_lock(${KEYGEN_LOCK})`;
       const now = new Date(clock.now());
@@ -272,8 +351,9 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
   };
 
   const signer = (): ActiveSigningKey => {
-    if (!current.signer) throw new Error('no usable signing key is loaded');
-    return current.signer;
+    const c = activeSigner();
+    if (!c) throw new Error('no usable signing key is loaded');
+    return c;
   };
   return {
     signer,

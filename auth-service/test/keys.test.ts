@@ -1,11 +1,14 @@
-// JWKS (RFC 7517), issuer metadata (RFC 8414), and key rotation: a token signed with a freshly
-// rotated kid verifies at once through the core's remote JWKS source pointed at the app
-// listening on 127.0.0.1 port 0; older keys stay published for the overlap window.
+// JWKS (RFC 7517), issuer metadata (RFC 8414), and key rotation through the core's remote JWKS
+// source pointed at the app listening on 127.0.0.1 port 0: two-phase rotation (the next key is
+// published, and held by verifiers, before it signs; the switch happens by the injected clock),
+// `rotate-key --now` (signs at once), and the overlap window of older keys.
 import { generateKeyPairSync } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { createLocalKeySource, createRemoteKeySource, createVerifier } from '@jwt-mesh/core';
 import { main as rotateKeyCli } from '../scripts/rotate-key.js';
+import { configFrom } from '../src/config.js';
 import { rotateSigningKey } from '../src/keys.js';
 import { createTestApp, createTestDatabase, decodeJwt, registerAndLogin, REDIS_URL, type LoginResponse } from './helpers.js';
 
@@ -43,7 +46,7 @@ t.test('openid-configuration: RFC 8414 fields under the issuer', async (t) => {
   t.ok((res.json() as { scopes_supported: string[] }).scopes_supported.includes('introspect'));
 });
 
-t.test('rotation: the new kid signs, verifies at once through the remote JWKS, old key overlaps then retires', async (t) => {
+t.test('rotate-key --now: the new kid signs at once, verifies at once through the remote JWKS, old key overlaps then retires', async (t) => {
   const ta = await createTestApp(t, { label: 'rotate', env: { JWT_ALGORITHMS: ALL_ALGS, KEY_ROTATION_OVERLAP_SEC: '600' } });
   await ta.app.listen({ port: 0, host: '127.0.0.1' });
   const port = (ta.app.server.address() as AddressInfo).port;
@@ -64,12 +67,12 @@ t.test('rotation: the new kid signs, verifies at once through the remote JWKS, o
   for (const alg of ['ES256', 'EdDSA', 'RS256'] as const) {
     const prevKid = ta.keys.signer().kid;
     const out: string[] = [];
-    const code = await rotateKeyCli(['--alg', alg], { ...process.env, DATABASE_URL: ta.config.databaseUrl, JWT_ALGORITHMS: ALL_ALGS, KEY_ROTATION_OVERLAP_SEC: '600' }, (l) => out.push(l));
-    t.equal(code, 0, `rotate-key --alg ${alg}`);
-    t.match(out[0], new RegExp(`^new signing key: kid=\\S+ alg=${alg}`));
-    // The CLI activated the key at the real time; rotations are also further apart than the
-    // remote source's refetch cooldown.
-    ta.clock.set(Math.max(ta.clock.now(), Date.now()) + 6_000);
+    // Rotations further apart than the remote source's refetch cooldown.
+    ta.clock.advance(6_000);
+    const env = { ...process.env, DATABASE_URL: ta.config.databaseUrl, JWT_ALGORITHMS: ALL_ALGS, KEY_ROTATION_OVERLAP_SEC: '600' };
+    const code = await rotateKeyCli(['--now', '--alg', alg], env, (l) => out.push(l), () => ta.clock.now());
+    t.equal(code, 0, `rotate-key --now --alg ${alg}`);
+    t.match(out[0], new RegExp(`^new signing key: kid=\\S+ alg=${alg} \\(signs from now \\(--now\\)`));
     await ta.keys.reload(); // what the KEY_RELOAD_INTERVAL_SEC timer does
     const newKid = ta.keys.signer().kid;
     t.not(newKid, prevKid, 'a new kid signs');
@@ -90,6 +93,89 @@ t.test('rotation: the new kid signs, verifies at once through the remote JWKS, o
   t.same(kids(), [ta.keys.signer().kid], 'after the overlap only the current key is published');
   const jwks = await ta.app.inject({ method: 'GET', url: '/.well-known/jwks.json' });
   t.equal((jwks.json() as { keys: unknown[] }).keys.length, 1);
+});
+
+t.test('two-phase rotation: the next key is published at once, held by verifiers before it signs, signs from activatedAt', async (t) => {
+  const DELAY_SEC = 90;
+  const OVERLAP_SEC = 600;
+  const env = { KEY_ACTIVATION_DELAY_SEC: String(DELAY_SEC), KEY_ROTATION_OVERLAP_SEC: String(OVERLAP_SEC) };
+  const ta = await createTestApp(t, { label: 'two-phase', env });
+  await ta.app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (ta.app.server.address() as AddressInfo).port;
+  // A verifier with the core's defaults (60 s JWKS cache age, 5 s unknown-kid refetch cooldown).
+  const remote = createRemoteKeySource({ url: `http://127.0.0.1:${port}/.well-known/jwks.json`, now: () => ta.clock.now() });
+  const verifier = createVerifier({ issuer: ta.config.jwt.issuer, audience: ta.config.jwt.audience, keys: remote, now: () => ta.clock.now() });
+  const published = async () =>
+    ((await ta.app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json() as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid).sort();
+  const user = await registerAndLogin(ta, 'twophase');
+  const loginKid = async () => {
+    const res = await ta.app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: user.password } });
+    const token = (res.json() as LoginResponse).access_token;
+    return { token, kid: decodeJwt(token).header['kid'] };
+  };
+  const oldKid = ta.keys.signer().kid;
+  t.equal((await verifier.verify(user.tokens.access_token)).header.kid, oldKid);
+  t.equal(remote.stats().fetches, 1, 'the verifier loaded the set once');
+
+  const t0 = ta.clock.now();
+  const activatesAt = t0 + DELAY_SEC * 1000;
+  const cliEnv = { ...process.env, DATABASE_URL: ta.config.databaseUrl, REDIS_URL, ...env };
+  const out: string[] = [];
+  t.equal(await rotateKeyCli([], cliEnv, (l) => out.push(l), () => ta.clock.now()), 0, 'rotate-key (two-phase by default)');
+  const newKid = /kid=(\S+)/.exec(out[0] ?? '')?.[1] ?? '';
+  t.match(out[0], `(published now, signs from ${new Date(activatesAt).toISOString()}, in ${DELAY_SEC}s)`);
+  t.match(out.join('\n'), /every verifier must refresh its JWKS within 85s/);
+  t.notMatch(out.join('\n'), /warning/, 'no warning: 85 s exceeds the verifiers\' 60 s cache age');
+  await ta.keys.reload(); // what the KEY_RELOAD_INTERVAL_SEC timer does
+
+  t.same(await published(), [oldKid, newKid].sort(), 'the JWKS publishes the current and the next key at once');
+  t.equal(ta.keys.signer().kid, oldKid, 'the old key keeps signing');
+  t.equal((await loginKid()).kid, oldKid, 'tokens issued before activation carry the old kid');
+  const listed: string[] = [];
+  t.equal(await rotateKeyCli(['--list'], cliEnv, (l) => listed.push(l), () => ta.clock.now()), 0);
+  t.match(listed.find((l) => l.includes(newKid)), `published, signs from ${new Date(activatesAt).toISOString()}`);
+  t.match(listed.find((l) => l.includes(oldKid)), `signing, published until ${new Date(activatesAt + OVERLAP_SEC * 1000).toISOString()}`);
+
+  // The verifier's set is older than its cache age: the next lookup refreshes it in the background.
+  ta.clock.advance(61_000);
+  await verifier.verify(user.tokens.access_token);
+  t.equal(remote.stats().fetches, 2, 'background refresh started by a lookup of a known kid');
+  while (remote.stats().lastSuccessAt !== ta.clock.now() && !remote.stats().lastFetchFailed) await sleep(5);
+  t.equal(remote.stats().lastFetchFailed, false, 'background refresh succeeded');
+
+  // An attacker's random kid just before activation opens the refetch cooldown (the fault the
+  // reliability suite found: a new kid arriving inside it was rejected).
+  ta.clock.set(activatesAt - 2_000);
+  await t.rejects(remote.getKey({ kid: 'attacker-random-1', alg: 'RS256' }), { code: 'token_key_unknown' });
+  const fetchesBefore = remote.stats().fetches;
+
+  ta.clock.set(activatesAt - 1);
+  t.equal(ta.keys.signer().kid, oldKid, '1 ms before activatedAt the old key signs');
+  ta.clock.set(activatesAt);
+  t.equal(ta.keys.signer().kid, newKid, 'at activatedAt the new key signs, without a reload');
+  const fresh = await loginKid();
+  t.equal(fresh.kid, newKid, 'tokens issued from activation carry the new kid');
+  await t.rejects(remote.getKey({ kid: 'attacker-random-2', alg: 'RS256' }), { code: 'token_key_unknown' }, 'still inside the cooldown');
+  t.equal((await verifier.verify(fresh.token)).header.kid, newKid, 'the first new-kid token verifies inside the attacker-opened cooldown');
+  t.equal(remote.stats().fetches, fetchesBefore, 'with no fetch: the verifier already held the key');
+  t.equal((await verifier.verify(user.tokens.access_token)).header.kid, oldKid, 'tokens of the old key still verify');
+
+  const oldRow = await ta.prisma.signingKey.findUnique({ where: { kid: oldKid } });
+  t.equal(oldRow?.retiresAt?.getTime(), activatesAt + OVERLAP_SEC * 1000, 'the old key retires at activation + overlap');
+  ta.clock.set(activatesAt + OVERLAP_SEC * 1000 - 1_000);
+  await ta.keys.reload();
+  t.same(await published(), [oldKid, newKid].sort(), 'the old key stays published for the overlap');
+  ta.clock.set(activatesAt + OVERLAP_SEC * 1000 + 1);
+  await ta.keys.reload();
+  t.same(await published(), [newKid], 'then only the new key');
+});
+
+t.test('KEY_ACTIVATION_DELAY_SEC: default 150, >= 0, 0 or more than KEY_RELOAD_INTERVAL_SEC', async (t) => {
+  t.equal(configFrom({}).signingKey.activationDelaySec, 150);
+  t.equal(configFrom({ KEY_ACTIVATION_DELAY_SEC: '0' }).signingKey.activationDelaySec, 0, '0 = sign at once');
+  t.throws(() => configFrom({ KEY_ACTIVATION_DELAY_SEC: '-1' }), /KEY_ACTIVATION_DELAY_SEC: expected a whole number/);
+  t.throws(() => configFrom({ KEY_ACTIVATION_DELAY_SEC: '5' }), /KEY_ACTIVATION_DELAY_SEC: must be 0 \(sign at once\) or more than KEY_RELOAD_INTERVAL_SEC = 5 \(got 5\)/);
+  t.equal(configFrom({ KEY_ACTIVATION_DELAY_SEC: '2', KEY_RELOAD_INTERVAL_SEC: '1' }).signingKey.activationDelaySec, 2);
 });
 
 t.test("the app's own verifier reloads keys on an unknown kid (another replica rotated)", async (t) => {
@@ -145,10 +231,23 @@ t.test('rotate-key refuses an algorithm verifiers do not accept, and a too short
     t.match(errors.at(-1), /ES256 is not in JWT_ALGORITHMS/);
     t.equal(await rotateKeyCli(['--overlap-sec', '10'], env, () => undefined), 2);
     t.match(errors.at(-1), /--overlap-sec must be a whole number >= 330/);
+    t.equal(await rotateKeyCli(['--activate-in', '5'], env, () => undefined), 2);
+    t.match(errors.at(-1), /--activate-in must be a whole number > KEY_RELOAD_INTERVAL_SEC \(5\); use --now/);
+    t.equal(await rotateKeyCli(['--now', '--activate-in', '60'], env, () => undefined), 2);
+    t.match(errors.at(-1), /--now and --activate-in exclude each other/);
+    t.equal(await rotateKeyCli([], { ...env, KEY_ACTIVATION_DELAY_SEC: '3' }, () => undefined), 2);
+    t.match(errors.at(-1), /KEY_ACTIVATION_DELAY_SEC: must be 0/);
   } finally {
     console.error = origError;
   }
   const out: string[] = [];
   t.equal(await rotateKeyCli(['--help'], env, (l) => out.push(l)), 0);
   t.match(out.join('\n'), /Usage: rotate-key/);
+  t.match(out.join('\n'), /--now .*emergency/);
+  t.match(out.join('\n'), /--activate-in <sec>/);
+
+  // A delay that does not exceed the verifiers' cache age is allowed, with a warning.
+  const warned: string[] = [];
+  t.equal(await rotateKeyCli(['--activate-in', '30'], env, (l) => warned.push(l)), 0);
+  t.match(warned.join('\n'), /warning: 25s is not more than the verifiers' JWKS cache age \(60s\)/);
 });

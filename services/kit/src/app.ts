@@ -30,8 +30,13 @@ export interface ServiceAppOptions {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** True once graceful shutdown started: `/readyz` answers 503 from then on. */
+    /** True once graceful shutdown started: `/readyz` answers 503, answers carry `Connection: close`. */
     draining: boolean;
+    /**
+     * True once the grace period ended and the listener is closing: a request that still arrives
+     * on an open connection gets 503 `temporarily_unavailable` with `Retry-After: 1`.
+     */
+    listenerClosing: boolean;
   }
 }
 
@@ -85,10 +90,22 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
     genReqId: (raw) => requestIdOf(raw),
     bodyLimit: opts.bodyLimit ?? 65_536,
     // Stop accepting on close; in-flight requests finish; idle keep-alive sockets are closed.
-    return503OnClosing: true,
+    // Fastify's own closing answer has its own body shape: the onRequest hook below answers instead.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
   app.decorate('draining', false);
+  app.decorate('listenerClosing', false);
+
+  // Added before the plugin so it runs first: a request that arrives on an open connection after
+  // the listener began closing is not started (Redis and the clients close right after).
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!app.listenerClosing) return;
+    return reply
+      .code(503)
+      .headers({ 'retry-after': '1', connection: 'close' })
+      .send({ error: 'temporarily_unavailable', error_description: `${service} is shutting down; retry` });
+  });
 
   await app.register(fastifyAuth, {
     authenticator: opts.authenticator,
@@ -98,6 +115,9 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // While draining, callers get every answer and then a closed connection, so no kept-alive
+    // connection is left for them to send a request into as the listener closes.
+    if (app.draining) reply.header('connection', 'close');
   });
   app.addHook('onResponse', async (request, reply) => {
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };

@@ -50,4 +50,10 @@ export const commonEnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** After SIGTERM, how long in-flight requests may take before the process exits anyway (ms). */
   SHUTDOWN_TIMEOUT_MS: millis(10_000),
+  /**
+   * After SIGTERM, how long the service keeps serving with `/readyz` 503 before it closes its
+   * listener (ms; 0 closes at once). Counts towards SHUTDOWN_TIMEOUT_MS. In Kubernetes it overlaps
+   * with the preStop sleep; locally it lets callers' sidecars move off kept-alive connections.
+   */
+  DRAIN_GRACE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
 });

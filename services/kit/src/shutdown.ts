@@ -1,11 +1,24 @@
 /**
- * Graceful drain on SIGTERM / SIGINT: mark the service draining (`/readyz` 503), stop accepting
- * connections and let in-flight requests finish (`app.close()`), then run the closers (gRPC
- * server, Redis, HTTP client pools) in order, and exit 0. If that takes longer than the
- * deadline, exit 1 anyway.
+ * Graceful drain on SIGTERM / SIGINT, in three steps:
+ *
+ * 1. **grace** (`graceMs`, `DRAIN_GRACE_MS`, default 1000): the service is marked draining:
+ *    `/readyz` answers 503 (Kubernetes takes the pod out of its Service; in a pod this overlaps
+ *    with the sidecar's preStop sleep) while every request is still served normally, each answer
+ *    with `Connection: close` so callers (the sidecar) stop reusing kept-alive connections;
+ * 2. **close**: the listener stops accepting (a caller's sidecar gets a connect failure, which
+ *    it retries for GET/HEAD, see envoy/README.md), idle connections are closed, in-flight requests
+ *    finish; a request that still arrives on an open connection gets 503
+ *    `temporarily_unavailable` with `Retry-After: 1` in the project's error shape;
+ * 3. **closers** in order (gRPC server, Redis, HTTP client pools), then exit 0.
+ *
+ * If all of that takes longer than the deadline (`timeoutMs`), exit 1 anyway.
  */
+import { setTimeout as sleepMs } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+
+/** Default of {@link ShutdownOptions.graceMs} and of `DRAIN_GRACE_MS`, milliseconds. */
+export const DEFAULT_DRAIN_GRACE_MS = 1000;
 
 /** Options of {@link installGracefulShutdown}. */
 export interface ShutdownOptions {
@@ -13,20 +26,41 @@ export interface ShutdownOptions {
   readonly logger: Logger;
   /** Run after the HTTP server closed, in order (e.g. gRPC `tryShutdown`, Redis `close()`). */
   readonly closers: ReadonlyArray<() => Promise<void>>;
-  /** Deadline for the whole drain, in milliseconds. */
+  /** Deadline for the whole drain (grace included), in milliseconds. */
   readonly timeoutMs: number;
+  /**
+   * After the signal, how long the service keeps serving with `/readyz` 503 before it closes its
+   * listener, in milliseconds (`DRAIN_GRACE_MS`). Default {@link DEFAULT_DRAIN_GRACE_MS}; 0 closes at once.
+   */
+  readonly graceMs?: number;
   /** Signals to handle. Default `['SIGTERM', 'SIGINT']`. */
   readonly signals?: readonly NodeJS.Signals[];
   /** Called with the exit code instead of `process.exit` (tests). */
   readonly exit?: (code: number) => void;
 }
 
+/** Options of {@link drain}. */
+export interface DrainOptions extends Pick<ShutdownOptions, 'app' | 'logger' | 'closers'> {
+  /** Grace period before the listener closes, milliseconds. Default 0 here (the signal handler passes `graceMs`). */
+  readonly graceMs?: number;
+  /** Waits `ms` milliseconds (tests inject their own clock). Default `timers/promises` setTimeout. */
+  readonly sleep?: (ms: number) => Promise<unknown>;
+}
+
 /**
- * Drains once and resolves the exit code; the signal handlers call it. Exposed for tests.
+ * Drains once (the three steps of the module comment) and resolves the exit code: 0, or 1 when
+ * closing the server or a closer failed (each failure is logged, the remaining closers still run).
+ * The signal handlers call it. Exposed for tests. Never rejects.
  */
-export async function drain(opts: Pick<ShutdownOptions, 'app' | 'logger' | 'closers'>): Promise<number> {
+export async function drain(opts: DrainOptions): Promise<number> {
   const { app, logger, closers } = opts;
+  const graceMs = opts.graceMs ?? 0;
   app.draining = true;
+  if (graceMs > 0) {
+    logger.info({ graceMs }, 'draining: /readyz 503, still serving during the grace period');
+    await (opts.sleep ?? sleepMs)(graceMs);
+  }
+  app.listenerClosing = true;
   let code = 0;
   try {
     await app.close();
@@ -58,13 +92,14 @@ export function installGracefulShutdown(opts: ShutdownOptions): void {
       return;
     }
     started = true;
-    opts.logger.info({ signal, timeoutMs: opts.timeoutMs }, 'draining');
+    const graceMs = opts.graceMs ?? DEFAULT_DRAIN_GRACE_MS;
+    opts.logger.info({ signal, timeoutMs: opts.timeoutMs, graceMs }, 'draining');
     const timer = setTimeout(() => {
       opts.logger.error({ timeoutMs: opts.timeoutMs }, 'drain deadline passed: exiting');
       exit(1);
     }, opts.timeoutMs);
     timer.unref();
-    void drain(opts).then((code) => {
+    void drain({ app: opts.app, logger: opts.logger, closers: opts.closers, graceMs }).then((code) => {
       clearTimeout(timer);
       opts.logger.info({ code }, 'drained');
       // Let the asynchronous log destination write its buffer before the process ends.

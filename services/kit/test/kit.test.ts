@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { z } from 'zod';
 import {
@@ -90,6 +90,92 @@ t.test('graceful drain: in-flight requests finish, new connections are refused, 
   t.same(await res.json(), { done: true });
   t.equal(await drained, 0);
   t.same(order, ['released', 'closer'], 'closers run after in-flight requests');
+});
+
+t.test('drain grace: /readyz 503 while requests are still served (Connection: close); then the listener closes after in-flight requests', async (t) => {
+  const app = await createServiceApp({
+    service: 'kit',
+    logger: createLogger({ service: 'kit', level: 'silent' }),
+    metrics: createMetrics('kit', { defaultMetrics: false }),
+    authenticator: stack.authenticator,
+    readiness: stack.readiness,
+  });
+  let entered!: () => void;
+  const inHandler = new Promise<void>((r) => (entered = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  app.get('/slow', { config: { auth: false } }, async () => {
+    entered();
+    await released;
+    return { done: true };
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port: p } = app.server.address() as AddressInfo;
+  const url = `http://127.0.0.1:${p}`;
+
+  // The grace period ends when the test says so (an injected clock, nothing timed).
+  let graceAsked = -1;
+  let endGrace!: () => void;
+  const graceOver = new Promise<void>((r) => (endGrace = r));
+  const order: string[] = [];
+  const drained = drain({
+    app,
+    logger: createLogger({ service: 'kit', level: 'silent' }),
+    closers: [async () => void order.push('closer')],
+    graceMs: 1000,
+    sleep: async (ms) => {
+      graceAsked = ms;
+      await graceOver;
+    },
+  });
+  t.equal(graceAsked, 1000, 'waits the grace period');
+  const ready = await fetch(`${url}/readyz`);
+  t.equal(ready.status, 503, '/readyz 503 during the grace period');
+  t.equal(((await ready.json()) as { draining: boolean }).draining, true);
+  const during = await fetch(`${url}/healthz`);
+  t.equal(during.status, 200, 'still serving during the grace period');
+  t.equal(during.headers.get('connection'), 'close', 'answers close the connection while draining');
+  t.ok(app.server.listening, 'the listener is still open');
+  t.same(order, [], 'nothing closed yet');
+
+  // Two pipelined requests on one connection: the first is in flight when the listener closes,
+  // the second is read only after it, while closing.
+  const raw = connect(p, '127.0.0.1');
+  let answer = '';
+  raw.on('data', (d: Buffer) => (answer += d.toString()));
+  const ended = new Promise<void>((r) => raw.on('close', () => r()));
+  raw.write('GET /slow HTTP/1.1\r\nhost: kit\r\n\r\nGET /healthz HTTP/1.1\r\nhost: kit\r\n\r\n');
+  await inHandler;
+  endGrace();
+  await waitUntil(() => !app.server.listening, 'the listener to close');
+  await t.rejects(fetch(`${url}/healthz`), 'new connections are refused after the grace period');
+  release();
+  await ended;
+  t.equal(await drained, 0);
+  t.same(order, ['closer'], 'closers ran after the server closed');
+  const responses = answer.split(/(?=HTTP\/1\.1 )/);
+  t.match(responses[0], /^HTTP\/1\.1 200 /, 'the in-flight request finished');
+  t.match(responses[0], /connection: close/i);
+  // Its answer carried Connection: close (draining), so the pipelined request behind it is never
+  // started: the connection ends instead (Envoy never pipelines; no request starts on a closing connection).
+  t.equal(responses.length, 1, 'the request pipelined behind it is not served');
+});
+
+t.test('a request that arrives while the listener closes gets 503 temporarily_unavailable with Retry-After', async (t) => {
+  const app = await createServiceApp({
+    service: 'kit',
+    logger: createLogger({ service: 'kit', level: 'silent' }),
+    metrics: createMetrics('kit', { defaultMetrics: false }),
+    authenticator: stack.authenticator,
+    readiness: stack.readiness,
+  });
+  await app.ready();
+  app.listenerClosing = true;
+  const res = await app.inject({ method: 'GET', url: '/api/anything', headers: { authorization: 'Bearer x.y.z' } });
+  t.equal(res.statusCode, 503, 'before authentication and routing');
+  t.equal(res.headers['retry-after'], '1');
+  t.same(res.json(), { error: 'temporarily_unavailable', error_description: 'kit is shutting down; retry' });
+  await app.close();
 });
 
 t.test('readiness stays 503 while the JWK Set cannot be fetched; errors are JSON, never 500 for bad input', async (t) => {

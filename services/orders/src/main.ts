@@ -10,6 +10,7 @@
  * | `UPSTREAM_TIMEOUT_MS` | `5000` | deadline of one call to inventory, ms |
  * | `LOG_LEVEL` | `info` | pino level |
  * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
+ * | `DRAIN_GRACE_MS` | `1000` | after SIGTERM, keep serving this long with `/readyz` 503 before closing the listener, ms |
  * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
  */
 import { createMeshClient } from '@jwt-mesh/fastify-auth';
@@ -58,7 +59,7 @@ const stack = createVerifierStack({
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE) });
 
-installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, closers: [() => inventory.close(), () => stack.close()] });
+installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, graceMs: env.DRAIN_GRACE_MS, closers: [() => inventory.close(), () => stack.close()] });
 try {
   await app.listen({ port: env.PORT, host: env.HOST });
 } catch (err) {

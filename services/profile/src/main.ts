@@ -11,6 +11,7 @@
  * | `GRPC_PORT` | `3053` | gRPC port (h2c, plaintext: the sidecar in front terminates mTLS) |
  * | `LOG_LEVEL` | `info` | pino level |
  * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
+ * | `DRAIN_GRACE_MS` | `1000` | after SIGTERM, keep serving this long with `/readyz` 503 before closing the listener, ms |
  * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
  */
 import * as grpc from '@grpc/grpc-js';
@@ -73,6 +74,7 @@ installGracefulShutdown({
   app,
   logger,
   timeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  graceMs: env.DRAIN_GRACE_MS,
   closers: [
     async () => {
       clearInterval(healthTimer);

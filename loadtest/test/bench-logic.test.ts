@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { findCapacity } from '../src/bench/capacity.js';
-import { parseProcStat, cpuPerRequest } from '../src/bench/procstat.js';
+import { parseProcStat, cpuPerRequest, foreignCores, parseMachineStat } from '../src/bench/procstat.js';
 import { categoryOf, summariseProfile, type CpuProfile } from '../src/bench/profile.js';
 import { evaluateAims, ratio, renderMarkdown, type BenchResult, type ModeResult, type StepResult } from '../src/bench/report.js';
 import { summarisePropagation } from '../src/bench/propagation.js';
@@ -55,7 +55,7 @@ t.test('capacity: a system that fails at any rate has capacity 0; maxRate caps t
 });
 
 const step = (rate: number, p99: number, failed = 0): StepResult => ({
-  rate, achieved: rate, p50: p99 / 4, p90: p99 / 2, p99, max: p99 * 1.2, failed, nonOk: failed ? { '503': failed } : {}, errors: {}, dropped: 0, lagP99: 0.5, pass: failed === 0 && p99 < 200, cpuMsPerRequest: { generator: 0.3, 'bench-envoy-none': 0.2 }, attempts: 1,
+  rate, achieved: rate, p50: p99 / 4, p90: p99 / 2, p99, max: p99 * 1.2, failed, nonOk: failed ? { '503': failed } : {}, errors: {}, dropped: 0, lagP99: 0.5, pass: failed === 0 && p99 < 200, cpuMsPerRequest: { generator: 0.3, 'bench-envoy-none': 0.2 }, attempts: 1, foreignCores: 0.1,
 });
 const mode = (m: ModeResult['mode'], cap: number, halfP99: number): ModeResult => ({
   mode: m, label: m, filters: ['envoy.filters.http.header_mutation', 'envoy.filters.http.router'], target: 'http://127.0.0.1:1', enforced: { withToken: 200, withoutToken: m === 'none' ? 200 : 401 },
@@ -84,9 +84,9 @@ t.test('report: ratios, aims and markdown', async (t) => {
   t.match(md, /\| none \| — \| 200 \| 1000 \(fails at 2000\) \| 100 % \| 111 % \| 0\.2 \|/);
   t.match(md, /\| ext_authz \| — \| 401 \| 600 \(fails at 1200\) \| 60 % \| 67 % \| 0\.2 \|/);
   t.match(md, /\| none \| 1000 \| 1000 \| 37\.5 \/ 150 \/ 180 \| 0 \|/, 'search steps are in the per-rate table');
-  t.match(md, /\| none \| 2000 \| 2000 \| .* \| 7 \(7x503\) \| 0\.5 \| FAIL \|/);
+  t.match(md, /\| none \| 2000 \| 2000 \| .* \| 7 \(7x503\) \| 0\.5 \| 0\.1 \| FAIL \|/);
   const retried: BenchResult = { ...result, modes: [{ ...modes[0] as ModeResult, steps: [{ ...step(100, 5), attempts: 2, firstAttempt: { p99: 250, failed: 0, achieved: 100 } }], search: [] }] };
-  t.match(renderMarkdown(retried), /\| none \| 100 \| 100 \| .* \| pass \(2nd try; 1st: p99 250, failed 0\) \|/);
+  t.match(renderMarkdown(retried), /\| none \| 100 \| 100 \| .* \| pass \(try 2; 1st: p99 250, failed 0\) \|/);
   t.match(md, /\| ext_authz \| 2\.13 \| 8\.5 \| \+4\.5 \| 0 \| generator 0\.3, bench-envoy-none 0\.2 \|/);
   t.match(md, /\| \*\*every verifier\*\* \(slowest per trial\) \| \*\*5\*\* \| \*\*9\*\* \| 9 \| \|/);
   t.match(md, /Load average before: 0\.2 0\.3 0\.4/);
@@ -101,6 +101,10 @@ t.test('/proc/<pid>/stat parsing (comm with spaces and parentheses)', async (t) 
   t.equal(parseProcStat('garbage'), null);
   t.same(cpuPerRequest({ a: 100, b: 50 }, { a: 300, b: 50, c: 10 }, 100), { a: 2, c: 0.1 });
   t.same(cpuPerRequest({ a: 1 }, { a: 2 }, 0), {});
+  // /proc/stat: user nice system idle iowait irq softirq steal (ticks of 10 ms)
+  t.equal(parseMachineStat('cpu  100 0 50 900 10 5 5 0 0 0\ncpu0 1 2 3'), 1600);
+  t.equal(foreignCores({ machine: 0, ours: 0, at: 0 }, { machine: 3000, ours: 1000, at: 2000 }), 1, 'two busy seconds that were not ours over two seconds: one core');
+  t.equal(foreignCores({ machine: 0, ours: 0, at: 0 }, { machine: 500, ours: 800, at: 1000 }), 0, 'never negative');
 });
 
 t.test('CPU profile summary: self time by frame and category, idle excluded', async (t) => {

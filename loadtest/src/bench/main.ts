@@ -28,7 +28,7 @@ import { runLoad } from '../runner.js';
 import { TokenPool, login, refreshTokens } from '../tokens.js';
 import { benchEdgeConfig, ENVOY_MODES, filterNames, type EnvoyMode } from './configs.js';
 import { findCapacity } from './capacity.js';
-import { cpuPerRequest, cpuSnapshot, type Accounted } from './procstat.js';
+import { cpuPerRequest, cpuSnapshot, foreignCores, machineBusyMs, type Accounted } from './procstat.js';
 import { authzVerifier, httpVerifier, propagationTrial, summarisePropagation, type PropagationTrial, type Verifier } from './propagation.js';
 import { evaluateAims, MODE_LABELS, MODES, renderMarkdown, type BenchMode, type BenchResult, type ModeResult, type StepResult } from './report.js';
 import { runProfile } from './profile.js';
@@ -53,6 +53,7 @@ Options:
   --connections <n>         keep-alive connections per target (default 64)
   --propagation-trials <n>  revocation trials (default 50; 0 = skip)
   --envoy-concurrency <n>   worker threads of the bench Envoys (default 1, as the stack's)
+  --foreign-max-cores <x>   re-measure a failing step when other processes used more CPU than this (default 0.25)
   --quick                   3 s steps, rates 100,400,1600, 25 s search, 20 propagation trials
   --out <dir>               results folder (default loadtest/results)
   --no-readme               do not update the results table in loadtest/README.md
@@ -81,6 +82,7 @@ const optsSchema = z.object({
   connections: z.coerce.number().int().min(1).max(4096),
   propagationTrials: z.coerce.number().int().min(0).max(1000),
   envoyConcurrency: z.coerce.number().int().min(1).max(64),
+  foreignMaxCores: z.coerce.number().min(0).max(64),
   out: z.string().min(1),
   readme: z.boolean(),
   profile: z.boolean(),
@@ -106,6 +108,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       connections: { type: 'string' },
       'propagation-trials': { type: 'string' },
       'envoy-concurrency': { type: 'string' },
+      'foreign-max-cores': { type: 'string' },
       quick: { type: 'boolean' },
       out: { type: 'string' },
       'no-readme': { type: 'boolean' },
@@ -129,6 +132,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     connections: values.connections ?? '64',
     propagationTrials: values['propagation-trials'] ?? (q ? '20' : '50'),
     envoyConcurrency: values['envoy-concurrency'] ?? '1',
+    foreignMaxCores: values['foreign-max-cores'] ?? '0.25',
     out: values.out ?? join(LOADTEST_DIR, 'results'),
     readme: values['no-readme'] !== true,
     profile: values.profile === true,
@@ -367,19 +371,32 @@ async function runBench(opts: BenchOptions): Promise<number> {
     }
 
     /**
-     * One step, repeated once when it fails: on a shared machine a single stall (another process,
-     * a GC in the generator) can put one step's p99 over the SLO; a rate only counts as failing
-     * when two consecutive steps at it fail. The report marks a pass on the second try.
+     * One step, re-measured when its failure may not be the system's: on a shared machine another
+     * process can take the cores for a while, or a single stall can put p99 over the SLO while the
+     * rate was held. A failing step is measured again (at most twice more) when other processes
+     * used more than `--foreign-max-cores` of CPU during it, or when only its tail failed (rate held,
+     * nothing lost). The least disturbed failing attempt is kept unless a later one passes; the
+     * report says how many attempts a step took and how much foreign CPU it saw.
      */
     const step = async (mode: BenchMode, rate: number, durationSec = stepSec): Promise<StepResult> => {
-      const first = await stepOnce(mode, rate, durationSec);
-      if (first.pass) return first;
-      say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s failed once; measuring it again`);
-      const second = await stepOnce(mode, rate, durationSec);
-      return { ...second, attempts: 2, firstAttempt: { p99: first.p99, failed: first.failed, achieved: first.achieved } };
+      let best = await stepOnce(mode, rate, durationSec);
+      const first = best;
+      for (let attempt = 2; attempt <= 3 && !best.pass; attempt++) {
+        const disturbed = best.foreignCores > opts.foreignMaxCores;
+        const tailOnly = best.failed === 0 && best.achieved >= 0.95 * rate;
+        if (!disturbed && !(tailOnly && attempt === 2)) break;
+        say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s: ${disturbed ? `other processes used ${best.foreignCores} cores` : 'only the tail failed (rate held, nothing lost)'}; measuring it again`);
+        await sleep(disturbed ? 3000 : 500);
+        const next = await stepOnce(mode, rate, durationSec);
+        best = next.pass || next.foreignCores <= best.foreignCores ? next : best;
+        best = { ...best, attempts: attempt, firstAttempt: { p99: first.p99, failed: first.failed, achieved: first.achieved } };
+      }
+      return best;
     };
     const stepOnce = async (mode: BenchMode, rate: number, durationSec = stepSec): Promise<StepResult> => {
       const procs = pathProcesses(mode, rig.accounted);
+      const ours = () => Object.values(cpuSnapshot(rig.accounted)).reduce((a, b) => a + b, 0);
+      const m0 = { machine: machineBusyMs(), ours: ours(), at: Date.now() };
       const before = cpuSnapshot(procs);
       const r = await runLoad({
         baseUrl: rig.targets[mode],
@@ -393,6 +410,7 @@ async function runBench(opts: BenchOptions): Promise<number> {
         sloP99Ms: 200,
       });
       const after = cpuSnapshot(procs);
+      const foreign = foreignCores(m0, { machine: machineBusyMs(), ours: ours(), at: Date.now() });
       const pass = r.pass && r.achievedRate >= 0.95 * rate;
       const s: StepResult = {
         rate,
@@ -409,8 +427,9 @@ async function runBench(opts: BenchOptions): Promise<number> {
         pass,
         cpuMsPerRequest: cpuPerRequest(before, after, r.answered),
         attempts: 1,
+        foreignCores: foreign,
       };
-      say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s -> ${s.achieved} achieved, p50 ${s.p50} ms, p99 ${s.p99} ms, failed ${s.failed}, lag p99 ${s.lagP99} ms: ${pass ? 'pass' : 'FAIL'}`);
+      say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s -> ${s.achieved} achieved, p50 ${s.p50} ms, p99 ${s.p99} ms, failed ${s.failed}, lag p99 ${s.lagP99} ms, foreign CPU ${foreign} cores: ${pass ? 'pass' : 'FAIL'}`);
       await sleep(1000); // let queues drain and the next step start clean
       return s;
     };
@@ -498,6 +517,7 @@ async function runBench(opts: BenchOptions): Promise<number> {
         connections: opts.connections,
         envoyConcurrency: opts.envoyConcurrency,
         maxRate: opts.maxRate,
+        foreignMaxCores: opts.foreignMaxCores,
       },
       notes: [
         'Everything (load generator, Envoys, authz replicas, services, auth service, Redis, PostgreSQL) shares this machine; the generator\'s own CPU is in the CPU columns as "generator".',

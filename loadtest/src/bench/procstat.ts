@@ -64,10 +64,33 @@ export interface Accounted {
   pgid?: number | null;
 }
 
-/** Snapshot of CPU milliseconds per accounted name. */
+/** Snapshot of CPU milliseconds per accounted name (one pass over /proc), plus `generator` (this process). */
 export function cpuSnapshot(parts: readonly Accounted[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const p of parts) out[p.name] = (out[p.name] ?? 0) + (p.pgid ? cpuMsOfGroup(p.pgid) : cpuMsOfPid(p.pid));
+  const groups = new Map<number, string>();
+  for (const p of parts) {
+    out[p.name] = 0;
+    if (p.pgid) groups.set(p.pgid, p.name);
+    else out[p.name] = (out[p.name] ?? 0) + cpuMsOfPid(p.pid);
+  }
+  if (groups.size > 0) {
+    let entries: string[] = [];
+    try {
+      entries = readdirSync('/proc');
+    } catch {
+      entries = [];
+    }
+    for (const e of entries) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const st = parseProcStat(readFileSync(`/proc/${e}/stat`, 'utf8'));
+        const name = st ? groups.get(st.pgrp) : undefined;
+        if (st && name !== undefined) out[name] = (out[name] ?? 0) + st.cpuMs;
+      } catch {
+        // the process ended between readdir and read
+      }
+    }
+  }
   const self = process.cpuUsage();
   out.generator = (self.user + self.system) / 1000;
   return out;
@@ -82,4 +105,38 @@ export function cpuPerRequest(before: Record<string, number>, after: Record<stri
     if (d > 0) out[name] = Math.round((d / requests) * 1000) / 1000;
   }
   return out;
+}
+
+/**
+ * Busy CPU milliseconds of the whole machine so far (all cores), from the first line of
+ * /proc/stat: user + nice + system + irq + softirq + steal (idle and iowait excluded).
+ * 0 when /proc is not there.
+ */
+export function machineBusyMs(): number {
+  try {
+    return parseMachineStat(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return 0;
+  }
+}
+
+/** Parses the `cpu ` line of /proc/stat into busy milliseconds (see {@link machineBusyMs}). */
+export function parseMachineStat(text: string): number {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) return 0;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return ((user + nice + system + irq + softirq + steal) * 1000) / CLOCK_TICKS_PER_SEC;
+}
+
+/**
+ * Cores' worth of CPU used by processes outside `ours` (and outside this process) between two
+ * readings: (machine busy - our busy) / wall time. The benchmark re-measures a failing step that
+ * ran while other work used the machine.
+ */
+export function foreignCores(before: { machine: number; ours: number; at: number }, after: { machine: number; ours: number; at: number }): number {
+  const wall = after.at - before.at;
+  if (wall <= 0) return 0;
+  const foreign = after.machine - before.machine - (after.ours - before.ours);
+  return Math.max(0, Math.round((foreign / wall) * 100) / 100);
 }

@@ -36,8 +36,10 @@ export interface StepResult {
   pass: boolean;
   /** CPU milliseconds per answered request, per process (generator = the load runner itself). */
   cpuMsPerRequest: Record<string, number>;
-  /** 2 when the first measurement failed and the step was measured again (these figures are the second's). */
+  /** How many times the step was measured (a failing step is repeated when disturbed or tail-only). */
   attempts: number;
+  /** Cores' worth of CPU that processes outside the benchmark used during the (kept) measurement. */
+  foreignCores: number;
   /** The failed first measurement, when `attempts` is 2. */
   firstAttempt?: { p99: number; failed: number; achieved: number };
 }
@@ -153,7 +155,8 @@ export function renderMarkdown(r: BenchResult): string {
   L.push(
     `Open model (fixed arrival rate), ${String(s.trialSec)} s per step after ${String(s.warmupSec)} s warm-up, latency from the scheduled send time, ` +
       `GET /api/orders/ord-1001 with a Bearer token from a pool of ${String(s.pool)} sessions; SLO p99 < ${r.sloP99Ms} ms with no failed request ` +
-      `(and at least 95 % of the offered rate achieved). Every Envoy runs with --concurrency ${String(s.envoyConcurrency)}; modes 1-3 share one plain upstream.`,
+      `(and at least 95 % of the offered rate achieved). Every Envoy runs with --concurrency ${String(s.envoyConcurrency)}; modes 1-3 share one plain upstream. ` +
+      `A failing step is measured again (up to 3 tries) when processes outside the benchmark used more than ${String(s.foreignMaxCores)} cores during it, or when only its tail failed.`,
   );
   L.push('');
   L.push('**Capacity at the SLO**');
@@ -171,13 +174,19 @@ export function renderMarkdown(r: BenchResult): string {
   L.push('');
   L.push('**Per arrival rate** (p50 / p99 / max in ms; failed = non-2xx + errors + dropped)');
   L.push('');
-  L.push('| mode | offered | achieved | p50 / p99 / max | failed | generator lag p99 | SLO |');
-  L.push('|---|---:|---:|---|---|---:|---|');
+  L.push('| mode | offered | achieved | p50 / p99 / max | failed | generator lag p99 | foreign CPU (cores) | SLO |');
+  L.push('|---|---:|---:|---|---|---:|---:|---|');
   for (const mode of r.modes) {
     const steps = [...mode.steps, ...mode.search].sort((a, b) => a.rate - b.rate);
     for (const st of steps) {
-      const verdict = st.pass ? (st.attempts > 1 ? `pass (2nd try; 1st: p99 ${f2(st.firstAttempt?.p99 ?? NaN)}, failed ${st.firstAttempt?.failed ?? '-'})` : 'pass') : st.attempts > 1 ? 'FAIL (twice)' : 'FAIL';
-      L.push(`| ${mode.label} | ${st.rate} | ${f1(st.achieved)} | ${lat({ count: 0, min: 0, mean: 0, p50: st.p50, p90: st.p90, p99: st.p99, p999: 0, max: st.max })} | ${failText(st)} | ${f2(st.lagP99)} | ${verdict} |`);
+      const verdict = st.pass
+        ? st.attempts > 1
+          ? `pass (try ${st.attempts}; 1st: p99 ${f2(st.firstAttempt?.p99 ?? NaN)}, failed ${st.firstAttempt?.failed ?? '-'})`
+          : 'pass'
+        : st.attempts > 1
+          ? `FAIL (${st.attempts} tries)`
+          : 'FAIL';
+      L.push(`| ${mode.label} | ${st.rate} | ${f1(st.achieved)} | ${lat({ count: 0, min: 0, mean: 0, p50: st.p50, p90: st.p90, p99: st.p99, p999: 0, max: st.max })} | ${failText(st)} | ${f2(st.lagP99)} | ${f2(st.foreignCores)} | ${verdict} |`);
     }
   }
   if (r.halfRate !== null) {

@@ -6,11 +6,18 @@
  * Requests in flight at SIGTERM are made on purpose: profile (the last hop) is frozen with
  * SIGSTOP for 0.7 s around the signal, so requests wait inside orders and inventory.
  *
- * Asserted: requests in flight when SIGTERM arrives drain (every request sent before the signal
- * succeeds), nothing is ever a 500, and traffic recovers by itself once the service is back.
- * Printed, not asserted: requests that arrive while the only instance is down fail at its
- * sidecar (nothing listens on the app port, and a single instance has nowhere else to go):
- * the design cannot promise zero there; see test/README.md.
+ * The drain (services/kit): for DRAIN_GRACE_MS after SIGTERM the service still serves (with
+ * `/readyz` 503 and `Connection: close`), then closes its listener and finishes in-flight
+ * requests. The sidecars and the edge retry GET on connect failures, refused streams and resets
+ * before the request was sent, 3 times with a 25-250 ms back-off (envoy/README.md).
+ *
+ * Asserted: every request sent before SIGTERM succeeds (in flight at the signal: they drain), and
+ * **zero failures among GET requests sent during the drain grace** (up to TRANSIT_MS before it
+ * ends), nothing is ever a 500, and traffic recovers by itself once the service is back.
+ * Printed, not asserted: requests that arrive after the listener closed and until the new process
+ * listens. That gap is a whole Node process start (about 2-4 s under tsx on this machine), far
+ * longer than retries with a sub-second budget can bridge, and a single instance has nowhere else
+ * to send them; two or more replicas (the k8s overlays) are what closes it. See test/README.md.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
@@ -23,15 +30,18 @@ t.setTimeout(180_000);
 const RATE = 40;
 const PHASE_SEC = 18;
 const TRANSIT_MS = 100;
+/** The services' DRAIN_GRACE_MS in this test (the default of `make up` too). */
+const GRACE_MS = 1000;
+const LOCAL_APP_STATS = '^cluster\\.local_app\\.(upstream_cx_connect_fail|upstream_rq_503|upstream_rq_retry|upstream_rq_retry_success|upstream_cx_destroy_remote_with_active_rq)$';
 
-t.test('a service restarted under load: in-flight requests drain, recovery by itself', async (t) => {
-  const { stack, state } = await startTestStack(t, { label: 'restart' });
+t.test('a service restarted under load: in-flight and drain-grace GETs all succeed, the down window is printed, recovery by itself', async (t) => {
+  const { stack, state } = await startTestStack(t, { label: 'restart', stack: { env: { services: { DRAIN_GRACE_MS: String(GRACE_MS) } } } });
   const tokens = await login(state);
   t.equal((await callChain(state, tokens.access_token)).status, 200, 'the chain answers before the fault');
 
   for (const service of ['inventory', 'orders']) {
     const sidecar = stack.envoy(`sidecar-${service}`);
-    const statsBefore = await sidecar.stats('^cluster\\.local_app\\.(upstream_cx_connect_fail|upstream_rq_503|upstream_rq_retry|upstream_cx_destroy_remote_with_active_rq)$');
+    const statsBefore = await sidecar.stats(LOCAL_APP_STATS);
     const load = startLoad({ ratePerSec: RATE, durationSec: PHASE_SEC, send: (_seq, signal) => callChain(state, tokens.access_token, { signal }) });
     await sleep(4000);
     // Requests in flight at SIGTERM: profile (the last hop) is frozen for a moment, so requests
@@ -47,7 +57,7 @@ t.test('a service restarted under load: in-flight requests drain, recovery by it
     await stack.startPart(service);
     const readyAt = load.now();
     await load.done;
-    const statsAfter = await sidecar.stats('^cluster\\.local_app\\.(upstream_cx_connect_fail|upstream_rq_503|upstream_rq_retry|upstream_cx_destroy_remote_with_active_rq)$');
+    const statsAfter = await sidecar.stats(LOCAL_APP_STATS);
     const delta = Object.fromEntries(Object.entries(statsAfter).map(([k, v]) => [k.replace('cluster.local_app.', ''), v - (statsBefore[k] ?? 0)]));
 
     // In flight at SIGTERM = inside the service: sent at least TRANSIT_MS before the signal (the
@@ -58,10 +68,15 @@ t.test('a service restarted under load: in-flight requests drain, recovery by it
     const inTransit = figures(load.records, termAt - TRANSIT_MS, termAt);
     const window = figures(load.records, termAt, readyAt);
     const after = figures(load.records, readyAt + 500);
+    // The grace: the service still serves. A request sent in its last TRANSIT_MS may reach the app
+    // after the listener closed, so it belongs to the closing phase.
+    const graceEnd = termAt + GRACE_MS - TRANSIT_MS;
+    const grace = figures(load.records, termAt, graceEnd);
     const rows = [
       phaseRow(`sent before SIGTERM (up to ${TRANSIT_MS} ms before it)`, beforeSignal),
       phaseRow(`sent in the last ${TRANSIT_MS} ms before SIGTERM`, inTransit),
-      phaseRow(`draining (SIGTERM -> exit, ${Math.round(exitedAt - termAt)} ms)`, figures(load.records, termAt, exitedAt)),
+      phaseRow(`drain grace (SIGTERM + ${GRACE_MS - TRANSIT_MS} ms, /readyz 503, still serving)`, grace),
+      phaseRow(`listener closing (until exit, ${Math.round(exitedAt - graceEnd)} ms)`, figures(load.records, graceEnd, exitedAt)),
       phaseRow(`down and starting (${Math.round(readyAt - exitedAt)} ms until /readyz)`, figures(load.records, exitedAt, readyAt)),
       phaseRow('after it is back', figures(load.records, readyAt)),
       phaseRow(`whole run (${RATE}/s for ${PHASE_SEC} s)`, figures(load.records)),
@@ -79,10 +94,13 @@ t.test('a service restarted under load: in-flight requests drain, recovery by it
     t.equal(all.failedBy['500'] ?? 0, 0, `${service}: never a 500`);
     t.equal(beforeSignal.failed, 0, `${service}: every request sent up to ${TRANSIT_MS} ms before SIGTERM succeeded (in-flight requests drained)`);
     t.ok(inFlightAtSignal.every((r) => r.ok), `${service}: the ${inFlightAtSignal.length} request(s) in flight at SIGTERM succeeded`);
+    t.equal(inTransit.failed, 0, `${service}: every request sent in the last ${TRANSIT_MS} ms before SIGTERM succeeded`);
+    t.ok(grace.sent > 0, `${service}: requests were sent during the drain grace`);
+    t.equal(grace.failed, 0, `${service}: zero failed GETs among the ${grace.sent} sent during the drain grace (the service still serves, the sidecar retries a closing connection)`);
     t.equal(after.failed, 0, `${service}: traffic recovers by itself once it is back`);
     t.ok(after.sent > 0, `${service}: requests were sent after the restart`);
     t.comment(
-      `${service}: ${window.failed} of ${window.sent} requests failed while the only instance restarted, ${inTransit.failed} of ${inTransit.sent} sent in the last ${TRANSIT_MS} ms before SIGTERM (printed, not asserted)`,
+      `${service}: ${window.failed} of ${window.sent} requests sent between SIGTERM and /readyz of the new process failed, all after the grace (printed, not asserted: a single instance's process start is not bridged)`,
     );
   }
 });

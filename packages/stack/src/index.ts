@@ -3,6 +3,8 @@
  * See README.md.
  */
 export { startStack, StackStartError, FIXED_PORTS, SERVICES, redactUrl } from './stack.js';
+export { reserveFreePort, holdPort, isPortClash, PORT_ATTEMPTS } from './ports.js';
+export type { PortReservation, PortReserver } from './ports.js';
 export type { Stack, StackOptions, PartSelection, ExtraUpstream } from './stack.js';
 export { stopStack, readState, writeState, processStatus, stackStateSchema } from './state.js';
 export type { StackState, ServiceUrls, StopReport, ProcessStatus } from './state.js';

@@ -30,7 +30,8 @@ import {
   type ServiceSpec,
   type Topology,
 } from '@jwt-mesh/envoy';
-import { envoyBinary, freePort, REPO_ROOT, startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
+import { envoyBinary, REPO_ROOT, startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
+import { isPortClash, PORT_ATTEMPTS, reserveFreePort, type PortReserver } from './ports.js';
 import { grpcHealth, httpGet, postgresPing, redisPing, waitUntil } from './probe.js';
 import { runToCompletion, spawnProcess, tailFile, type ManagedProcess, type ProcessRecord } from './proc.js';
 import { writeState, type ServiceUrls, type StackState } from './state.js';
@@ -84,8 +85,16 @@ export interface StackOptions {
   certDir?: string;
   /** State file for `stopStack` / `make down`. Default `<runDir>/stack.json`; `false` writes none (tests). */
   stateFile?: string | false;
-  /** `fixed` (make up: {@link FIXED_PORTS}, the local plan) or `free` (tests: free loopback ports). Default `fixed`. */
+  /**
+   * `fixed` (make up: {@link FIXED_PORTS}, the local plan) or `free` (tests: free loopback ports).
+   * Default `fixed`. With `free`, each port is held by a socket from the pick until just before the
+   * process that binds it is spawned, and a part that still finds its port taken (EADDRINUSE) is
+   * started again on new ports, up to {@link PORT_ATTEMPTS} times (the sidecars are not: their
+   * outbound port is already in their service's environment; holding their ports covers them).
+   */
   ports?: 'fixed' | 'free';
+  /** How `free` ports are picked and held (tests inject one to simulate a port taken at bind time). Default {@link reserveFreePort}. */
+  reservePort?: PortReserver;
   /** Edge ports in `fixed` mode. Defaults 8080, 8443, 9901. */
   edgePorts?: { http?: number; https?: number; admin?: number };
   /** PostgreSQL URL. When absent an embedded PostgreSQL (PGlite) is started. */
@@ -174,6 +183,8 @@ export interface Stack {
 interface PartDef {
   name: string;
   start(): Promise<Running>;
+  /** Reserves new ports for this part after its start failed on a taken port (`free` ports only). */
+  repick?: () => Promise<void>;
 }
 
 /** Resolves options against the repository and the run folder. */
@@ -233,10 +244,39 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       writeState(p.stateFile, state);
     }
   };
+  // Port holds (ports: 'free'): port -> release of the socket holding it until its process is spawned.
+  const reservePort = options.reservePort ?? reserveFreePort;
+  const holds = new Map<number, () => Promise<void>>();
+  const reserve = async (purpose: string): Promise<number> => {
+    const r = await reservePort(purpose);
+    holds.set(r.port, r.release);
+    return r.port;
+  };
+  /** Lets go of the holds on `ports` (call right before spawning the process that binds them). */
+  const release = async (...ports: Array<number | undefined>): Promise<void> => {
+    for (const port of ports) {
+      const h = port === undefined ? undefined : holds.get(port);
+      if (h) {
+        holds.delete(port as number);
+        await h();
+      }
+    }
+  };
+  const releaseAll = () => release(...holds.keys());
   const launch = async (def: PartDef): Promise<void> => {
     defs.set(def.name, def);
     if (!order.includes(def.name)) order.push(def.name);
-    const r = await def.start();
+    let r: Running;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        r = await def.start();
+        break;
+      } catch (err) {
+        if (!def.repick || attempt >= PORT_ATTEMPTS || !isPortClash(err)) throw err;
+        say(def.name, `a port was taken at bind time (EADDRINUSE, attempt ${attempt} of ${PORT_ATTEMPTS}); starting it again on new ports`);
+        await def.repick();
+      }
+    }
     running.set(def.name, r);
     saveState();
   };
@@ -247,6 +287,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (failed) throw failed.reason;
   };
   const stopAll = async () => {
+    await releaseAll();
     // Reverse start order: edge, sidecars, services, authz, auth, redis, postgres.
     for (const name of [...order].reverse()) {
       const r = running.get(name);
@@ -283,32 +324,32 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     // ---- ports -------------------------------------------------------------------------------
     const free = options.ports === 'free';
-    const pick = async (fixed: number) => (free ? freePort() : fixed);
+    const pick = async (fixed: number, purpose: string) => (free ? reserve(purpose) : fixed);
     const topology = buildTopology(parts.services, extras);
     const plan = {
       edge: {
-        http: free ? await freePort() : (options.edgePorts?.http ?? FIXED_PORTS.edgeHttp),
-        https: free ? await freePort() : (options.edgePorts?.https ?? FIXED_PORTS.edgeHttps),
-        admin: free ? await freePort() : (options.edgePorts?.admin ?? FIXED_PORTS.edgeAdmin),
+        http: await pick(options.edgePorts?.http ?? FIXED_PORTS.edgeHttp, 'edge.http'),
+        https: await pick(options.edgePorts?.https ?? FIXED_PORTS.edgeHttps, 'edge.https'),
+        admin: await pick(options.edgePorts?.admin ?? FIXED_PORTS.edgeAdmin, 'edge.admin'),
       },
-      auth: await pick(FIXED_PORTS.auth),
+      auth: await pick(FIXED_PORTS.auth, 'auth'),
       authz: [] as number[],
       authzMetrics: [] as number[],
       services: {} as Record<string, { app: number; grpc?: number; inbound: number; outbound: number; admin: number }>,
     };
     for (let i = 0; i < replicas; i++) {
-      plan.authz.push(await pick(FIXED_PORTS.authz[i] ?? 9000 + i + 1));
-      plan.authzMetrics.push(await pick(FIXED_PORTS.authzMetrics[i] ?? 9460 + i + 1));
+      plan.authz.push(await pick(FIXED_PORTS.authz[i] ?? 9000 + i + 1, `authz-${i + 1}`));
+      plan.authzMetrics.push(await pick(FIXED_PORTS.authzMetrics[i] ?? 9460 + i + 1, `authz-${i + 1}.metrics`));
     }
     for (const [i, s] of topology.services.entries()) {
       const extra = extras.find((e) => e.name === s.name);
       const n = i + 1;
       plan.services[s.name] = {
-        app: extra ? extra.port : await pick(3000 + n),
-        ...(s.grpc ? { grpc: await pick(3050 + n) } : {}),
-        inbound: await pick(3100 + n),
-        outbound: await pick(3200 + n),
-        admin: await pick(3300 + n),
+        app: extra ? extra.port : await pick(3000 + n, `${s.name}.app`),
+        ...(s.grpc ? { grpc: await pick(3050 + n, `${s.name}.grpc`) } : {}),
+        inbound: await pick(3100 + n, `sidecar-${s.name}.inbound`),
+        outbound: await pick(3200 + n, `sidecar-${s.name}.outbound`),
+        admin: await pick(3300 + n, `sidecar-${s.name}.admin`),
       };
     }
     if (!free) {
@@ -341,10 +382,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
     }
 
-    const authUrl = `http://127.0.0.1:${plan.auth}`;
-    const issuer = `http://localhost:${plan.auth}`;
+    // Functions of plan.auth: the auth-service may move to another port if its own was taken.
+    const authUrl = () => `http://127.0.0.1:${plan.auth}`;
+    const issuer = () => `http://localhost:${plan.auth}`;
     const audience = options.env?.all?.JWT_AUDIENCE ?? 'jwt-mesh';
-    const jwksUrl = `${authUrl}/.well-known/jwks.json`;
+    const jwksUrl = () => `${authUrl()}/.well-known/jwks.json`;
 
     // ---- PostgreSQL ----------------------------------------------------------------------------
     let databaseUrl = options.databaseUrl;
@@ -438,11 +480,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
       const redisDir = join(p.runDir, 'redis');
       mkdirSync(redisDir, { recursive: true });
-      const port = await freePort();
+      let port = await reserve('redis');
       const log = logOf('redis');
       await launch({
         name: 'redis',
+        repick: async () => {
+          port = await reserve('redis');
+        },
         start: async () => {
+          await release(port);
           const proc = spawnProcess({
             name: 'redis',
             command: bin,
@@ -478,36 +524,50 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
 
     // ---- environment shared by every verifier ---------------------------------------------------
-    const verifierEnv: Record<string, string> = {
-      JWT_ISSUER: issuer,
+    const verifierEnv = (): Record<string, string> => ({
+      JWT_ISSUER: issuer(),
       JWT_AUDIENCE: audience,
-      JWKS_URL: jwksUrl,
+      JWKS_URL: jwksUrl(),
       REDIS_URL: rUrl,
       REDIS_PREFIX: prefix,
       LOG_LEVEL: 'info',
-    };
+    });
     const childEnv = (own: Record<string, string>, kind?: Record<string, string>): NodeJS.ProcessEnv => {
       const base: NodeJS.ProcessEnv = { ...process.env };
       // Never leak the launcher's own settings into a part by accident: every part gets what it needs explicitly.
       for (const k of ['DATABASE_URL', 'REDIS_URL', 'PORT', 'HOST', 'GRPC_PORT', 'UPSTREAM_URL', 'UPSTREAM_AUTHORITY']) delete base[k];
       delete base['NODE_OPTIONS'];
-      return { ...base, ...verifierEnv, ...own, ...(options.env?.all ?? {}), ...(kind ?? {}) };
+      return { ...base, ...verifierEnv(), ...own, ...(options.env?.all ?? {}), ...(kind ?? {}) };
     };
-    const nodePart = (name: string, entry: string, cwd: string, env: NodeJS.ProcessEnv, ready: (proc: ManagedProcess) => Promise<void>): PartDef => ({
+    /**
+     * A Node part. `env` and `ready` are called at each start, so a start after `repick` uses the
+     * new ports; `ports` are released from their holds right before the spawn.
+     */
+    const nodePart = (
+      name: string,
+      entry: string,
+      cwd: string,
+      env: () => NodeJS.ProcessEnv,
+      ready: () => (proc: ManagedProcess) => Promise<void>,
+      portsOf: () => Array<number | undefined>,
+      repick: () => Promise<void>,
+    ): PartDef => ({
       name,
+      ...(free ? { repick } : {}),
       start: async () => {
         const log = logOf(name);
-        const proc = spawnProcess({ name, command: process.execPath, args: [...NODE_TSX, entry], cwd, env, logFile: log, markers: [entry] });
-        await guard(name, log, proc, () => ready(proc));
+        await release(...portsOf());
+        const proc = spawnProcess({ name, command: process.execPath, args: [...NODE_TSX, entry], cwd, env: env(), logFile: log, markers: [entry] });
+        await guard(name, log, proc, () => ready()(proc));
         return proc;
       },
     });
-    const httpReady = (what: string, url: string) => (proc: ManagedProcess) =>
+    const httpReady = (what: string, url: () => string) => (proc: ManagedProcess) =>
       waitUntil(
         what,
         async () => {
-          const r = await httpGet(url);
-          return r.status === 200 ? true : `GET ${url}: ${r.status || r.body}`;
+          const r = await httpGet(url());
+          return r.status === 200 ? true : `GET ${url()}: ${r.status || r.body}`;
         },
         { timeoutMs: readyTimeoutMs, alive: proc.running },
       );
@@ -519,24 +579,29 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         'auth',
         join(authDir, 'src', 'main.ts'),
         authDir,
-        childEnv(
-          {
-            PORT: String(plan.auth),
-            HOST: '127.0.0.1',
-            DATABASE_URL: dbUrl,
-            // The edge on loopback appends the client's address to x-forwarded-for.
-            TRUST_PROXY: 'loopback',
-          },
-          options.env?.auth,
-        ),
-        httpReady('auth-service /readyz', `${authUrl}/readyz`),
+        () =>
+          childEnv(
+            {
+              PORT: String(plan.auth),
+              HOST: '127.0.0.1',
+              DATABASE_URL: dbUrl,
+              // The edge on loopback appends the client's address to x-forwarded-for.
+              TRUST_PROXY: 'loopback',
+            },
+            options.env?.auth,
+          ),
+        () => httpReady('auth-service /readyz', () => `${authUrl()}/readyz`),
+        () => [plan.auth],
+        async () => {
+          plan.auth = await reserve('auth');
+        },
       ),
     );
-    say('auth', `${authUrl} ready (issuer ${issuer}; log ${rel(logOf('auth'))})`);
+    say('auth', `${authUrl()} ready (issuer ${issuer()}; log ${rel(logOf('auth'))})`);
 
     // ---- demo users ----------------------------------------------------------------------------
     try {
-      await seedUsers(authUrl, dbUrl, users);
+      await seedUsers(authUrl(), dbUrl, users);
     } catch (err) {
       throw new StackStartError('users', (err as Error).message, logOf('auth'), { cause: err });
     }
@@ -553,16 +618,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (parts.authz) {
       const authzCert = certs.workloads['authz'] as { cert: string; key: string };
       await launchAll(
-        plan.authz.map((port, i) => {
+        plan.authz.map((_port, i) => {
           const name = `authz-${i + 1}`;
-          const address = `127.0.0.1:${port}`;
+          const address = () => `127.0.0.1:${plan.authz[i]}`;
           return nodePart(
               name,
               join(authzDir, 'src', 'main.ts'),
               authzDir,
-              childEnv(
+              () => childEnv(
                 {
-                  AUTHZ_PORT: String(port),
+                  AUTHZ_PORT: String(plan.authz[i]),
                   AUTHZ_HOST: '127.0.0.1',
                   AUTHZ_TLS_CERT: authzCert.cert,
                   AUTHZ_TLS_KEY: authzCert.key,
@@ -573,15 +638,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
                 },
                 options.env?.authz,
               ),
-              (proc) =>
+              () => (proc) =>
                 waitUntil(
                   `${name} gRPC health`,
                   async () => {
-                    const s = await grpcHealth(address, grpcTls);
+                    const s = await grpcHealth(address(), grpcTls);
                     return s === 'SERVING' ? true : s;
                   },
                   { timeoutMs: readyTimeoutMs, alive: proc.running, intervalMs: 300 },
                 ),
+              () => [plan.authz[i], plan.authzMetrics[i]],
+              async () => {
+                plan.authz[i] = await reserve(name);
+                plan.authzMetrics[i] = await reserve(`${name}.metrics`);
+              },
           );
         }),
       );
@@ -590,19 +660,22 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     // ---- services ------------------------------------------------------------------------------
     const serviceUrls: Record<string, ServiceUrls> = {};
-    for (const s of topology.services) {
-      const sp = plan.services[s.name] as (typeof plan.services)[string];
-      serviceUrls[s.name] = {
-        app: `http://127.0.0.1:${sp.app}`,
-        ...(sp.grpc !== undefined ? { grpc: `127.0.0.1:${sp.grpc}` } : {}),
-        inbound: `https://127.0.0.1:${sp.inbound}`,
-        outbound: `http://127.0.0.1:${sp.outbound}`,
-        admin: `http://127.0.0.1:${sp.admin}`,
-      };
-    }
+    const setServiceUrls = () => {
+      for (const s of topology.services) {
+        const sp = plan.services[s.name] as (typeof plan.services)[string];
+        serviceUrls[s.name] = {
+          app: `http://127.0.0.1:${sp.app}`,
+          ...(sp.grpc !== undefined ? { grpc: `127.0.0.1:${sp.grpc}` } : {}),
+          inbound: `https://127.0.0.1:${sp.inbound}`,
+          outbound: `http://127.0.0.1:${sp.outbound}`,
+          admin: `http://127.0.0.1:${sp.admin}`,
+        };
+      }
+    };
+    setServiceUrls();
     if (parts.services) {
       const ports = (name: string) => plan.services[name] as (typeof plan.services)[string];
-      const envFor: Record<string, Record<string, string>> = {
+      const envFor = (): Record<string, Record<string, string>> => ({
         profile: { PORT: String(ports('profile').app), HOST: '127.0.0.1', GRPC_PORT: String(ports('profile').grpc) },
         inventory: {
           PORT: String(ports('inventory').app),
@@ -611,7 +684,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           UPSTREAM_AUTHORITY: 'profile',
         },
         orders: { PORT: String(ports('orders').app), HOST: '127.0.0.1', UPSTREAM_URL: `http://127.0.0.1:${ports('orders').outbound}` },
-      };
+      });
       await launchAll(
         SERVICES.map((name) => {
           const dir = join(REPO_ROOT, 'services', name);
@@ -619,26 +692,39 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             name,
             join(dir, 'src', 'main.ts'),
             dir,
-            childEnv(envFor[name] as Record<string, string>, options.env?.services),
-            httpReady(`${name} /readyz`, `http://127.0.0.1:${ports(name).app}/readyz`),
+            () => childEnv(envFor()[name] as Record<string, string>, options.env?.services),
+            () => httpReady(`${name} /readyz`, () => `http://127.0.0.1:${ports(name).app}/readyz`),
+            () => [ports(name).app, ports(name).grpc],
+            async () => {
+              const sp = ports(name);
+              sp.app = await reserve(`${name}.app`);
+              if (sp.grpc !== undefined) sp.grpc = await reserve(`${name}.grpc`);
+            },
           );
         }),
       );
+      setServiceUrls();
       say('services', SERVICES.map((n) => `${n} ${serviceUrls[n]?.app}${serviceUrls[n]?.grpc ? ` (gRPC ${serviceUrls[n]?.grpc})` : ''}`).join(', '));
     }
 
     // ---- Envoy configs (one source: envoy/src/render.ts, local target) -----------------------------
-    const portsOverride: PortsOverride = {
-      edge: plan.edge,
-      authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
-      auth: { host: '127.0.0.1', port: plan.auth },
-      services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
+    // Rendered at each Envoy start, so a part started again on new ports gets a matching config.
+    const renderAll = () => {
+      const portsOverride: PortsOverride = {
+        edge: plan.edge,
+        authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
+        auth: { host: '127.0.0.1', port: plan.auth },
+        services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
+      };
+      return renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
     };
-    const configs = renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
     const envoyLogDir = join(p.logDir, 'envoy');
-    const envoyPart = (name: string, config: string): PartDef => ({
+    const envoyPart = (name: string, file: string, portsOf: () => number[], repick?: () => Promise<void>): PartDef => ({
       name,
+      ...(free && repick ? { repick } : {}),
       start: async () => {
+        const config = renderAll()[file] as string;
+        await release(...portsOf());
         let e: EnvoyProcess;
         try {
           e = await startEnvoy({ config, name, logDir: envoyLogDir, readyTimeoutMs, cwd: p.runDir });
@@ -670,13 +756,32 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     const sidecars = [...(parts.services ? SERVICES : []), ...extras.map((x) => x.name)];
     if (sidecars.length > 0) {
-      await launchAll(sidecars.map((s) => envoyPart(`sidecar-${s}`, configs[sidecarFileName(s)] as string)));
+      // No repick: the sidecar's outbound port is already in its running service's UPSTREAM_URL,
+      // and the callers' sidecars start at the same time; the holds (released right before each
+      // Envoy starts, which binds within a few hundred ms) cover the sidecars.
+      await launchAll(
+        sidecars.map((s) => {
+          const sp = () => plan.services[s] as (typeof plan.services)[string];
+          return envoyPart(`sidecar-${s}`, sidecarFileName(s), () => [sp().inbound, sp().outbound, sp().admin]);
+        }),
+      );
       say('sidecars', `${sidecars.join(', ')} (mTLS inbound, loopback outbound; logs ${rel(join(p.logDir, 'sidecar-*.log'))})`);
+    }
+    if (parts.edge) {
+      await launch(
+        envoyPart(
+          'edge',
+          'edge.yaml',
+          () => [plan.edge.http, plan.edge.https, plan.edge.admin],
+          async () => {
+            plan.edge = { http: await reserve('edge.http'), https: await reserve('edge.https'), admin: await reserve('edge.admin') };
+          },
+        ),
+      );
     }
     const edgeHttp = `http://127.0.0.1:${plan.edge.http}`;
     const edgeHttps = `https://localhost:${plan.edge.https}`;
     if (parts.edge) {
-      await launch(envoyPart('edge', configs['edge.yaml'] as string));
       await waitUntil(
         'edge /healthz',
         async () => {
@@ -690,6 +795,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       say('edge', `${edgeHttp} and ${edgeHttps} ready (admin http://127.0.0.1:${plan.edge.admin})`);
     }
 
+    await releaseAll(); // ports of parts not started (e.g. the edge's with parts.edge false)
     state = {
       version: 1,
       startedAt: new Date().toISOString(),
@@ -703,15 +809,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         edge: edgeHttp,
         edgeHttps,
         edgeAdmin: `http://127.0.0.1:${plan.edge.admin}`,
-        auth: authUrl,
-        jwks: jwksUrl,
+        auth: authUrl(),
+        jwks: jwksUrl(),
         authzGrpc: plan.authz.map((port) => `127.0.0.1:${port}`),
         authzMetrics: plan.authzMetrics.map((port) => `http://127.0.0.1:${port}/metrics`),
         services: serviceUrls,
       },
       database: { url: dbUrl, embedded: !options.databaseUrl, dataDir: options.databaseUrl ? null : p.pgliteDataDir },
       redis: { url: rUrl, embedded: !options.redisUrl, prefix },
-      jwt: { issuer, audience },
+      jwt: { issuer: issuer(), audience },
       users: users.map((u) => ({ ...u })),
       ready: true,
     };

@@ -48,7 +48,9 @@ t.test('revoked jti, sid and sub: 401 invalid_token', async (t) => {
   const now = Math.floor(Date.now() / 1000);
   const old = await issuer.mint({ sub: 'carol', iat: now - 60, exp: now + 200 });
   await pub.revoke({ kind: 'sub', id: 'carol', before: now - 30 }, inFiveMinutes());
-  const fresh = await issuer.mint({ sub: 'carol', iat: now });
+  // exp pinned to the same clock reading: mint() reads the clock again, and a second boundary
+  // crossed in between would make exp - iat 301 s, over the 300 s lifetime (a flake seen in CI).
+  const fresh = await issuer.mint({ sub: 'carol', iat: now, exp: now + 300 });
   t.equal(denied(await srv.check(fixture('get-orders', old))).http, 401, 'sub revoked-before: older token refused');
   t.equal((await srv.check(fixture('get-orders', fresh))).status?.code, GRPC.OK, 'sub revoked-before: newer token accepted');
 

@@ -15,7 +15,9 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   AuthError,
+  IDENTITY_HEADERS,
   toDenial,
+  type IdentityHeader,
   type AuthRequest,
   type Authenticator,
   type Decision,
@@ -27,26 +29,8 @@ import type { HeaderValueOption } from './generated/envoy/config/core/v3/HeaderV
 import type { AuthorizationHandlers } from './generated/envoy/service/auth/v3/Authorization.js';
 import type { AuthzMetrics } from './metrics.js';
 
-/**
- * Identity headers set on an allowed request for the upstream, always all of them: each is
- * either set from the verified token (overwriting any client-sent value) or removed.
- *
- * - `x-jwt-mesh-sub`: `sub`
- * - `x-jwt-mesh-scope`: the granted scopes, space-separated (as in the `scope` claim)
- * - `x-jwt-mesh-sid`: `sid` (session / refresh-token family)
- * - `x-jwt-mesh-jti`: `jti`
- * - `x-jwt-mesh-roles`: `roles`, comma-separated
- * - `x-jwt-mesh-client-id`: `client_id`
- */
-export const IDENTITY_HEADERS = Object.freeze([
-  'x-jwt-mesh-sub',
-  'x-jwt-mesh-scope',
-  'x-jwt-mesh-sid',
-  'x-jwt-mesh-jti',
-  'x-jwt-mesh-roles',
-  'x-jwt-mesh-client-id',
-] as const);
-export type IdentityHeader = (typeof IDENTITY_HEADERS)[number];
+// Identity header names: one list, in the core (IDENTITY_HEADERS), shared with envoy/.
+export { IDENTITY_HEADERS, type IdentityHeader } from '@jwt-mesh/core';
 
 /** What {@link buildCheckHandler} needs. */
 export interface CheckDeps {

@@ -9,6 +9,7 @@
  *   spiffe://<trust domain>/ns/<namespace>/sa/<workload>
  */
 import { isIP } from 'node:net';
+import { IDENTITY_HEADERS } from '@jwt-mesh/core';
 
 /** The SPIFFE trust domain of the dev mesh CA. */
 export const TRUST_DOMAIN = 'jwt-mesh.local';
@@ -16,20 +17,11 @@ export const TRUST_DOMAIN = 'jwt-mesh.local';
 export const NAMESPACE = 'jwt-mesh';
 
 /**
- * Identity headers that the authz-service sets on an allowed request (OkHttpResponse) for the
- * upstream. Clients must never be able to send them: the edge removes every one of them from the
- * incoming request BEFORE ext_authz runs, on every route, so only the verified values reach a
- * service. Services still derive identity from the JWT itself and treat these as informational.
+ * Identity headers that the authz-service sets on an allowed request (OkHttpResponse). The edge
+ * removes every one of them from the incoming request BEFORE ext_authz runs, on every route. The
+ * list lives in the core, shared with the authz-service.
  */
-export const IDENTITY_HEADERS = [
-  'x-jwt-mesh-sub',
-  'x-jwt-mesh-scope',
-  'x-jwt-mesh-sid',
-  'x-jwt-mesh-jti',
-  'x-jwt-mesh-roles',
-  'x-jwt-mesh-client-id',
-] as const;
-export type IdentityHeader = (typeof IDENTITY_HEADERS)[number];
+export { IDENTITY_HEADERS, type IdentityHeader } from '@jwt-mesh/core';
 
 /** Workloads that get a mesh certificate (SPIFFE ID). `client` is a test-only caller identity. */
 export const MESH_WORKLOADS = ['edge', 'authz', 'auth', 'orders', 'inventory', 'profile', 'client'] as const;

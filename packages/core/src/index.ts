@@ -13,3 +13,4 @@ export * from './policy.js';
 export * from './authenticate.js';
 export * from './revocation/memory.js';
 export * from './config.js';
+export * from './identity-headers.js';

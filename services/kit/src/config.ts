@@ -18,13 +18,19 @@ export class ConfigError extends Error {
 }
 
 /**
- * Parses `env` with `schema` (an object schema whose keys are variable names).
+ * Parses `env` with `schema` (an object schema whose keys are variable names). A variable that is
+ * unset, empty or only white space takes its default, as everywhere else in jwt-mesh (an empty
+ * `PORT=` must not become port 0).
  *
  * @returns the parsed values, frozen
  * @throws ConfigError naming each bad variable and why, e.g. `PORT: expected a number`
  */
 export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): Readonly<z.infer<S>> {
-  const result = schema.safeParse(env);
+  const present: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && value.trim() !== '') present[name] = value;
+  }
+  const result = schema.safeParse(present);
   if (!result.success) {
     const lines = result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);

@@ -37,6 +37,15 @@ t.test('parseEnv: defaults, coercion, frozen; a bad value names the variable', a
   t.throws(() => parseEnv(z.object({ UPSTREAM_URL: z.string().url() }), {}), /UPSTREAM_URL/);
 });
 
+t.test('parseEnv: an empty or blank variable takes its default (PORT= is not port 0)', async (t) => {
+  const schema = commonEnvSchema.extend({ PORT: port(3001) });
+  const cfg = parseEnv(schema, { PORT: '', HOST: '  ', LOG_LEVEL: '' });
+  t.equal(cfg.PORT, 3001);
+  t.equal(cfg.HOST, '127.0.0.1');
+  t.equal(cfg.LOG_LEVEL, 'info');
+  t.throws(() => parseEnv(z.object({ UPSTREAM_URL: z.string().url() }), { UPSTREAM_URL: '' }), /UPSTREAM_URL/, 'a required variable set empty is still missing');
+});
+
 t.test('redactUrl hides token-like query values only', async (t) => {
   t.equal(redactUrl('/a?access_token=abc&x=1'), '/a?access_token=[REDACTED]&x=1');
   t.equal(redactUrl('/a?x=1&refresh_token=r&code=c'), '/a?x=1&refresh_token=[REDACTED]&code=[REDACTED]');

@@ -146,7 +146,8 @@ const schema = z.object({
   DATABASE_URL: url(['postgresql:', 'postgres:']),
   DATABASE_POOL_MAX: int(1, 100),
   REDIS_URL: url(['redis:', 'rediss:']),
-  REDIS_PREFIX: z.string().max(64, 'must be at most 64 characters'),
+  // The same rule as the core's loadVerifierConfig: every verifier must accept the issuer's prefix.
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -'),
   JWT_ISSUER: url(['http:', 'https:']),
   JWT_AUDIENCE: z.string().trim().min(1, 'must not be empty'),
   JWT_ALGORITHMS: z

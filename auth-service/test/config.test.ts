@@ -36,6 +36,7 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ PORT: 'abc' }, /^invalid configuration: PORT: expected a whole number \(got "abc"\)$/],
   [{ PORT: '70000' }, /PORT: must be at most 65535/],
   [{ DATABASE_POOL_MAX: '0' }, /DATABASE_POOL_MAX: must be at least 1/],
+  [{ REDIS_PREFIX: 'tenant/a' }, /REDIS_PREFIX: must be 1-64 characters/],
   [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: expected a postgresql:\/\/ or postgres:\/\/ URL/],
   [{ REDIS_URL: 'nope' }, /REDIS_URL: expected a redis:\/\//],
   [{ JWT_ALGORITHMS: 'HS256' }, /JWT_ALGORITHMS: expected one of RS256, ES256, EdDSA/],

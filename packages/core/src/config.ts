@@ -13,7 +13,7 @@ export interface VerifierConfig {
   readonly issuer: string;
   /** `JWT_AUDIENCE`: expected `aud`. Default `jwt-mesh`. */
   readonly audience: string;
-  /** `JWT_ALGORITHMS`: comma-separated allowlist of RS256, ES256, EdDSA. Default `RS256`. */
+  /** `JWT_ALGORITHMS`: comma- or space-separated allowlist of RS256, ES256, EdDSA. Default `RS256`. */
   readonly algorithms: readonly JwsAlgorithm[];
   /** `JWT_CLOCK_TOLERANCE_SEC`: seconds, 0..300. Default 30. */
   readonly clockToleranceSec: number;
@@ -80,7 +80,7 @@ const schema = z.object({
   JWT_AUDIENCE: z.string().trim().min(1, 'must not be empty'),
   JWT_ALGORITHMS: z
     .string()
-    .transform((v) => [...new Set(v.split(',').map((a) => a.trim()).filter((a) => a !== ''))])
+    .transform((v) => [...new Set(v.split(/[\s,]+/).filter((a) => a !== ''))])
     .pipe(
       z
         .array(z.enum(SUPPORTED_ALGORITHMS as [JwsAlgorithm, ...JwsAlgorithm[]], { error: `each must be one of ${SUPPORTED_ALGORITHMS.join(', ')} (never none or HS*)` }))

@@ -25,7 +25,7 @@ t.test('values are parsed', async (t) => {
   const c = loadVerifierConfig({
     JWT_ISSUER: 'https://auth.example',
     JWT_AUDIENCE: 'api',
-    JWT_ALGORITHMS: 'ES256, EdDSA,RS256,ES256',
+    JWT_ALGORITHMS: 'ES256, EdDSA RS256,ES256',
     JWT_CLOCK_TOLERANCE_SEC: '0',
     ACCESS_TOKEN_TTL_SEC: '600',
     JWT_MAX_TOKEN_BYTES: '4096',

@@ -19,14 +19,13 @@ import {
   commonEnvSchema,
   createLogger,
   createMetrics,
-  createVerifierStack,
+  createServiceVerifierStack,
   httpUrl,
   installGracefulShutdown,
   millis,
   exitOnStartupError,
   parseEnv,
   port,
-  throttledWarn,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { z } from 'zod';
@@ -53,12 +52,7 @@ const { env, stackOptions } = (() => {
 })();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createVerifierStack({
-  ...stackOptions,
-  redisClientName: SERVICE,
-  onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
-  onRedisError: throttledWarn(logger, 'Redis revocation store error'),
-});
+const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
 const upstream = new URL(env.UPSTREAM_URL);
 const profile = createProfileClient(loadProfileProto().jwtmesh.profile.v1.ProfileService, upstream.host, env.UPSTREAM_AUTHORITY);
 const app = await buildApp({

@@ -14,5 +14,5 @@ export { installGracefulShutdown, drain, exitOnStartupError, DEFAULT_DRAIN_GRACE
 export type { ShutdownOptions, DrainOptions } from './shutdown.js';
 export { hopOf } from './hop.js';
 export type { HopInfo } from './hop.js';
-export { createVerifierStack } from './stack.js';
+export { createServiceVerifierStack, createVerifierStack } from './stack.js';
 export type { VerifierStack, VerifierStackOptions } from './stack.js';

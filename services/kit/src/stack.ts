@@ -12,6 +12,8 @@ import {
   type RemoteKeySourceStats,
 } from '@jwt-mesh/core';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import type { Logger } from 'pino';
+import { throttledWarn } from './logger.js';
 import { createReadiness, type Readiness } from './readiness.js';
 
 /** Everything needed to verify tokens locally. Durations in the unit their name says. */
@@ -91,4 +93,21 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
       await revocation.close();
     },
   };
+}
+
+/**
+ * {@link createVerifierStack} as every service's `main.ts` builds it: the Redis client named after
+ * the service, and warm-up retries and Redis errors logged as warnings at most every 5 s.
+ *
+ * @param service - the service name (Redis `CLIENT SETNAME`, log lines)
+ * @param opts - the verifier settings, e.g. from `verifierStackOptionsFromEnv`
+ * @param logger - the service's pino logger
+ */
+export function createServiceVerifierStack(service: string, opts: VerifierStackOptions, logger: Logger): VerifierStack {
+  return createVerifierStack({
+    ...opts,
+    redisClientName: service,
+    onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
+    onRedisError: throttledWarn(logger, 'Redis revocation store error'),
+  });
 }

@@ -18,14 +18,13 @@ import {
   commonEnvSchema,
   createLogger,
   createMetrics,
-  createVerifierStack,
+  createServiceVerifierStack,
   httpUrl,
   installGracefulShutdown,
   millis,
   exitOnStartupError,
   parseEnv,
   port,
-  throttledWarn,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { buildApp, SERVICE } from './app.js';
@@ -50,12 +49,7 @@ const { env, stackOptions } = (() => {
 })();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createVerifierStack({
-  ...stackOptions,
-  redisClientName: SERVICE,
-  onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
-  onRedisError: throttledWarn(logger, 'Redis revocation store error'),
-});
+const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE) });
 

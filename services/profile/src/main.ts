@@ -19,12 +19,11 @@ import {
   commonEnvSchema,
   createLogger,
   createMetrics,
-  createVerifierStack,
+  createServiceVerifierStack,
   installGracefulShutdown,
   exitOnStartupError,
   parseEnv,
   port,
-  throttledWarn,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
 import { buildApp, buildGrpcServer, GRPC_SERVICE, SERVICE } from './app.js';
@@ -43,12 +42,7 @@ const { env, stackOptions } = (() => {
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const metrics = createMetrics(SERVICE);
-const stack = createVerifierStack({
-  ...stackOptions,
-  redisClientName: SERVICE,
-  onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
-  onRedisError: throttledWarn(logger, 'Redis revocation store error'),
-});
+const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 const { server, health } = buildGrpcServer({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 

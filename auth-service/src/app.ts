@@ -50,6 +50,12 @@ export interface AppDeps {
   readonly keys: KeyStore;
   /** The core's Redis revocation store (`createRedisRevocation`): publisher and checker. */
   readonly revocation: RevocationPublisher & RevocationChecker;
+  /**
+   * The revocation re-sync schedule (`scheduleRevocationSync`); when given, `/readyz` reports
+   * `revocation_sync: pending` (503) until a re-sync has succeeded since start and since the
+   * latest Redis reconnection.
+   */
+  readonly revocationSync?: { synced(): boolean };
   /** Default: the system clock. */
   readonly clock?: Clock;
   /** Default: a pino logger at `config.logLevel` with secrets redacted. */
@@ -499,6 +505,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         database: db.status === 'fulfilled' ? 'ok' : 'unavailable',
         redis: cache.status === 'fulfilled' ? 'ok' : 'unavailable',
         signing_key: signing,
+        ...(deps.revocationSync !== undefined ? { revocation_sync: deps.revocationSync.synced() ? 'ok' : 'pending' } : {}),
       };
       const ready = Object.values(checks).every((v) => v === 'ok');
       return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'unavailable', checks });

@@ -51,17 +51,18 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const app = buildApp({ config, prisma, redis, keys, revocation, clock, logger, metrics });
+  // Redis may lose revocations the database holds (restart without persistence, failover, a
+  // revocation made while it was down): publish them again at start, on every reconnection and
+  // every REVOCATION_SYNC_INTERVAL_SEC. Verifiers fail closed on a Redis not re-synced yet.
+  await revocation.ready(5_000).catch((err: Error) => logger.warn({ err: { message: err.message } }, 'revocation store not ready yet; the re-sync retries'));
+  const revocationSync = scheduleRevocationSync(
+    { prisma, revocation, clock, config, logger },
+    { redis, intervalSec: config.revocationSyncIntervalSec },
+  );
+  const app = buildApp({ config, prisma, redis, keys, revocation, revocationSync, clock, logger, metrics });
   const stopCleanup = scheduleCleanup(
     { prisma, clock, metrics, logger },
     { intervalSec: config.cleanupIntervalSec, graceSec: config.refreshReuseGraceSec, marginSec: config.jwt.clockToleranceSec },
-  );
-  // Redis may lose revocations the database holds (restart without persistence, failover, a
-  // revocation made while it was down): publish them again at start, on every reconnection and
-  // every REVOCATION_SYNC_INTERVAL_SEC.
-  const stopRevocationSync = scheduleRevocationSync(
-    { prisma, revocation, clock, config, logger },
-    { redis, intervalSec: config.revocationSyncIntervalSec },
   );
 
   let closing = false;
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     }, 10_000);
     force.unref();
     stopCleanup();
-    stopRevocationSync();
+    revocationSync.stop();
     keys.close();
     try {
       await app.close(); // stops accepting, waits for in-flight requests
@@ -88,6 +89,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
 
+  // Listen once the first re-sync has ended (bounded): ready from the first probe in the usual case.
+  await Promise.race([revocationSync.firstRun, new Promise((r) => setTimeout(r, 5_000).unref())]);
   await app.listen({ port: config.port, host: config.host });
   logger.info({ issuer: config.jwt.issuer, kid: keys.signer().kid }, 'auth-service listening');
 }

@@ -15,7 +15,10 @@
  *   access token of the family can outlive that);
  * - `sub`: users whose `tokens_revoked_before` is that recent.
  * Each through the core's `RevocationPublisher.revoke` (SET with TTL, never shortening one, and
- * the pub/sub invalidation), so it is idempotent and safe to run at any time.
+ * the pub/sub invalidation), so it is idempotent and safe to run at any time. When the store
+ * has a sync marker (the Redis store's `resync`), the run ends by writing it: verifiers fail
+ * closed (503) on a Redis server that has no marker of its own, so an emptied Redis is not
+ * trusted until this has run on it.
  *
  * {@link scheduleRevocationSync} runs it once at start, every time the service's Redis client
  * becomes ready again after a disconnection, and every REVOCATION_SYNC_INTERVAL_SEC.
@@ -48,10 +51,17 @@ const PAGE = 500;
 /**
  * Publishes every live revocation of the database to Redis (see the module comment).
  * @returns how many entries of each kind were written
- * @throws the Prisma error when the database cannot be read, or the ioredis error when Redis
- *   cannot be written (nothing is lost: the next run writes everything again)
+ * @throws the Prisma error when the database cannot be read, the ioredis error when Redis
+ *   cannot be written, or `RedisServerChangedError` when Redis restarted during the run (nothing
+ *   is lost: the next run writes everything again)
  */
 export async function republishRevocations(deps: RevocationSyncDeps): Promise<RevocationSyncResult> {
+  const { revocation } = deps;
+  return revocation.resync !== undefined ? revocation.resync(() => publishAll(deps)) : publishAll(deps);
+}
+
+/** The re-publication itself, without the store's sync marker. */
+async function publishAll(deps: RevocationSyncDeps): Promise<RevocationSyncResult> {
   const { prisma, revocation, clock } = deps;
   const { accessTokenTtlSec, clockToleranceSec } = deps.config.jwt;
   const now = clock.now();
@@ -110,6 +120,20 @@ export async function republishRevocations(deps: RevocationSyncDeps): Promise<Re
   return result;
 }
 
+/** What {@link scheduleRevocationSync} returns. */
+export interface RevocationSyncHandle {
+  /** Stops the schedule (a run in progress finishes). */
+  stop(): void;
+  /**
+   * True once a run has succeeded since start and since the latest loss of the Redis
+   * connection: readiness (`/readyz` check `revocation_sync`) waits for it, because verifiers
+   * fail closed on a Redis that has not been re-synced.
+   */
+  synced(): boolean;
+  /** Settles (never rejects) when the first run has ended, successful or not. */
+  readonly firstRun: Promise<void>;
+}
+
 /**
  * Runs {@link republishRevocations} at start, whenever `redis` becomes ready after having been
  * disconnected, and every `intervalSec` seconds (0 = only at start and on reconnection).
@@ -117,16 +141,23 @@ export async function republishRevocations(deps: RevocationSyncDeps): Promise<Re
  * logged and retried `retryMs` later (default 1000) until one succeeds.
  *
  * @param redis - the service's ioredis client (its `ready` events mark reconnections)
- * @returns a stop function
+ * @returns {@link RevocationSyncHandle}
  */
 export function scheduleRevocationSync(
   deps: RevocationSyncDeps & { readonly logger: Logger },
   opts: { redis: Redis; intervalSec: number; retryMs?: number },
-): () => void {
+): RevocationSyncHandle {
   const retryMs = opts.retryMs ?? 1000;
   let running = false;
   let again = false;
   let stopped = false;
+  let synced = false;
+  let firstRunDone: () => void = () => undefined;
+  const firstRun = new Promise<void>((resolve) => {
+    firstRunDone = resolve;
+  });
+  /** Bumped when the connection drops: a run that straddles a drop does not count as a sync. */
+  let generation = 0;
   let retryTimer: NodeJS.Timeout | undefined;
 
   const run = (reason: string): void => {
@@ -138,8 +169,11 @@ export function scheduleRevocationSync(
     running = true;
     clearTimeout(retryTimer);
     const t0 = deps.clock.now();
+    const gen = generation;
     republishRevocations(deps).then(
       (r) => {
+        firstRunDone();
+        if (gen === generation) synced = true;
         deps.logger.info({ event: 'revocation_sync', reason, ...r, ms: deps.clock.now() - t0 }, 'revocations re-published to Redis');
         running = false;
         if (again) {
@@ -148,6 +182,7 @@ export function scheduleRevocationSync(
         }
       },
       (err: unknown) => {
+        firstRunDone();
         deps.logger.warn({ err: { message: (err as Error)?.message }, reason }, 'revocation re-sync failed; retrying');
         running = false;
         again = false;
@@ -160,6 +195,8 @@ export function scheduleRevocationSync(
   let lostConnection = false;
   const onDown = () => {
     lostConnection = true;
+    synced = false;
+    generation++;
   };
   const onReady = () => {
     if (lostConnection) {
@@ -174,12 +211,16 @@ export function scheduleRevocationSync(
   interval?.unref();
   run('start');
 
-  return () => {
-    stopped = true;
-    clearInterval(interval);
-    clearTimeout(retryTimer);
-    opts.redis.off('close', onDown);
-    opts.redis.off('end', onDown);
-    opts.redis.off('ready', onReady);
+  return {
+    stop() {
+      stopped = true;
+      clearInterval(interval);
+      clearTimeout(retryTimer);
+      opts.redis.off('close', onDown);
+      opts.redis.off('end', onDown);
+      opts.redis.off('ready', onReady);
+    },
+    synced: () => synced,
+    firstRun,
   };
 }

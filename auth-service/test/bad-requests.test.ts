@@ -106,3 +106,17 @@ t.test('Redis unreachable (injected fault): rate-limited routes fail closed with
   t.equal(ready.statusCode, 503);
   t.match(ready.json(), { checks: { database: 'ok', redis: 'unavailable' } });
 });
+
+t.test('readiness waits for the revocation re-sync (verifiers fail closed on a Redis not re-synced)', async (t) => {
+  let synced = false;
+  const app = buildApp({ config: ta.config, prisma: ta.prisma, redis: ta.redis, keys: ta.keys, revocation: ta.revocation, revocationSync: { synced: () => synced }, clock: ta.clock, scrypt: TEST_SCRYPT, logger: ta.app.log as never });
+  t.teardown(() => app.close());
+  await app.ready();
+  const pending = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(pending.statusCode, 503, 'not ready before the first re-sync');
+  t.match(pending.json(), { status: 'unavailable', checks: { database: 'ok', redis: 'ok', revocation_sync: 'pending' } });
+  synced = true;
+  const ready = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ready.statusCode, 200, 'ready once it has run');
+  t.match(ready.json(), { status: 'ready', checks: { revocation_sync: 'ok' } });
+});

@@ -23,6 +23,7 @@ import { createPrisma, type PrismaClient } from '../src/db.js';
 import { createKeyStore, type KeyStore } from '../src/keys.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import type { ScryptParams } from '../src/passwords.js';
+import { republishRevocations } from '../src/revocation-sync.js';
 
 const run = promisify(execFile);
 
@@ -192,6 +193,9 @@ export async function createTestApp(
   const app = buildApp({ config, prisma, redis, keys, revocation, clock, logger, metrics, scrypt: TEST_SCRYPT });
   closers.push(() => app.close());
   await app.ready();
+  // As main.ts does at start: publish the database's revocations and write the sync marker,
+  // without which verifiers of this prefix fail closed.
+  await republishRevocations({ prisma, revocation, clock, config });
   return { app, config, prisma, redis, keys, revocation, clock, metrics, logs, prefix };
 }
 

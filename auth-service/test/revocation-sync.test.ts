@@ -57,8 +57,13 @@ t.test('republishing restores every live revocation after Redis lost them', asyn
   t.equal(await state(loggedOut.tokens.access_token), 'jti', 'before the loss: the logged-out token is revoked');
   t.equal(await state(dbOnly.tokens.access_token), null, 'a database-only revocation is not in Redis');
 
-  t.ok((await wipe(ta)) >= 2, 'Redis loses its entries');
-  t.equal(await state(revokedJti.tokens.access_token), null, 'after the loss the revoked token would pass');
+  t.ok((await wipe(ta)) >= 2, 'Redis loses its entries (and the sync marker)');
+  await t.rejects(state(revokedJti.tokens.access_token), { code: 'revocation_unavailable' }, 'after the loss a verifier answers 503, not "not revoked"');
+  const markerless = createRedisRevocation({ redisUrl: REDIS_URL, prefix: ta.prefix, cacheTtlMs: 0, requireSyncMarker: false });
+  t.teardown(() => markerless.close());
+  await markerless.ready();
+  const c0 = decodeJwt(revokedJti.tokens.access_token).payload as { jti: string; sid: string; sub: string; iat: number };
+  t.equal(await markerless.check(c0), null, 'what the marker prevents: without it the revoked token would pass');
 
   const r = await republishRevocations({ prisma: ta.prisma, revocation: ta.revocation, clock: ta.clock, config: ta.config });
   t.same(r, { jti: 3, sid: 1, sub: 1 }, 'three jtis (revoke, logout, database-only), the logged-out session, the user');
@@ -82,9 +87,9 @@ t.test('the scheduler republishes by itself when the Redis connection comes back
   const watched = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   const lines: Array<Record<string, unknown>> = [];
   const logger = { info: (o: Record<string, unknown>) => lines.push(o), warn: (o: Record<string, unknown>) => lines.push(o) } as unknown as Parameters<typeof scheduleRevocationSync>[0]['logger'];
-  const stop = scheduleRevocationSync({ prisma: ta.prisma, revocation: ta.revocation, clock: ta.clock, config: ta.config, logger }, { redis: watched, intervalSec: 0, retryMs: 100 });
+  const sync = scheduleRevocationSync({ prisma: ta.prisma, revocation: ta.revocation, clock: ta.clock, config: ta.config, logger }, { redis: watched, intervalSec: 0, retryMs: 100 });
   t.teardown(async () => {
-    stop();
+    sync.stop();
     await watched.quit();
   });
   const waitFor = async (what: () => Promise<boolean>) => {
@@ -95,13 +100,20 @@ t.test('the scheduler republishes by itself when the Redis connection comes back
     return false;
   };
   t.ok(await waitFor(async () => lines.some((l) => l['reason'] === 'start')), 'a run at start');
+  t.equal(sync.synced(), true, 'synced() once the start run succeeded');
 
   await wipe(ta);
   t.equal(await ta.redis.exists(key), 0, 'the entry is gone');
+  let syncedWhileReconnecting: boolean | undefined;
   await new Promise<void>((resolve) => {
-    watched.once('ready', () => resolve());
+    watched.once('ready', () => {
+      syncedWhileReconnecting = sync.synced();
+      resolve();
+    });
     watched.disconnect(true); // drop the connection; ioredis reconnects
   });
+  t.equal(syncedWhileReconnecting, false, 'synced() is false from the drop until a re-sync succeeds');
   t.ok(await waitFor(async () => (await ta.redis.exists(key)) === 1), 'the entry is back after the reconnection, with no other trigger');
   t.ok(lines.some((l) => l['reason'] === 'redis reconnected' && l['event'] === 'revocation_sync'), 'logged as a re-sync on reconnection');
+  t.ok(await waitFor(async () => sync.synced()), 'synced() again after the re-sync');
 });

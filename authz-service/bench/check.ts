@@ -187,7 +187,10 @@ for (let i = 0; i < tokenCount; i++) {
 
 const publisher = createRedisRevocation({ redisUrl, prefix });
 await publisher.ready();
-for (const jti of toRevoke) await publisher.revoke({ kind: 'jti', id: jti }, now + 600);
+// The issuer's re-sync: the revoked jtis, then the sync marker the verifiers require.
+await publisher.resync(async () => {
+  for (const jti of toRevoke) await publisher.revoke({ kind: 'jti', id: jti }, now + 600);
+});
 
 // ---- the server under test ------------------------------------------------------------------
 let certs: TestCerts | undefined;

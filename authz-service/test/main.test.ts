@@ -13,7 +13,7 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { makeTestCerts, type TestCerts } from './helpers/certs.js';
 import { spawnMain } from './helpers/child.js';
 import { startDelayProxy } from './helpers/delay-proxy.js';
-import { AUDIENCE, GRPC, ISSUER, REDIS_URL, callCheck, fixture, makeClient, startIssuer, uniquePrefix, type Issuer } from './helpers/harness.js';
+import { AUDIENCE, GRPC, ISSUER, REDIS_URL, callCheck, fixture, makeClient, startIssuer, syncedPrefix, uniquePrefix, type Issuer } from './helpers/harness.js';
 
 let certs: TestCerts;
 let issuer: Issuer;
@@ -87,7 +87,9 @@ t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM
   const proxy = await startDelayProxy(redisPort, new URL(REDIS_URL).hostname);
   t.teardown(() => proxy.close());
   const db = new URL(REDIS_URL).pathname || '/0';
-  const main = spawnMain(baseEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${db}`, AUTHZ_DEADLINE_MS: '2000', AUTHZ_DRAIN_TIMEOUT_MS: '5000' }));
+  const main = spawnMain(
+    baseEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${db}`, REDIS_PREFIX: await syncedPrefix(), AUTHZ_DEADLINE_MS: '2000', AUTHZ_DRAIN_TIMEOUT_MS: '5000' }),
+  );
   t.teardown(() => main.kill('SIGKILL'));
 
   const listening = await main.waitForLog((l) => l.msg === 'authz-service listening');

@@ -41,6 +41,22 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 /** A unique Redis key prefix per test server group, so parallel test files never collide. */
 export const uniquePrefix = (): string => `jwtmesh-test:authz:${randomUUID()}:`;
 
+/**
+ * A fresh prefix with the issuer's sync marker written on the test Redis (what the auth-service's
+ * re-sync does at start with nothing revoked); without it, verifiers fail closed.
+ */
+export async function syncedPrefix(redisUrl = REDIS_URL): Promise<string> {
+  const prefix = uniquePrefix();
+  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync' });
+  try {
+    await store.ready();
+    await store.resync(async () => undefined);
+  } finally {
+    await store.close();
+  }
+  return prefix;
+}
+
 /** A JWK Set served over HTTP, plus a signer for its key. */
 export interface Issuer {
   readonly jwksUrl: string;
@@ -171,7 +187,10 @@ export async function startAuthz(opts: AuthzOptions): Promise<RunningAuthz> {
     metrics,
     tls: opts.tls ?? 'insecure-plaintext',
   });
-  if (opts.awaitRedis !== false) await redis?.ready();
+  if (opts.awaitRedis !== false) {
+    await redis?.ready();
+    await redis?.resync(async () => undefined); // no issuer here: nothing to publish, the marker says so
+  }
   const port = await authz.start(0);
   authz.setHealth('SERVING');
   const client = makeClient(port);

@@ -141,6 +141,7 @@ async function revocationChecker(): Promise<{ checker: RevocationChecker; label:
   });
   try {
     await redis.ready(2_000);
+    await redis.resync(async () => undefined); // the issuer's re-sync marker, as in production
     return { checker: redis, label: 'Redis store, in-process cache hit', close: () => redis.close() };
   } catch {
     await redis.close();

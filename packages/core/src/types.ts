@@ -137,4 +137,12 @@ export interface RevocationPublisher {
    * @throws Error from the Redis client when Redis cannot be written (the caller decides)
    */
   revoke(target: RevocationTarget, expiresAt: number): Promise<void>;
+  /**
+   * Optional: runs a full re-publication (`publishAll` writes every live revocation through
+   * `revoke`) and then records that the store is complete, so that verifiers which require it
+   * trust the store again. The Redis store implements it with its sync marker
+   * (`RedisRevocation.resync`).
+   * @throws whatever `publishAll` throws, or the store's error; nothing is recorded then
+   */
+  resync?<T>(publishAll: () => Promise<T>): Promise<T>;
 }

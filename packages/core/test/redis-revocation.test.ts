@@ -1,5 +1,6 @@
 // Redis revocation against the real Redis (REDIS_URL, default redis://127.0.0.1:6379/0).
-// Every test uses its own key prefix (and so its own channel).
+// Every test uses its own key prefix (and so its own channel). These tests are about the store's
+// own semantics, with the sync marker off; redis-sync-marker.test.ts tests the marker (default on).
 import { randomUUID } from 'node:crypto';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +18,7 @@ const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
 t.teardown(() => admin.quit());
 
 function store(t: { teardown(fn: () => unknown): void }, over: Partial<RedisRevocationOptions> = {}): RedisRevocation {
-  const s = createRedisRevocation({ redisUrl: REDIS_URL, prefix: `jwtmesh-test:${randomUUID()}:`, ...over });
+  const s = createRedisRevocation({ redisUrl: REDIS_URL, prefix: `jwtmesh-test:${randomUUID()}:`, requireSyncMarker: false, ...over });
   t.teardown(() => s.close());
   return s;
 }
@@ -172,7 +173,7 @@ t.test('Redis reachable but slower than lookupTimeoutMs', async (t) => {
       for (const m of text.matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n(?:\$\d+\r\n([^\r]*)\r\n)?/g)) {
         const cmd = m[1]!.toLowerCase();
         if (cmd === 'info') {
-          const body = '# Server\r\nloading:0\r\n';
+          const body = '# Server\r\nrun_id:0123456789abcdef0123456789abcdef01234567\r\nloading:0\r\n';
           sock.write(`$${body.length}\r\n${body}\r\n`);
         } else if (cmd === 'subscribe') {
           const ch = m[2] ?? 'x';

@@ -10,6 +10,7 @@ import { fastifyAuth, requireScope, type AuthOutcome } from '../src/index.js';
 const issuer = await startTestIssuer();
 const revocation = createRedisRevocation({ redisUrl: TEST_REDIS_URL, prefix: uniquePrefix('fastify-auth') });
 await revocation.ready();
+await revocation.resync(async () => undefined); // the issuer's re-sync (nothing revoked yet): the sync marker
 const verifier = createVerifier({ issuer: issuer.issuer, audience: issuer.audience, keys: createRemoteKeySource({ url: issuer.jwksUrl }) });
 const authenticator = createAuthenticator({ verifier, revocation });
 t.teardown(async () => {

@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { createRedisRevocation } from '@jwt-mesh/core/redis';
 import { createVerifierStack, type VerifierStack } from './stack.js';
 
 /** Claims a test may set on a minted token. */
@@ -105,6 +106,22 @@ export function uniquePrefix(name: string): string {
   return `jwtmesh-test:${name}:${randomBytes(6).toString('hex')}:`;
 }
 
+/**
+ * Does what the auth-service's re-sync does at start for a database with nothing revoked: writes
+ * the sync marker `<prefix>rv:synced` on the test Redis, without which every verifier of that
+ * prefix fails closed (`revocation_unavailable`). See `@jwt-mesh/core/redis`.
+ * @throws the ioredis error when Redis cannot be reached within 5 s
+ */
+export async function markRevocationsSynced(prefix: string, redisUrl = TEST_REDIS_URL): Promise<void> {
+  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync' });
+  try {
+    await store.ready();
+    await store.resync(async () => undefined);
+  } finally {
+    await store.close();
+  }
+}
+
 /** A writable stream that keeps every pino line. */
 export interface LogCapture {
   readonly stream: Writable;
@@ -154,6 +171,7 @@ export async function waitUntil(check: () => boolean, what: string, maxTries = 4
  * `prefix`, fail-closed. Resolves once it is ready (JWK Set fetched, subscriber ready).
  */
 export async function readyTestStack(issuer: TestIssuer, prefix: string): Promise<VerifierStack> {
+  await markRevocationsSynced(prefix);
   const stack = createVerifierStack({
     issuer: issuer.issuer,
     audience: issuer.audience,

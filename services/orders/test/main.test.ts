@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startTestIssuer, waitUntil } from '@jwt-mesh/service-kit/testing';
+import { markRevocationsSynced, startTestIssuer, uniquePrefix, waitUntil } from '@jwt-mesh/service-kit/testing';
 import t from 'tap';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,7 +35,10 @@ t.test('a bad variable stops start-up with one line naming it', async (t) => {
 t.test('starts from env, becomes ready, verifies, drains on SIGTERM and exits 0', async (t) => {
   const issuer = await startTestIssuer();
   t.teardown(() => issuer.close());
+  const prefix = uniquePrefix('orders-main');
+  await markRevocationsSynced(prefix);
   const svc = run({
+    REDIS_PREFIX: prefix,
     PORT: '0',
     HOST: '127.0.0.1',
     JWT_ISSUER: issuer.issuer,

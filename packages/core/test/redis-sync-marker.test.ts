@@ -88,11 +88,13 @@ async function ownRedis(t: { teardown(fn: () => unknown): void }) {
 
 t.test('by default a Redis without the sync marker is not trusted (fail closed)', async (t) => {
   const prefix = `jwtmesh-test:${randomUUID()}:`;
-  const verifier = store(t, { redisUrl: REDIS_URL, prefix });
+  const reported: string[] = [];
+  const verifier = store(t, { redisUrl: REDIS_URL, prefix, onError: (err, context) => reported.push(`${context}: ${err.message}`) });
   const issuer = store(t, { redisUrl: REDIS_URL, prefix });
   await Promise.all([verifier.ready(), issuer.ready()]);
   const a = tok();
   t.equal(await outcome(verifier.check(a)), 'revocation_unavailable', 'no marker: 503, not "not revoked"');
+  t.match(reported, [/^sync: no sync marker .*rv:synced/], "reported to onError as 'sync', naming the marker");
   t.equal(verifier.stats().synced, false);
   t.equal(verifier.stats().unsynced, 1);
 

@@ -51,8 +51,14 @@ export interface RedisRevocationOptions {
   onUnavailable?: 'deny' | 'allow';
   /** Deadline of one lookup, in milliseconds. Default 250. */
   lookupTimeoutMs?: number;
-  /** Called with every Redis error and every fail-open lookup (for logs / metrics). */
-  onError?: (err: Error, context: 'lookup' | 'connection' | 'subscriber' | 'message') => void;
+  /**
+   * Called with every Redis error and every fail-open lookup (for logs / metrics). `lookup`: a
+   * lookup failed or timed out (once per request: count it, do not log each); `sync`: Redis
+   * answered but its sync marker is missing or names another server (see `requireSyncMarker`;
+   * once per request too, but worth a throttled log line: it explains every 503 until the
+   * issuer's re-sync); `connection`, `subscriber`, `message`: the connections and pub/sub.
+   */
+  onError?: (err: Error, context: 'lookup' | 'sync' | 'connection' | 'subscriber' | 'message') => void;
   /** Clock in epoch milliseconds, used for the TTL in `revoke`. Default `Date.now`. */
   now?: () => number;
   /** Redis `CLIENT SETNAME` of the command connection; the subscriber adds `-sub`. Default `jwtmesh-revocation`. */
@@ -301,10 +307,10 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     cache?.clear();
   });
 
-  function unavailable(err: unknown): null {
+  function unavailable(err: unknown, context: 'lookup' | 'sync' = 'lookup'): null {
     counters.failures++;
     const e = err instanceof Error ? err : new Error(String(err));
-    onError(e, 'lookup');
+    onError(e, context);
     if (failOpen) return null;
     throw new AuthError('revocation_unavailable', 'the revocation store could not be read', { cause: err });
   }
@@ -375,6 +381,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
                 ? `no sync marker ${kSynced}: this Redis has not received the issuer's revocations since it started`
                 : `sync marker ${kSynced} names another Redis server than this one (${serverRunId ?? 'run_id unknown yet'}): it restarted or changed since the issuer's last re-sync`,
             ),
+            'sync',
           );
         }
       }

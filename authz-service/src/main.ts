@@ -6,6 +6,10 @@
  * Start-up fails (exit 1, one log line naming the variable, file or field) on a bad setting,
  * an unreadable TLS file or an invalid policy file. Once listening it logs
  * `{"msg":"authz-service listening","port":...,"metricsPort":...}`.
+ *
+ * Health (grpc.health.v1 and `/readyz`): NOT_SERVING until the Redis revocation store and the
+ * JWKS are available; then SERVING while this replica's Redis connections (command and
+ * subscriber) are up, re-evaluated every 500 ms; NOT_SERVING for good once draining.
  */
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
@@ -60,6 +64,9 @@ async function waitForJwks(keys: ReturnType<typeof createRemoteKeySource>, signa
     await sleep(1_000);
   }
 }
+
+/** How often health is re-evaluated after start (milliseconds): Envoy's checks run every 1-2 s. */
+const HEALTH_MONITOR_INTERVAL_MS = 500;
 
 /** Resolves once the Redis command connection and the revocation subscriber are ready; retries. */
 async function waitForRevocation(revocation: { ready(timeoutMs?: number): Promise<void> }, signal: AbortSignal, log: Logger): Promise<void> {
@@ -161,6 +168,21 @@ async function main(): Promise<void> {
       serving = true;
       authz.setHealth('SERVING');
       log.info('ready: revocation subscriber and JWKS available; health SERVING');
+      // After start, health follows this replica's own Redis connections: a replica that lost
+      // them (a partition, a wedged client) answers every Check 503, so Envoy's health check
+      // should move traffic to a replica that still has them. (When every replica loses Redis,
+      // Envoy's panic routing still reaches them and they answer 503: the same fail-closed result.)
+      const monitor = setInterval(() => {
+        if (draining) return clearInterval(monitor);
+        const st = revocation.stats();
+        const up = st.connected && st.subscribed;
+        if (up === serving) return;
+        serving = up;
+        authz.setHealth(up ? 'SERVING' : 'NOT_SERVING');
+        if (up) log.info('Redis revocation store back; health SERVING');
+        else log.warn({ connected: st.connected, subscribed: st.subscribed }, 'Redis revocation store lost; health NOT_SERVING');
+      }, HEALTH_MONITOR_INTERVAL_MS);
+      monitor.unref();
     },
     (err: unknown) => log.error({ err }, 'readiness failed; health stays NOT_SERVING'),
   );

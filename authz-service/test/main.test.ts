@@ -141,3 +141,47 @@ t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM
   t.ok(main.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('draining')), 'logged the drain');
   t.notOk(main.output().includes(tokens[0]!), 'no token in the logs');
 });
+
+t.test('after start, health follows the Redis connections: NOT_SERVING while cut off, SERVING again once back', async (t) => {
+  const redisPort = Number(new URL(REDIS_URL).port || 6379);
+  const proxy = await startDelayProxy(redisPort, new URL(REDIS_URL).hostname);
+  t.teardown(() => proxy.close());
+  const db = new URL(REDIS_URL).pathname || '/0';
+  const main = spawnMain(baseEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${db}`, REDIS_PREFIX: await syncedPrefix() }));
+  t.teardown(() => main.kill('SIGKILL'));
+  const listening = await main.waitForLog((l) => l.msg === 'authz-service listening');
+  const port = Number(listening.port);
+  const metricsPort = Number(listening.metricsPort);
+  await main.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('ready'));
+
+  const creds = grpc.credentials.createSsl(certs.caCert, certs.clientKey, certs.clientCert);
+  const opts = { 'grpc.ssl_target_name_override': 'localhost' };
+  const health = new healthPkg.grpc.health.v1.Health(`127.0.0.1:${port}`, creds, opts);
+  t.teardown(() => health.close());
+  const client = makeClient(port, creds, opts);
+  t.teardown(() => client.close());
+  const status = () =>
+    new Promise<string>((resolve, reject) =>
+      health.check({ service: 'envoy.service.auth.v3.Authorization' }, (err, res) => (err || !res ? reject(err) : resolve(res.status))),
+    );
+  const waitForStatus = async (want: string) => {
+    for (let i = 0; i < 200; i++) {
+      if ((await status()) === want) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  };
+  t.equal(await status(), 'SERVING');
+
+  proxy.partitioned = true; // this replica alone loses Redis
+  t.ok(await waitForStatus('NOT_SERVING'), 'NOT_SERVING once its Redis connections are gone');
+  t.equal((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status, 503, '/healthz follows');
+  const denied = await callCheck(client, fixture('get-orders', await issuer.mint()));
+  t.equal(denied.denied_response?.status?.code, 'ServiceUnavailable', 'a Check meanwhile is still answered, 503 (fail closed)');
+  t.ok(main.logs.some((l) => l.msg === 'Redis revocation store lost; health NOT_SERVING'), 'logged');
+
+  proxy.partitioned = false;
+  t.ok(await waitForStatus('SERVING'), 'SERVING again once it reconnected');
+  t.equal((await callCheck(client, fixture('get-orders', await issuer.mint()))).status?.code, GRPC.OK, 'and Checks are allowed again');
+  t.ok(main.logs.some((l) => l.msg === 'Redis revocation store back; health SERVING'), 'logged');
+});

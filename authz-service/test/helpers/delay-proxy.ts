@@ -1,6 +1,7 @@
 /**
  * A TCP proxy on 127.0.0.1:0 that can delay the client-to-server direction: an injected network
- * latency in front of Redis, so calls can be held in flight deterministically (no mocks).
+ * latency in front of Redis, so calls can be held in flight deterministically (no mocks); and
+ * a partition (`partitioned = true`: every connection cut, new ones closed at once).
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -11,14 +12,20 @@ export interface DelayProxy {
   delayMs: number;
   /** Client-to-server chunks forwarded with a delay so far. */
   readonly delayed: number;
+  /** While true, existing connections are cut and new ones are closed on accept (a partition). */
+  partitioned: boolean;
   close(): Promise<void>;
 }
 
 export async function startDelayProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<DelayProxy> {
   const sockets = new Set<Socket>();
   let delayed = 0;
-  const proxy: { delayMs: number } = { delayMs: 0 };
+  const proxy: { delayMs: number; partitioned: boolean } = { delayMs: 0, partitioned: false };
   const server: Server = createServer((client) => {
+    if (proxy.partitioned) {
+      client.destroy();
+      return;
+    }
     const upstream = createConnection(targetPort, targetHost);
     sockets.add(client).add(upstream);
     client.on('data', (chunk) => {
@@ -48,6 +55,13 @@ export async function startDelayProxy(targetPort: number, targetHost = '127.0.0.
     },
     get delayed() {
       return delayed;
+    },
+    get partitioned() {
+      return proxy.partitioned;
+    },
+    set partitioned(v: boolean) {
+      proxy.partitioned = v;
+      if (v) for (const sock of sockets) sock.destroy();
     },
     close: () =>
       new Promise<void>((r) => {

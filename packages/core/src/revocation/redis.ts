@@ -100,6 +100,8 @@ export interface RedisRevocationStats {
   readonly invalidations: number;
   /** Whether the subscriber is subscribed (the cache is in use only then). */
   readonly subscribed: boolean;
+  /** Whether the command connection is ready and has read the server's `run_id` (lookups can be answered). */
+  readonly connected: boolean;
   /**
    * Whether the latest lookup found the issuer's sync marker for the server answering (always
    * true when `requireSyncMarker` is false). False before the first lookup.
@@ -463,7 +465,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     },
 
     stats() {
-      return { ...counters, subscribed, synced };
+      return { ...counters, subscribed, synced, connected: cmd.status === 'ready' && serverRunId !== null };
     },
   };
 }

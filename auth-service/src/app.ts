@@ -52,10 +52,11 @@ export interface AppDeps {
   readonly revocation: RevocationPublisher & RevocationChecker;
   /**
    * The revocation re-sync schedule (`scheduleRevocationSync`); when given, `/readyz` reports
-   * `revocation_sync: pending` (503) until a re-sync has succeeded since start and since the
-   * latest Redis reconnection.
+   * `revocation_sync: pending` (503) until a re-sync has succeeded since start, since the
+   * latest Redis reconnection, since the sync marker was last found missing and since the latest
+   * revocation that could not be published; a failed publish asks it for a run at once.
    */
-  readonly revocationSync?: { synced(): boolean };
+  readonly revocationSync?: { synced(): boolean; request?(reason: string): void };
   /** Default: the system clock. */
   readonly clock?: Clock;
   /** Default: a pino logger at `config.logLevel` with secrets redacted. */
@@ -169,7 +170,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = deps.metrics ?? createMetrics();
   const scrypt = deps.scrypt ?? SCRYPT_DEFAULTS;
-  const issuer: IssuerDeps = { prisma, keys, config, clock, revocation: deps.revocation, logger, metrics };
+  const issuer: IssuerDeps = {
+    prisma,
+    keys,
+    config,
+    clock,
+    revocation: deps.revocation,
+    logger,
+    metrics,
+    onPublishFailed: () => deps.revocationSync?.request?.('a revocation could not be published'),
+  };
 
   const verifier = createVerifier({
     issuer: config.jwt.issuer,

@@ -15,13 +15,15 @@
  *   access token of the family can outlive that);
  * - `sub`: users whose `tokens_revoked_before` is that recent.
  * Each through the core's `RevocationPublisher.revoke` (SET with TTL, never shortening one, and
- * the pub/sub invalidation), so it is idempotent and safe to run at any time. When the store
+ * the pub/sub invalidation), a page of 500 at a time (concurrent calls share round trips through
+ * ioredis auto-pipelining), so it is idempotent and safe to run at any time. When the store
  * has a sync marker (the Redis store's `resync`), the run ends by writing it: verifiers fail
  * closed (503) on a Redis server that has no marker of its own, so an emptied Redis is not
  * trusted until this has run on it.
  *
  * {@link scheduleRevocationSync} runs it once at start, every time the service's Redis client
- * becomes ready again after a disconnection, and every REVOCATION_SYNC_INTERVAL_SEC.
+ * becomes ready again after a disconnection, when the sync marker is found missing (a FLUSHALL,
+ * a failover), when a revocation could not be published, and every REVOCATION_SYNC_INTERVAL_SEC.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -77,7 +79,7 @@ async function publishAll(deps: RevocationSyncDeps): Promise<RevocationSyncResul
       take: PAGE,
       ...(cursor !== undefined ? { cursor: { jti: cursor }, skip: 1 } : {}),
     });
-    for (const r of rows) await revocation.revoke({ kind: 'jti', id: r.jti }, sec(r.expiresAt) + clockToleranceSec);
+    await Promise.all(rows.map((r) => revocation.revoke({ kind: 'jti', id: r.jti }, sec(r.expiresAt) + clockToleranceSec)));
     result.jti += rows.length;
     if (rows.length < PAGE) break;
     cursor = rows[rows.length - 1]?.jti;
@@ -94,9 +96,7 @@ async function publishAll(deps: RevocationSyncDeps): Promise<RevocationSyncResul
       take: PAGE,
       ...(cursor !== undefined ? { cursor: { id: cursor }, skip: 1 } : {}),
     });
-    for (const r of rows) {
-      await revocation.revoke({ kind: 'sid', id: r.id }, sec(r.revokedAt as Date) + accessTokenTtlSec + clockToleranceSec);
-    }
+    await Promise.all(rows.map((r) => revocation.revoke({ kind: 'sid', id: r.id }, sec(r.revokedAt as Date) + accessTokenTtlSec + clockToleranceSec)));
     result.sid += rows.length;
     if (rows.length < PAGE) break;
     cursor = rows[rows.length - 1]?.id;
@@ -109,10 +109,12 @@ async function publishAll(deps: RevocationSyncDeps): Promise<RevocationSyncResul
       take: PAGE,
       ...(cursor !== undefined ? { cursor: { id: cursor }, skip: 1 } : {}),
     });
-    for (const r of rows) {
-      const before = Math.ceil((r.tokensRevokedBefore as Date).getTime() / 1000);
-      await revocation.revoke({ kind: 'sub', id: r.id, before }, before + accessTokenTtlSec + clockToleranceSec);
-    }
+    await Promise.all(
+      rows.map((r) => {
+        const before = Math.ceil((r.tokensRevokedBefore as Date).getTime() / 1000);
+        return revocation.revoke({ kind: 'sub', id: r.id, before }, before + accessTokenTtlSec + clockToleranceSec);
+      }),
+    );
     result.sub += rows.length;
     if (rows.length < PAGE) break;
     cursor = rows[rows.length - 1]?.id;
@@ -130,13 +132,24 @@ export interface RevocationSyncHandle {
    * fail closed on a Redis that has not been re-synced.
    */
   synced(): boolean;
+  /**
+   * Asks for a run now (e.g. a revocation could not be published: the database holds it, Redis
+   * does not). Runs are retried every `retryMs` until one succeeds.
+   */
+  request(reason: string): void;
   /** Settles (never rejects) when the first run has ended, successful or not. */
   readonly firstRun: Promise<void>;
 }
 
+/** How often the sync marker is checked (`checkSynced`), milliseconds. */
+export const MARKER_CHECK_MS = 2_000;
+
 /**
  * Runs {@link republishRevocations} at start, whenever `redis` becomes ready after having been
- * disconnected, and every `intervalSec` seconds (0 = only at start and on reconnection).
+ * disconnected, whenever the store's sync marker no longer names the Redis master (checked every
+ * `markerCheckMs`, default {@link MARKER_CHECK_MS}: a FLUSHALL or a failover that dropped no
+ * connection), on {@link RevocationSyncHandle.request} (a revocation that could not be
+ * published), and every `intervalSec` seconds (0 = none of the periodic runs).
  * Runs never overlap; a trigger during a run schedules one more run after it. A failed run is
  * logged and retried `retryMs` later (default 1000) until one succeeds.
  *
@@ -145,9 +158,10 @@ export interface RevocationSyncHandle {
  */
 export function scheduleRevocationSync(
   deps: RevocationSyncDeps & { readonly logger: Logger },
-  opts: { redis: Redis; intervalSec: number; retryMs?: number },
+  opts: { redis: Redis; intervalSec: number; retryMs?: number; markerCheckMs?: number },
 ): RevocationSyncHandle {
   const retryMs = opts.retryMs ?? 1000;
+  const markerCheckMs = opts.markerCheckMs ?? MARKER_CHECK_MS;
   let running = false;
   let again = false;
   let stopped = false;
@@ -209,18 +223,46 @@ export function scheduleRevocationSync(
   opts.redis.on('ready', onReady);
   const interval = opts.intervalSec > 0 ? setInterval(() => run('interval'), opts.intervalSec * 1000) : undefined;
   interval?.unref();
+  const { checkSynced } = deps.revocation;
+  let checking = false;
+  const markerTimer =
+    checkSynced === undefined
+      ? undefined
+      : setInterval(() => {
+          if (checking || running || stopped) return;
+          checking = true;
+          checkSynced.call(deps.revocation).then(
+            (ok) => {
+              checking = false;
+              if (ok || running) return;
+              synced = false;
+              generation++;
+              run('sync marker missing');
+            },
+            () => {
+              checking = false; // Redis unreachable: its reconnection triggers the run
+            },
+          );
+        }, markerCheckMs);
+  markerTimer?.unref();
   run('start');
 
   return {
     stop() {
       stopped = true;
       clearInterval(interval);
+      clearInterval(markerTimer);
       clearTimeout(retryTimer);
       opts.redis.off('close', onDown);
       opts.redis.off('end', onDown);
       opts.redis.off('ready', onReady);
     },
     synced: () => synced,
+    request(reason: string) {
+      synced = false;
+      generation++;
+      run(reason);
+    },
     firstRun,
   };
 }

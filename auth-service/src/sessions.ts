@@ -33,6 +33,11 @@ export interface IssuerDeps {
   readonly revocation: RevocationPublisher;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /**
+   * Called when a revocation could not be published to Redis (the database holds it): asks the
+   * revocation re-sync to run now and until it succeeds, instead of at the next interval.
+   */
+  readonly onPublishFailed?: () => void;
 }
 
 /** RFC 6749 §5.1 successful token response. */
@@ -283,6 +288,7 @@ async function publish(deps: IssuerDeps, target: Parameters<RevocationPublisher[
     return null;
   } catch (err) {
     deps.logger.error({ err, kind: target.kind, id: target.id }, 'revocation not published to Redis; verifiers will not see it until it is published again');
+    deps.onPublishFailed?.();
     return err instanceof Error ? err : new Error(String(err));
   }
 }

@@ -120,3 +120,30 @@ t.test('readiness waits for the revocation re-sync (verifiers fail closed on a R
   t.equal(ready.statusCode, 200, 'ready once it has run');
   t.match(ready.json(), { status: 'ready', checks: { revocation_sync: 'ok' } });
 });
+
+t.test('a revocation that cannot be published asks the re-sync for a run at once', async (t) => {
+  const requested: string[] = [];
+  // Injected fault: Redis refuses the write; everything else is the real store.
+  const failing = Object.assign(Object.create(ta.revocation) as typeof ta.revocation, {
+    revoke: async () => {
+      throw new Error('injected: Redis write failed');
+    },
+  });
+  const app = buildApp({
+    config: ta.config,
+    prisma: ta.prisma,
+    redis: ta.redis,
+    keys: ta.keys,
+    revocation: failing,
+    revocationSync: { synced: () => true, request: (reason: string) => void requested.push(reason) },
+    clock: ta.clock,
+    scrypt: TEST_SCRYPT,
+    logger: ta.app.log as never,
+  });
+  t.teardown(() => app.close());
+  await app.ready();
+  const user = await registerAndLogin(ta, 'publish-fail');
+  const res = await app.inject({ method: 'POST', url: '/auth/revoke', payload: { token: user.tokens.access_token } });
+  t.equal(res.statusCode, 503, 'the client is told it did not propagate');
+  t.same(requested, ['a revocation could not be published'], 'and the re-sync was asked for a run');
+});

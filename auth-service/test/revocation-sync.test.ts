@@ -117,3 +117,37 @@ t.test('the scheduler republishes by itself when the Redis connection comes back
   t.ok(lines.some((l) => l['reason'] === 'redis reconnected' && l['event'] === 'revocation_sync'), 'logged as a re-sync on reconnection');
   t.ok(await waitFor(async () => sync.synced()), 'synced() again after the re-sync');
 });
+
+t.test('the scheduler re-syncs at once when the sync marker is gone (a FLUSHALL) or a publish failed', async (t) => {
+  const ta = await createTestApp(t, { label: 'resync-marker' });
+  const revoked = await registerAndLogin(ta, 'rs-marker');
+  t.equal((await ta.app.inject({ method: 'POST', url: '/auth/revoke', payload: { token: revoked.tokens.access_token } })).statusCode, 200);
+  const jti = (decodeJwt(revoked.tokens.access_token).payload as { jti: string }).jti;
+  const marker = `${ta.prefix}rv:synced`;
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = { info: (o: Record<string, unknown>) => lines.push(o), warn: (o: Record<string, unknown>) => lines.push(o) } as unknown as Parameters<typeof scheduleRevocationSync>[0]['logger'];
+  const sync = scheduleRevocationSync(
+    { prisma: ta.prisma, revocation: ta.revocation, clock: ta.clock, config: ta.config, logger },
+    { redis: ta.redis, intervalSec: 0, retryMs: 100, markerCheckMs: 100 },
+  );
+  t.teardown(() => sync.stop());
+  const waitFor = async (what: () => Promise<boolean> | boolean) => {
+    for (let i = 0; i < 100; i++) {
+      if (await what()) return true;
+      await sleep(50);
+    }
+    return false;
+  };
+  t.ok(await waitFor(() => sync.synced()), 'synced after the start run');
+
+  // What a FLUSHALL does to this prefix, with no connection dropped.
+  t.ok((await wipe(ta)) >= 2, 'entries and marker gone');
+  t.ok(await waitFor(async () => (await ta.redis.exists(`${ta.prefix}rv:jti:${jti}`)) === 1 && (await ta.redis.exists(marker)) === 1), 'entry and marker are back, with no reconnection');
+  t.ok(lines.some((l) => l['reason'] === 'sync marker missing' && l['event'] === 'revocation_sync'), 'logged as a run for a missing marker');
+
+  const runs = lines.filter((l) => l['event'] === 'revocation_sync').length;
+  sync.request('a revocation could not be published');
+  t.equal(sync.synced(), false, 'not synced from the request until a run succeeds');
+  t.ok(await waitFor(() => lines.filter((l) => l['event'] === 'revocation_sync').length > runs && sync.synced()), 'a run at once, synced again');
+  t.ok(lines.some((l) => l['reason'] === 'a revocation could not be published'), 'with the reason logged');
+});

@@ -145,4 +145,10 @@ export interface RevocationPublisher {
    * @throws whatever `publishAll` throws, or the store's error; nothing is recorded then
    */
   resync?<T>(publishAll: () => Promise<T>): Promise<T>;
+  /**
+   * Optional: whether the store is still marked complete (see `resync`); the issuer polls it to
+   * re-sync at once when the mark is gone (a flushed or replaced store).
+   * @throws the store's error when it cannot be read
+   */
+  checkSynced?(): Promise<boolean>;
 }

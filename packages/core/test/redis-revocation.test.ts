@@ -173,7 +173,7 @@ t.test('Redis reachable but slower than lookupTimeoutMs', async (t) => {
       for (const m of text.matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n(?:\$\d+\r\n([^\r]*)\r\n)?/g)) {
         const cmd = m[1]!.toLowerCase();
         if (cmd === 'info') {
-          const body = '# Server\r\nrun_id:0123456789abcdef0123456789abcdef01234567\r\nloading:0\r\n';
+          const body = '# Server\r\nrun_id:0123456789abcdef0123456789abcdef01234567\r\nloading:0\r\n# Replication\r\nrole:master\r\nmaster_replid:89abcdef0123456789abcdef0123456789abcdef\r\n';
           sock.write(`$${body.length}\r\n${body}\r\n`);
         } else if (cmd === 'subscribe') {
           const ch = m[2] ?? 'x';

@@ -37,8 +37,10 @@ async function outcome(p: Promise<unknown>): Promise<string> {
   }
 }
 
-async function runIdOf(r: Redis): Promise<string> {
-  return /run_id:([0-9a-f]+)/.exec(await r.info('server'))?.[1] ?? '';
+/** `<run_id>:<master_replid>` of a master, as the store computes it. */
+async function identityOf(r: Redis): Promise<string> {
+  const info = await r.info();
+  return `${/run_id:([0-9a-f]+)/.exec(info)?.[1] ?? ''}:${/master_replid:([0-9a-f]+)/.exec(info)?.[1] ?? ''}`;
 }
 
 /**
@@ -99,7 +101,9 @@ t.test('by default a Redis without the sync marker is not trusted (fail closed)'
   t.equal(verifier.stats().unsynced, 1);
 
   t.equal(await issuer.resync(async () => 'published'), 'published', 'resync returns what publishAll returned');
-  t.equal(await admin.get(`${prefix}rv:synced`), await runIdOf(admin), 'the marker is the run_id of the server');
+  t.equal(await admin.get(`${prefix}rv:synced`), await identityOf(admin), 'the marker is the identity of the master: <run_id>:<master_replid>');
+  t.equal(await issuer.checkSynced(), true, 'checkSynced: the marker names this server');
+  t.same(await admin.keys(`${prefix}rv:syncing:*`), [], "the run's nonce key is gone");
   t.equal(await outcome(verifier.check(a)), 'null', 'after the re-sync: answered');
   t.equal(verifier.stats().synced, true);
 
@@ -117,12 +121,14 @@ t.test('a marker that names another server is not trusted; a failed publishAll w
   const verifier = store(t, { redisUrl: REDIS_URL, prefix, cacheTtlMs: 0 });
   const issuer = store(t, { redisUrl: REDIS_URL, prefix });
   await Promise.all([verifier.ready(), issuer.ready()]);
-  await admin.set(`${prefix}rv:synced`, '0123456789abcdef0123456789abcdef01234567');
-  t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable', 'marker of another run_id: 503');
+  await admin.set(`${prefix}rv:synced`, '0123456789abcdef0123456789abcdef01234567:89abcdef0123456789abcdef0123456789abcdef');
+  t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable', 'marker of another server: 503');
+  t.equal(await issuer.checkSynced(), false, 'checkSynced says so too');
 
   await admin.del(`${prefix}rv:synced`);
   await t.rejects(issuer.resync(async () => Promise.reject(new Error('database down'))), /database down/, 'the publishAll error comes out');
   t.equal(await admin.get(`${prefix}rv:synced`), null, 'and no marker was written');
+  t.same(await admin.keys(`${prefix}rv:syncing:*`), [], "and the run's nonce key was removed");
   t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable');
 });
 
@@ -190,4 +196,56 @@ t.test('resync refuses to write the marker when the server restarted while it ra
   t.equal(await outcome(verifier.check(tok())), 'revocation_unavailable', 'still not trusted');
   await issuer.resync(async () => undefined);
   t.equal(await outcome(verifier.check(tok())), 'null', 'a complete run on the new server is trusted');
+});
+
+t.test('a FLUSHALL during the re-sync: the marker is not written', async (t) => {
+  const redis = await ownRedis(t);
+  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  const early = tok();
+  const direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => direct.disconnect());
+  const err = await issuer
+    .resync(async () => {
+      await issuer.revoke({ kind: 'jti', id: early.jti }, nowSec() + 300);
+      await direct.flushall(); // the entries written so far are gone; the server is the same
+    })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  t.ok(err instanceof RedisServerChangedError, `RedisServerChangedError (got ${String(err)})`);
+  t.equal(await direct.get('jwtmesh:rv:synced'), null, 'no marker');
+  t.equal(await outcome(verifier.check(early)), 'revocation_unavailable', 'the flushed revocation is not answered "not revoked"');
+  t.equal(await issuer.checkSynced(), false, 'checkSynced: false, so the issuer re-syncs at once');
+});
+
+t.test('a replica promoted to master is not trusted with the marker it replicated; a replica never', async (t) => {
+  const a = await ownRedis(t);
+  const b = await ownRedis(t);
+  const ra = new Redis(a.url, { maxRetriesPerRequest: 1 });
+  const rb = new Redis(b.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => {
+    ra.disconnect();
+    rb.disconnect();
+  });
+  const issuer = store(t, { redisUrl: a.url });
+  await issuer.ready();
+  await issuer.resync(async () => undefined);
+  await rb.replicaof('127.0.0.1', String(new URL(a.url).port));
+  for (let i = 0; i < 200 && (await rb.get('jwtmesh:rv:synced')) === null; i++) await sleep(25);
+  t.equal(await rb.get('jwtmesh:rv:synced'), await ra.get('jwtmesh:rv:synced'), 'the replica holds the master\'s marker');
+
+  const onReplica = store(t, { redisUrl: b.url, cacheTtlMs: 0 });
+  await t.rejects(onReplica.ready(1_500), /not ready/, 'a store on a replica never becomes ready');
+  t.equal(await outcome(onReplica.check(tok())), 'revocation_unavailable', 'and answers 503: revocations are read on the master');
+
+  await rb.replicaof('NO', 'ONE'); // failover: b is master now, with a new master_replid
+  await onReplica.ready(5_000);
+  t.equal(await outcome(onReplica.check(tok())), 'revocation_unavailable', 'the promoted replica is not trusted with the replicated marker');
+  const issuerB = store(t, { redisUrl: b.url });
+  await issuerB.ready();
+  await issuerB.resync(async () => undefined);
+  t.equal(await outcome(onReplica.check(tok())), 'null', 'until the re-sync ran on it');
 });

@@ -7,24 +7,30 @@
  * - `<prefix>rv:sid:<sid>`: every token of this session / refresh-token family is revoked
  * - `<prefix>rv:sub:<sub>`: every token of this user issued before the value (`iat < value`)
  *   is revoked
- * - `<prefix>rv:synced`: the sync marker, no TTL. Its value is the `run_id` (Redis `INFO server`)
- *   of the Redis server on which the issuer last finished publishing every live revocation of
- *   its database ({@link RedisRevocation.resync}).
+ * - `<prefix>rv:synced`: the sync marker, no TTL. Its value is the identity of the Redis master
+ *   on which the issuer last finished publishing every live revocation of its database
+ *   ({@link RedisRevocation.resync}): `<run_id>:<master_replid>` from `INFO`. The `run_id` is new
+ *   at every server start and the `master_replid` at every promotion to master.
+ * - `<prefix>rv:syncing:<uuid>`: one per re-sync in progress (TTL 1 h); a FLUSHALL during the
+ *   run deletes it, and then the marker is not written.
  * Pub/sub channel `<prefix>revocations`, message JSON `{"kind":"jti"|"sid"|"sub","id":"...","before"?:n}`.
  *
  * Why the marker: the database is the source of truth and Redis can lose entries (a restart
  * without persistence or from an older RDB snapshot, a failover, a FLUSHALL). An empty Redis
- * answers "not revoked" for everything. Every `run_id` is new at each server start, so a
- * verifier that reads the marker in the same MGET as the revocation keys and compares it with
- * the `run_id` of the server it is connected to knows whether this server's revocation set is
- * complete; when it is not (marker missing, or written on another server), it fails closed
- * (`revocation_unavailable`, 503) until the issuer's re-sync has run on this server.
+ * answers "not revoked" for everything. A verifier reads the marker in the same MGET as the
+ * revocation keys and compares it with the identity of the server it is connected to (read at
+ * connect time and again every second); when they differ (marker missing, written on another
+ * server or before a restart or promotion, or the server is a replica) it fails closed
+ * (`revocation_unavailable`, 503) until the issuer's re-sync has run on this master. Redis must
+ * be read and written on the master; the user needs `INFO` (also from scripts), `MGET`, `SET`,
+ * `DEL`, `EVALSHA`/`EVAL` and `SUBSCRIBE`/`PUBLISH` on the prefix.
  *
  * Each checker keeps a short-lived in-process cache of lookups (`cacheTtlMs`), dropped entry by
  * entry by the pub/sub message. The cache is trusted only while the subscriber connection is
  * subscribed: when it drops, the cache is cleared and bypassed until the subscription is back,
  * so a missed message cannot keep a revoked token alive.
  */
+import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { AuthError } from '../errors.js';
@@ -122,17 +128,25 @@ export interface RedisRevocation extends RevocationChecker, RevocationPublisher 
    */
   ready(timeoutMs?: number): Promise<void>;
   /**
-   * The issuer's re-sync, made safe against a server change: reads the server's `run_id`, runs
-   * `publishAll` (which must write every live revocation of the source of truth through
-   * `revoke`), then sets the sync marker to that `run_id`, atomically and only if the server
-   * answering is still the same one. Verifiers with `requireSyncMarker` accept this server's
-   * answers from then on.
+   * The issuer's re-sync, made safe against a server change: reads the master's identity
+   * (`<run_id>:<master_replid>`), writes a nonce key for this run, runs `publishAll` (which must
+   * write every live revocation of the source of truth through `revoke`), then sets the sync
+   * marker to that identity, atomically and only if the server answering still has it and the
+   * nonce survived (no FLUSHALL meanwhile). Verifiers with `requireSyncMarker` accept this
+   * server's answers from then on.
    * @returns what `publishAll` returned
    * @throws whatever `publishAll` throws (the marker is not written); the ioredis error when
-   *   Redis cannot be reached; {@link RedisServerChangedError} when the server restarted or
-   *   changed while `publishAll` ran (run it again)
+   *   Redis cannot be reached; Error when the server is a replica; {@link RedisServerChangedError}
+   *   when the server restarted, was promoted, changed or was flushed while `publishAll` ran (run
+   *   it again)
    */
   resync<T>(publishAll: () => Promise<T>): Promise<T>;
+  /**
+   * Whether the sync marker names the master answering now (one script call). The issuer polls
+   * it to re-sync at once after a FLUSHALL or a failover that dropped no connection.
+   * @throws the ioredis error when Redis cannot be reached
+   */
+  checkSynced(): Promise<boolean>;
   /** Closes both connections (QUIT, or a hard disconnect after 1 s). */
   close(): Promise<void>;
   stats(): RedisRevocationStats;
@@ -161,25 +175,57 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return ttl
 `;
 
+/** Lua: the server's identity (`<run_id>:<master_replid>`), or false on a replica. */
+const LUA_IDENTITY = `
+local function identity()
+  local info = redis.call('INFO')
+  if string.match(info, 'role:(%a+)') ~= 'master' then return false end
+  local run = string.match(info, 'run_id:(%x+)')
+  local repl = string.match(info, 'master_replid:(%x+)')
+  if not run or not repl then return false end
+  return run .. ':' .. repl
+end
+`;
+
 /**
- * Sets the sync marker to ARGV[1] only if it is the `run_id` of this server.
- * KEYS[1] marker key; returns 1 when set, 0 when the server's run_id differs.
+ * Ends a re-sync: sets the marker to ARGV[1] only if that is still this server's identity and
+ * the run's nonce key survived (no FLUSHALL during the run); deletes the nonce either way.
+ * KEYS[1] marker, KEYS[2] the run's nonce key. Returns 1 when set, 0 when not.
  */
-const MARK_SYNCED_LUA = `
-local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-if id ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], id)
+const MARK_SYNCED_LUA = `${LUA_IDENTITY}
+local ok = identity() == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1
+redis.call('DEL', KEYS[2])
+if not ok then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `;
 
+/** 1 when the marker (KEYS[1]) names this server, else 0. */
+const CHECK_SYNCED_LUA = `${LUA_IDENTITY}
+local id = identity()
+if id and redis.call('GET', KEYS[1]) == id then return 1 end
+return 0
+`;
+
+/** How often a verifier re-reads the identity of the server it is connected to, milliseconds. */
+const IDENTITY_REFRESH_MS = 1_000;
+
 type RedisWithRevoke = Redis & {
   jwtmeshRevoke(key: string, value: string, ttl: number, channel: string, message: string, mode: 'max' | 'set'): Promise<number>;
-  jwtmeshMarkSynced(key: string, runId: string): Promise<number>;
+  jwtmeshMarkSynced(marker: string, nonceKey: string, identity: string): Promise<number>;
+  jwtmeshCheckSynced(marker: string): Promise<number>;
 };
 
-/** The `run_id` line of an `INFO server` reply, or null. */
-function runIdOf(info: string): string | null {
-  return /^run_id:([0-9a-f]+)\r?$/m.exec(info)?.[1] ?? null;
+/**
+ * The identity of a master from an `INFO` reply (`<run_id>:<master_replid>`), as the Lua
+ * scripts compute it; null on a replica or when a field is missing.
+ */
+function identityOf(info: string): string | null {
+  const field = (name: string) => new RegExp(`^${name}:([0-9a-zA-Z]+)\\r?$`, 'm').exec(info)?.[1] ?? null;
+  const run = field('run_id');
+  const repl = field('master_replid');
+  if (field('role') !== 'master' || run === null || repl === null) return null;
+  return `${run}:${repl}`;
 }
 
 /**
@@ -236,7 +282,8 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     connectionName: clientName,
   }) as RedisWithRevoke;
   cmd.defineCommand('jwtmeshRevoke', { numberOfKeys: 1, lua: REVOKE_LUA });
-  cmd.defineCommand('jwtmeshMarkSynced', { numberOfKeys: 1, lua: MARK_SYNCED_LUA });
+  cmd.defineCommand('jwtmeshMarkSynced', { numberOfKeys: 2, lua: MARK_SYNCED_LUA });
+  cmd.defineCommand('jwtmeshCheckSynced', { numberOfKeys: 1, lua: CHECK_SYNCED_LUA });
   const sub = new Redis(opts.redisUrl, {
     ...common,
     autoResubscribe: false, // subscribed explicitly on every 'ready', to know when it is back
@@ -249,8 +296,8 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   let epoch = 0;
   let subscribed = false;
   let closed = false;
-  /** `run_id` of the server the command connection is on; null while (re)connecting. */
-  let serverRunId: string | null = null;
+  /** Identity of the master the command connection is on; null while (re)connecting or on a replica. */
+  let serverId: string | null = null;
   let synced = !requireSyncMarker;
   const counters = { cacheHits: 0, lookups: 0, failures: 0, invalidations: 0, unsynced: 0 };
 
@@ -262,19 +309,31 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   cmd.on('error', (err: Error) => onError(err, 'connection'));
   for (const ev of ['close', 'end', 'reconnecting']) {
     cmd.on(ev, () => {
-      serverRunId = null;
+      serverId = null;
     });
   }
-  cmd.on('ready', () => {
-    cmd.info('server').then(
+  let identityWarned = false;
+  const readIdentity = (): void => {
+    if (closed || cmd.status !== 'ready') return;
+    cmd.info().then(
       (info) => {
         if (cmd.status !== 'ready') return;
-        serverRunId = runIdOf(info);
-        if (serverRunId === null) onError(new Error('INFO server has no run_id; lookups fail until it has one'), 'connection');
+        serverId = identityOf(info);
+        if (serverId === null && !identityWarned) {
+          identityWarned = true;
+          onError(new Error('this Redis is not a master (or INFO lacks run_id / master_replid): revocation lookups fail closed'), 'connection');
+        } else if (serverId !== null) identityWarned = false;
       },
-      (err: Error) => onError(err, 'connection'),
+      (err: Error) => {
+        serverId = null;
+        onError(err, 'connection');
+      },
     );
-  });
+  };
+  cmd.on('ready', readIdentity);
+  // A promotion or demotion does not always drop connections: re-read the identity regularly.
+  const identityTimer = requireSyncMarker ? setInterval(readIdentity, IDENTITY_REFRESH_MS) : undefined;
+  identityTimer?.unref();
   sub.on('error', (err: Error) => onError(err, 'subscriber'));
   for (const ev of ['close', 'end', 'reconnecting']) {
     sub.on(ev, () => {
@@ -374,14 +433,14 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
       const b = kSid === null ? null : (values[2] ?? null);
       if (requireSyncMarker) {
         const marker = values[keys.length - 1] ?? null;
-        synced = serverRunId !== null && marker === serverRunId;
+        synced = serverId !== null && marker === serverId;
         if (!synced) {
           counters.unsynced++;
           return unavailable(
             new Error(
               marker === null
                 ? `no sync marker ${kSynced}: this Redis has not received the issuer's revocations since it started`
-                : `sync marker ${kSynced} names another Redis server than this one (${serverRunId ?? 'run_id unknown yet'}): it restarted or changed since the issuer's last re-sync`,
+                : `sync marker ${kSynced} names another Redis server than this one (${serverId ?? 'not a master, or identity unknown yet'}): it restarted, was promoted or changed since the issuer's last re-sync`,
             ),
             'sync',
           );
@@ -424,12 +483,26 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     },
 
     async resync<T>(publishAll: () => Promise<T>): Promise<T> {
-      const runId = runIdOf(await cmd.info('server'));
-      if (runId === null) throw new Error('INFO server has no run_id');
-      const result = await publishAll();
-      const set = await cmd.jwtmeshMarkSynced(kSynced, runId);
-      if (set !== 1) throw new RedisServerChangedError('the Redis server restarted or changed during the re-sync; the sync marker was not written');
+      const identity = identityOf(await cmd.info());
+      if (identity === null) throw new Error('this Redis is not a master (or INFO lacks run_id / master_replid): cannot re-sync');
+      const nonceKey = `${prefix}rv:syncing:${randomUUID()}`;
+      await cmd.set(nonceKey, '1', 'EX', 3600);
+      let result: T;
+      try {
+        result = await publishAll();
+      } catch (err) {
+        await cmd.del(nonceKey).catch(() => undefined);
+        throw err;
+      }
+      const set = await cmd.jwtmeshMarkSynced(kSynced, nonceKey, identity);
+      if (set !== 1) {
+        throw new RedisServerChangedError('the Redis server restarted, changed or was flushed during the re-sync; the sync marker was not written');
+      }
       return result;
+    },
+
+    async checkSynced() {
+      return (await cmd.jwtmeshCheckSynced(kSynced)) === 1;
     },
 
     ready(timeoutMs = 5_000) {
@@ -437,7 +510,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
         const started = Date.now();
         const poll = () => {
           if (closed) return reject(new Error('revocation store closed'));
-          if (cmd.status === 'ready' && serverRunId !== null && subscribed) return resolve();
+          if (cmd.status === 'ready' && serverId !== null && subscribed) return resolve();
           if (Date.now() - started >= timeoutMs) return reject(new Error(`Redis not ready within ${timeoutMs} ms`));
           setTimeout(poll, 10);
         };
@@ -447,6 +520,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
 
     async close() {
       closed = true;
+      clearInterval(identityTimer);
       subscribed = false;
       cache?.clear();
       // QUIT politely, but never wait more than a second for a slow or wedged server.
@@ -465,7 +539,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     },
 
     stats() {
-      return { ...counters, subscribed, synced, connected: cmd.status === 'ready' && serverRunId !== null };
+      return { ...counters, subscribed, synced, connected: cmd.status === 'ready' && serverId !== null };
     },
   };
 }

@@ -39,7 +39,17 @@ async function main(): Promise<void> {
     cacheTtlMs: config.revocation.cacheTtlMs,
     onUnavailable: config.revocation.failMode === 'open' ? 'allow' : 'deny',
     now: () => clock.now(),
-    onError: (err, context) => logger.warn({ err: { message: err.message }, context }, 'revocation store error'),
+    onError: (() => {
+      // Lookup and sync errors come once per request, connection errors on every reconnect
+      // attempt: one line per context per 5 s.
+      const last = new Map<string, number>();
+      return (err: Error, context: string) => {
+        const now = Date.now();
+        if (now - (last.get(context) ?? 0) < 5_000) return;
+        last.set(context, now);
+        logger.warn({ err: { message: err.message }, context }, 'revocation store error');
+      };
+    })(),
   });
 
   let keys;

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -248,4 +248,135 @@ t.test('a replica promoted to master is not trusted with the marker it replicate
   await issuerB.ready();
   await issuerB.resync(async () => undefined);
   t.equal(await outcome(onReplica.check(tok())), 'null', 'until the re-sync ran on it');
+});
+
+/**
+ * A TCP forwarder standing for a stable address in front of Redis (a k8s Service, a VIP):
+ * `target` can be switched; `silence()` makes the existing connections go quiet without a reset
+ * (a dead host), new ones go to the current target.
+ */
+async function stableAddress(t: { teardown(fn: () => unknown): void }, target: number) {
+  const links = new Set<{ client: import('node:net').Socket; upstream: import('node:net').Socket; silent: boolean }>();
+  const state = { target };
+  const server = createServer((client) => {
+    const upstream = createConnection(state.target, '127.0.0.1');
+    const link = { client, upstream, silent: false };
+    links.add(link);
+    client.on('data', (d) => void (link.silent || upstream.write(d)));
+    upstream.on('data', (d) => void (link.silent || client.write(d)));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      links.delete(link);
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const l of links) {
+      l.client.destroy();
+      l.upstream.destroy();
+    }
+    server.close();
+  });
+  return {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}/0`,
+    switchTo(port: number) {
+      state.target = port;
+    },
+    silence() {
+      for (const l of links) l.silent = true;
+    },
+  };
+}
+
+t.test('a failover behind a stable address that drops no connection: both sides move to the new master', async (t) => {
+  const a = await ownRedis(t);
+  const b = await ownRedis(t);
+  const portA = Number(new URL(a.url).port);
+  const portB = Number(new URL(b.url).port);
+  const ra = new Redis(a.url, { maxRetriesPerRequest: 1 });
+  const rb = new Redis(b.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => {
+    ra.disconnect();
+    rb.disconnect();
+  });
+  await rb.replicaof('127.0.0.1', String(portA));
+  const vip = await stableAddress(t, portA);
+  const verifier = store(t, { redisUrl: vip.url, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: vip.url });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  await issuer.resync(async () => undefined);
+  t.equal(await outcome(verifier.check(tok())), 'null', 'answered on A');
+
+  // FAILOVER-like: B promoted, A demoted; clients keep their connections to A.
+  await rb.replicaof('NO', 'ONE');
+  await ra.replicaof('127.0.0.1', String(portB));
+  vip.switchTo(portB);
+  // Within one identity refresh (1 s) the verifier may still take A for the master it was: the
+  // documented residual race. After it, A is seen as a replica and left.
+  await sleep(1_500);
+  let answer = '';
+  for (let i = 0; i < 100 && answer !== 'null'; i++) {
+    await sleep(100);
+    await issuer.resync(async () => undefined).catch(() => undefined); // what the scheduler keeps doing
+    answer = await outcome(verifier.check(tok()));
+  }
+  t.equal(answer, 'null', 'the verifier left the demoted A and answers from B after the re-sync there');
+  t.equal(await rb.get('jwtmesh:rv:synced') !== null, true, 'the marker is on B');
+
+  // A dead host: the connections to B go silent without a reset; new connections reach A again.
+  await ra.replicaof('NO', 'ONE');
+  await rb.replicaof('127.0.0.1', String(portA));
+  vip.switchTo(portA);
+  vip.silence();
+  answer = '';
+  for (let i = 0; i < 100 && answer !== 'null'; i++) {
+    await sleep(100);
+    await issuer.resync(async () => undefined).catch(() => undefined);
+    answer = await outcome(verifier.check(tok()));
+  }
+  t.equal(answer, 'null', 'a silent connection is given up (INFO timeout) and both sides reconnect');
+});
+
+t.test('a revocation Redis refuses (OOM under noeviction) removes the marker: verifiers fail closed', async (t) => {
+  const redis = await ownRedis(t);
+  const direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => direct.disconnect());
+  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  await issuer.resync(async () => undefined);
+  await direct.config('SET', 'maxmemory-policy', 'noeviction');
+  await direct.config('SET', 'maxmemory', '1'); // full: every write is refused, a DEL is not
+  const r = tok();
+  await t.rejects(issuer.revoke({ kind: 'jti', id: r.jti }, nowSec() + 300), /OOM/, 'the revoke fails: Redis is full');
+  t.equal(await direct.get('jwtmesh:rv:synced'), null, 'the marker was deleted');
+  t.equal(await outcome(verifier.check(r)), 'revocation_unavailable', 'the unpublished revocation is not answered "not revoked"');
+});
+
+t.test('a re-sync that finds everything in place publishes nothing', async (t) => {
+  const prefix = `jwtmesh-test:${randomUUID()}:`;
+  const verifier = store(t, { redisUrl: REDIS_URL, prefix, cacheTtlMs: 60_000 });
+  const issuer = store(t, { redisUrl: REDIS_URL, prefix });
+  await Promise.all([verifier.ready(), issuer.ready()]);
+  const a = tok();
+  const publishAll = async () => {
+    await issuer.revoke({ kind: 'jti', id: a.jti }, nowSec() + 300);
+    await issuer.revoke({ kind: 'sub', id: a.sub, before: 2_000 }, nowSec() + 300);
+  };
+  await issuer.resync(publishAll);
+  for (let i = 0; i < 100 && verifier.stats().invalidations < 2; i++) await sleep(10);
+  t.equal(verifier.stats().invalidations, 2, 'the first run published both entries');
+  const firstValue = await admin.get(`${prefix}rv:jti:${a.jti}`);
+  await sleep(1_100);
+  await issuer.resync(publishAll);
+  await issuer.revoke({ kind: 'sub', id: a.sub, before: 1_500 }, nowSec() + 300); // an earlier cut: no change
+  await sleep(100);
+  t.equal(verifier.stats().invalidations, 2, 'a second run with nothing new published no message');
+  t.equal(await admin.get(`${prefix}rv:jti:${a.jti}`), firstValue, 'the jti entry keeps its first revocation time');
+  await issuer.revoke({ kind: 'sub', id: a.sub, before: 3_000 }, nowSec() + 300);
+  for (let i = 0; i < 100 && verifier.stats().invalidations < 3; i++) await sleep(10);
+  t.equal(verifier.stats().invalidations, 3, 'a later cut-off is a change: published');
 });

@@ -70,8 +70,9 @@ export interface RedisRevocationOptions {
   /** Redis `CLIENT SETNAME` of the command connection; the subscriber adds `-sub`. Default `jwtmesh-revocation`. */
   clientName?: string;
   /**
-   * Trust Redis only when the issuer's sync marker `<prefix>rv:synced` names the `run_id` of
-   * the server answering (see the module comment). When it does not, `check` treats Redis as
+   * Trust Redis only when the issuer's sync marker `<prefix>rv:synced` names the identity
+   * (`<run_id>:<master_replid>`) of the master answering (see the module comment); a connection
+   * that finds a replica (or no answer to `INFO` within 2 s) reconnects. When it does not, `check` treats Redis as
    * unable to answer (`onUnavailable` decides: 503 by default). Default true. Set false only
    * where no issuer runs the re-sync and a lost revocation is acceptable (tests of the store
    * itself, benchmarks).
@@ -106,7 +107,10 @@ export interface RedisRevocationStats {
   readonly invalidations: number;
   /** Whether the subscriber is subscribed (the cache is in use only then). */
   readonly subscribed: boolean;
-  /** Whether the command connection is ready and has read the server's `run_id` (lookups can be answered). */
+  /**
+   * Whether the command connection is ready and has read `INFO` (and, with `requireSyncMarker`,
+   * found a master): lookups can be answered.
+   */
   readonly connected: boolean;
   /**
    * Whether the latest lookup found the issuer's sync marker for the server answering (always
@@ -120,8 +124,8 @@ export interface RedisRevocationStats {
 /** The Redis revocation store. */
 export interface RedisRevocation extends RevocationChecker, RevocationPublisher {
   /**
-   * Resolves when the command connection is ready (and has read the server's `run_id`) and
-   * the subscriber is subscribed. It does not wait for the issuer's sync marker.
+   * Resolves when the command connection is ready (and has read `INFO`: with `requireSyncMarker`,
+   * a master) and the subscriber is subscribed. It does not wait for the issuer's sync marker.
    * Call it at start-up (and gate readiness on it): lookups issued before fail fast.
    * @param timeoutMs - default 5_000
    * @throws Error when not ready within `timeoutMs`
@@ -156,32 +160,36 @@ export interface RedisRevocation extends RevocationChecker, RevocationPublisher 
 const ABSENT = '';
 
 /**
- * Atomically: keep the larger value for `sub` entries, never shorten an existing TTL, set the
- * key, and publish the invalidation (SET before PUBLISH, so a reader invalidated by the message
- * re-reads the new value).
+ * Atomically: keep the existing value of a `jti` / `sid` entry (the first revocation time) and
+ * the larger value of a `sub` entry, never shorten an existing TTL, set the key, and publish the
+ * invalidation only when the value changed (SET before PUBLISH, so a reader invalidated by the
+ * message re-reads the new value). A re-sync that finds everything in place publishes nothing.
  * KEYS[1] key; ARGV: value, ttl seconds, channel, message, 'max' | 'set'. Returns the TTL set.
  */
 const REVOKE_LUA = `
+local cur = redis.call('GET', KEYS[1])
 local val = ARGV[1]
 local ttl = tonumber(ARGV[2])
 if ARGV[5] == 'max' then
-  local cur = tonumber(redis.call('GET', KEYS[1]))
-  if cur and cur > tonumber(val) then val = tostring(cur) end
+  local c = tonumber(cur)
+  if c and c > tonumber(val) then val = cur end
+elseif cur then
+  val = cur
 end
 local curTtl = redis.call('TTL', KEYS[1])
 if curTtl > ttl then ttl = curTtl end
 redis.call('SET', KEYS[1], val, 'EX', ttl)
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+if cur ~= val then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return ttl
 `;
 
 /** Lua: the server's identity (`<run_id>:<master_replid>`), or false on a replica. */
 const LUA_IDENTITY = `
 local function identity()
-  local info = redis.call('INFO')
-  if string.match(info, 'role:(%a+)') ~= 'master' then return false end
-  local run = string.match(info, 'run_id:(%x+)')
-  local repl = string.match(info, 'master_replid:(%x+)')
+  local repl_info = redis.call('INFO', 'replication')
+  if string.match(repl_info, 'role:(%a+)') ~= 'master' then return false end
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local repl = string.match(repl_info, 'master_replid:(%x+)')
   if not run or not repl then return false end
   return run .. ':' .. repl
 end
@@ -210,11 +218,20 @@ return 0
 /** How often a verifier re-reads the identity of the server it is connected to, milliseconds. */
 const IDENTITY_REFRESH_MS = 1_000;
 
+/** Deadline of every command but the lookups (which have `lookupTimeoutMs`), milliseconds. */
+const COMMAND_TIMEOUT_MS = 2_000;
+
 type RedisWithRevoke = Redis & {
   jwtmeshRevoke(key: string, value: string, ttl: number, channel: string, message: string, mode: 'max' | 'set'): Promise<number>;
   jwtmeshMarkSynced(marker: string, nonceKey: string, identity: string): Promise<number>;
   jwtmeshCheckSynced(marker: string): Promise<number>;
 };
+
+/** `INFO server` and `INFO replication` (two small sections; Redis 6 takes one per call). */
+async function readInfo(r: Redis): Promise<string> {
+  const [server, replication] = await Promise.all([r.info('server'), r.info('replication')]);
+  return `${server}\r\n${replication}`;
+}
 
 /**
  * The identity of a master from an `INFO` reply (`<run_id>:<master_replid>`), as the Lua
@@ -241,8 +258,9 @@ function identityOf(info: string): string | null {
  *
  * `revoke(target, expiresAt)` sets the key with TTL `max(1, ceil(expiresAt - now))` seconds
  * (never shortening an existing TTL; for `sub`, never lowering `before`) and publishes the
- * message, in one Lua script. `expiresAt` is epoch seconds: when every token the entry covers
- * has expired. Throws the ioredis error when Redis cannot be written.
+ * message when the value changed, in one Lua script. `expiresAt` is epoch seconds: when every
+ * token the entry covers has expired. Throws the ioredis error when Redis cannot be written,
+ * after trying to delete the sync marker (so verifiers fail closed until the next re-sync).
  *
  * ioredis settings: the command connection has no offline queue and no retries per request
  * (fail fast) and uses auto-pipelining (concurrent lookups share round trips); the
@@ -280,6 +298,8 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     maxRetriesPerRequest: 0,
     enableAutoPipelining: true,
     connectionName: clientName,
+    // No command waits forever on a connection that went silent (a dead host sends no reset).
+    commandTimeout: COMMAND_TIMEOUT_MS,
   }) as RedisWithRevoke;
   cmd.defineCommand('jwtmeshRevoke', { numberOfKeys: 1, lua: REVOKE_LUA });
   cmd.defineCommand('jwtmeshMarkSynced', { numberOfKeys: 2, lua: MARK_SYNCED_LUA });
@@ -312,21 +332,45 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
       serverId = null;
     });
   }
-  let identityWarned = false;
+  /** Whether INFO was read on the current command connection (connected, whatever the role). */
+  let infoRead = false;
+  for (const ev of ['close', 'end', 'reconnecting']) {
+    cmd.on(ev, () => {
+      infoRead = false;
+    });
+  }
+  /** Drops both connections so that ioredis reconnects (through the same address). */
+  const reconnect = (why: string): void => {
+    if (closed) return;
+    onError(new Error(`reconnecting to Redis: ${why}`), 'connection');
+    serverId = null;
+    infoRead = false;
+    cmd.disconnect(true);
+    sub.disconnect(true);
+  };
+  let reading = false;
   const readIdentity = (): void => {
-    if (closed || cmd.status !== 'ready') return;
-    cmd.info().then(
+    if (closed || reading || cmd.status !== 'ready') return;
+    reading = true;
+    readInfo(cmd).then(
       (info) => {
+        reading = false;
         if (cmd.status !== 'ready') return;
-        serverId = identityOf(info);
-        if (serverId === null && !identityWarned) {
-          identityWarned = true;
-          onError(new Error('this Redis is not a master (or INFO lacks run_id / master_replid): revocation lookups fail closed'), 'connection');
-        } else if (serverId !== null) identityWarned = false;
+        infoRead = true;
+        const id = identityOf(info);
+        const wasKnown = serverId !== null;
+        serverId = id;
+        // A master demoted behind a stable address (a Service, a VIP, DNS) keeps our connection:
+        // reconnect to reach whatever is master there now. Only when the marker matters: a
+        // verifier without it reads any server.
+        if (id === null && requireSyncMarker) reconnect(wasKnown ? 'the server is no longer a master' : 'the server is not a master (revocations are read and written on the master)');
       },
       (err: Error) => {
+        reading = false;
         serverId = null;
-        onError(err, 'connection');
+        // No answer within COMMAND_TIMEOUT_MS, or an error: the connection may be dead without a
+        // reset (a dead host); make a new one instead of waiting for TCP to give up.
+        if (!closed && cmd.status === 'ready') reconnect(`INFO failed (${err.message})`);
       },
     );
   };
@@ -477,13 +521,21 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
       const key = `${prefix}rv:${target.kind}:${target.id}`;
       epoch++;
       cache?.delete(key);
-      await cmd.jwtmeshRevoke(key, value, ttl, channel, message, target.kind === 'sub' ? 'max' : 'set');
+      try {
+        await cmd.jwtmeshRevoke(key, value, ttl, channel, message, target.kind === 'sub' ? 'max' : 'set');
+      } catch (err) {
+        // Redis may still take a DEL when it refuses the write (OOM under noeviction, a script
+        // error): without its marker every verifier fails closed instead of missing this entry,
+        // until the issuer's re-sync has written everything again.
+        await cmd.del(kSynced).catch(() => undefined);
+        throw err;
+      }
       epoch++;
       cache?.delete(key);
     },
 
     async resync<T>(publishAll: () => Promise<T>): Promise<T> {
-      const identity = identityOf(await cmd.info());
+      const identity = identityOf(await readInfo(cmd));
       if (identity === null) throw new Error('this Redis is not a master (or INFO lacks run_id / master_replid): cannot re-sync');
       const nonceKey = `${prefix}rv:syncing:${randomUUID()}`;
       await cmd.set(nonceKey, '1', 'EX', 3600);
@@ -510,7 +562,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
         const started = Date.now();
         const poll = () => {
           if (closed) return reject(new Error('revocation store closed'));
-          if (cmd.status === 'ready' && serverId !== null && subscribed) return resolve();
+          if (cmd.status === 'ready' && infoRead && (serverId !== null || !requireSyncMarker) && subscribed) return resolve();
           if (Date.now() - started >= timeoutMs) return reject(new Error(`Redis not ready within ${timeoutMs} ms`));
           setTimeout(poll, 10);
         };
@@ -539,7 +591,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     },
 
     stats() {
-      return { ...counters, subscribed, synced, connected: cmd.status === 'ready' && serverId !== null };
+      return { ...counters, subscribed, synced, connected: cmd.status === 'ready' && infoRead && (serverId !== null || !requireSyncMarker) };
     },
   };
 }

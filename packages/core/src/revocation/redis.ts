@@ -327,15 +327,11 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   }
 
   cmd.on('error', (err: Error) => onError(err, 'connection'));
-  for (const ev of ['close', 'end', 'reconnecting']) {
-    cmd.on(ev, () => {
-      serverId = null;
-    });
-  }
   /** Whether INFO was read on the current command connection (connected, whatever the role). */
   let infoRead = false;
   for (const ev of ['close', 'end', 'reconnecting']) {
     cmd.on(ev, () => {
+      serverId = null;
       infoRead = false;
     });
   }

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -81,17 +81,16 @@ const healthPkg = grpc.loadPackageDefinition(
   protoLoader.loadSync(healthProtoPath, { keepCase: true, enums: String, defaults: true }),
 ) as unknown as { grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials, o?: grpc.ChannelOptions) => HealthClient } } } };
 
-t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM drains', async (t) => {
-  // Redis behind a proxy that can add latency (an injected fault) to hold calls in flight.
-  const redisPort = Number(new URL(REDIS_URL).port || 6379);
-  const proxy = await startDelayProxy(redisPort, new URL(REDIS_URL).hostname);
+/**
+ * The real entry point over mTLS with Redis behind a TCP proxy (injected latency or a partition),
+ * started and ready, with a Check client and a grpc.health.v1 client.
+ */
+async function startBehindProxy(t: Test, env: Record<string, string> = {}) {
+  const proxy = await startDelayProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname);
   t.teardown(() => proxy.close());
   const db = new URL(REDIS_URL).pathname || '/0';
-  const main = spawnMain(
-    baseEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${db}`, REDIS_PREFIX: await syncedPrefix(), AUTHZ_DEADLINE_MS: '2000', AUTHZ_DRAIN_TIMEOUT_MS: '5000' }),
-  );
+  const main = spawnMain(baseEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${db}`, REDIS_PREFIX: await syncedPrefix(), ...env }));
   t.teardown(() => main.kill('SIGKILL'));
-
   const listening = await main.waitForLog((l) => l.msg === 'authz-service listening');
   const port = Number(listening.port);
   const metricsPort = Number(listening.metricsPort);
@@ -101,17 +100,24 @@ t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM
   const opts = { 'grpc.ssl_target_name_override': 'localhost' };
   const health = new healthPkg.grpc.health.v1.Health(`127.0.0.1:${port}`, creds, opts);
   t.teardown(() => health.close());
-  const status = await new Promise<string>((resolve, reject) =>
-    health.check({ service: 'envoy.service.auth.v3.Authorization' }, (err, res) => (err || !res ? reject(err) : resolve(res.status))),
-  );
-  t.equal(status, 'SERVING', 'grpc.health.v1: SERVING once Redis and the JWKS are ready');
+  const client = makeClient(port, creds, opts);
+  t.teardown(() => client.close());
+  const healthStatus = () =>
+    new Promise<string>((resolve, reject) =>
+      health.check({ service: 'envoy.service.auth.v3.Authorization' }, (err, res) => (err || !res ? reject(err) : resolve(res.status))),
+    );
+  return { proxy, main, metricsPort, client, healthStatus };
+}
+
+t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM drains', async (t) => {
+  // Redis behind a proxy that can add latency (an injected fault) to hold calls in flight.
+  const { proxy, main, metricsPort, client, healthStatus } = await startBehindProxy(t, { AUTHZ_DEADLINE_MS: '2000', AUTHZ_DRAIN_TIMEOUT_MS: '5000' });
+  t.equal(await healthStatus(), 'SERVING', 'grpc.health.v1: SERVING once Redis and the JWKS are ready');
 
   const healthz = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
   t.equal(healthz.status, 200);
   t.same(await healthz.json(), { status: 'SERVING' });
 
-  const client = makeClient(port, creds, opts);
-  t.teardown(() => client.close());
   t.equal((await callCheck(client, fixture('get-orders', await issuer.mint()))).status?.code, GRPC.OK, 'Check allowed');
   t.equal((await callCheck(client, fixture('get-orders-no-token'))).denied_response?.status?.code, 'Unauthorized', 'Check denied');
 
@@ -143,27 +149,7 @@ t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM
 });
 
 t.test('after start, health follows the Redis connections: NOT_SERVING while cut off, SERVING again once back', async (t) => {
-  const redisPort = Number(new URL(REDIS_URL).port || 6379);
-  const proxy = await startDelayProxy(redisPort, new URL(REDIS_URL).hostname);
-  t.teardown(() => proxy.close());
-  const db = new URL(REDIS_URL).pathname || '/0';
-  const main = spawnMain(baseEnv({ REDIS_URL: `redis://127.0.0.1:${proxy.port}${db}`, REDIS_PREFIX: await syncedPrefix() }));
-  t.teardown(() => main.kill('SIGKILL'));
-  const listening = await main.waitForLog((l) => l.msg === 'authz-service listening');
-  const port = Number(listening.port);
-  const metricsPort = Number(listening.metricsPort);
-  await main.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('ready'));
-
-  const creds = grpc.credentials.createSsl(certs.caCert, certs.clientKey, certs.clientCert);
-  const opts = { 'grpc.ssl_target_name_override': 'localhost' };
-  const health = new healthPkg.grpc.health.v1.Health(`127.0.0.1:${port}`, creds, opts);
-  t.teardown(() => health.close());
-  const client = makeClient(port, creds, opts);
-  t.teardown(() => client.close());
-  const status = () =>
-    new Promise<string>((resolve, reject) =>
-      health.check({ service: 'envoy.service.auth.v3.Authorization' }, (err, res) => (err || !res ? reject(err) : resolve(res.status))),
-    );
+  const { proxy, main, metricsPort, client, healthStatus: status } = await startBehindProxy(t);
   const waitForStatus = async (want: string) => {
     for (let i = 0; i < 200; i++) {
       if ((await status()) === want) return true;

@@ -22,7 +22,7 @@ import {
   type Policy,
   type RevocationChecker,
 } from '@jwt-mesh/core';
-import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { createRedisRevocation, markSyncedForTests } from '@jwt-mesh/core/redis';
 import { buildServer, type AuthzServer, type TlsMaterial } from '../../src/server.js';
 import { createMetrics, type AuthzMetrics } from '../../src/metrics.js';
 import { loadPolicyFile } from '../../src/policy.js';
@@ -47,13 +47,7 @@ export const uniquePrefix = (): string => `jwtmesh-test:authz:${randomUUID()}:`;
  */
 export async function syncedPrefix(redisUrl = REDIS_URL): Promise<string> {
   const prefix = uniquePrefix();
-  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync' });
-  try {
-    await store.ready();
-    await store.resync(async () => undefined);
-  } finally {
-    await store.close();
-  }
+  await markSyncedForTests(redisUrl, prefix);
   return prefix;
 }
 

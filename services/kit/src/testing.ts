@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
-import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { markSyncedForTests } from '@jwt-mesh/core/redis';
 import { createVerifierStack, type VerifierStack } from './stack.js';
 
 /** Claims a test may set on a minted token. */
@@ -113,13 +113,7 @@ export function uniquePrefix(name: string): string {
  * @throws the ioredis error when Redis cannot be reached within 5 s
  */
 export async function markRevocationsSynced(prefix: string, redisUrl = TEST_REDIS_URL): Promise<void> {
-  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync' });
-  try {
-    await store.ready();
-    await store.resync(async () => undefined);
-  } finally {
-    await store.close();
-  }
+  await markSyncedForTests(redisUrl, prefix);
 }
 
 /** A writable stream that keeps every pino line. */

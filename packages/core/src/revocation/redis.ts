@@ -591,3 +591,19 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
     },
   };
 }
+
+/**
+ * FOR TESTS AND BENCHMARKS: writes the sync marker for `prefix` on `redisUrl` the way the
+ * issuer's re-sync does when its database holds no revocation (`resync` with nothing to
+ * publish), so that verifiers of that prefix answer instead of failing closed.
+ * @throws Error when Redis is not ready within 5 s; the ioredis error when it cannot be written
+ */
+export async function markSyncedForTests(redisUrl: string, prefix: string): Promise<void> {
+  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync' });
+  try {
+    await store.ready();
+    await store.resync(async () => undefined);
+  } finally {
+    await store.close();
+  }
+}

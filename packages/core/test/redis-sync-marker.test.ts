@@ -47,18 +47,26 @@ async function identityOf(r: Redis): Promise<string> {
  * A `redis-server` of our own on a free loopback port, no automatic snapshots; `restart` is a
  * SIGKILL and a start on the same port and folder (a `SAVE` made before is loaded again).
  */
+/** A client for direct checks; its reconnect errors after a server is killed are expected. */
+function client(url: string): Redis {
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  r.on('error', () => undefined);
+  return r;
+}
+
 async function ownRedis(t: { teardown(fn: () => unknown): void }) {
   const probe = createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
   const port = (probe.address() as AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
   const dir = mkdtempSync(join(tmpdir(), 'jwtmesh-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--dbfilename', 'dump.rdb'];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--dbfilename', 'dump.rdb', '--repl-diskless-sync-delay', '0'];
   let proc: ChildProcess | null = null;
   const url = `redis://127.0.0.1:${port}/0`;
   const start = async () => {
     proc = spawn('redis-server', args, { stdio: 'ignore' });
     const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => undefined); // refused until the server listens: expected while waiting
     for (let i = 0; i < 200; i++) {
       try {
         await c.connect();
@@ -160,7 +168,7 @@ t.test('Redis restarted from an older snapshot: the restored marker is not trust
   const issuer = store(t, { redisUrl: redis.url });
   await Promise.all([verifier.ready(), issuer.ready()]);
   await issuer.resync(async () => undefined);
-  const direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  const direct = client(redis.url);
   t.teardown(() => direct.disconnect());
   await direct.save(); // the snapshot holds the marker
   const late = tok();
@@ -170,7 +178,7 @@ t.test('Redis restarted from an older snapshot: the restored marker is not trust
   direct.disconnect();
   await redis.restart(); // loads dump.rdb: the marker is back, the late revocation is not
   await verifier.ready(10_000);
-  const reread = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  const reread = client(redis.url);
   t.teardown(() => reread.disconnect());
   t.not(await reread.get('jwtmesh:rv:synced'), null, 'the snapshot restored the old marker');
   t.equal(await reread.exists(`jwtmesh:rv:jti:${late.jti}`), 0, 'the revocation made after the snapshot is lost');
@@ -204,7 +212,7 @@ t.test('a FLUSHALL during the re-sync: the marker is not written', async (t) => 
   const issuer = store(t, { redisUrl: redis.url });
   await Promise.all([verifier.ready(), issuer.ready()]);
   const early = tok();
-  const direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  const direct = client(redis.url);
   t.teardown(() => direct.disconnect());
   const err = await issuer
     .resync(async () => {
@@ -224,8 +232,8 @@ t.test('a FLUSHALL during the re-sync: the marker is not written', async (t) => 
 t.test('a replica promoted to master is not trusted with the marker it replicated; a replica never', async (t) => {
   const a = await ownRedis(t);
   const b = await ownRedis(t);
-  const ra = new Redis(a.url, { maxRetriesPerRequest: 1 });
-  const rb = new Redis(b.url, { maxRetriesPerRequest: 1 });
+  const ra = client(a.url);
+  const rb = client(b.url);
   t.teardown(() => {
     ra.disconnect();
     rb.disconnect();
@@ -234,7 +242,8 @@ t.test('a replica promoted to master is not trusted with the marker it replicate
   await issuer.ready();
   await issuer.resync(async () => undefined);
   await rb.replicaof('127.0.0.1', String(new URL(a.url).port));
-  for (let i = 0; i < 200 && (await rb.get('jwtmesh:rv:synced')) === null; i++) await sleep(25);
+  // A first full sync forks and transfers an RDB (no 5 s diskless-sync delay here, see ownRedis).
+  for (let i = 0; i < 1200 && (await rb.get('jwtmesh:rv:synced')) === null; i++) await sleep(25);
   t.equal(await rb.get('jwtmesh:rv:synced'), await ra.get('jwtmesh:rv:synced'), 'the replica holds the master\'s marker');
 
   const onReplica = store(t, { redisUrl: b.url, cacheTtlMs: 0 });
@@ -296,8 +305,8 @@ t.test('a failover behind a stable address that drops no connection: both sides 
   const b = await ownRedis(t);
   const portA = Number(new URL(a.url).port);
   const portB = Number(new URL(b.url).port);
-  const ra = new Redis(a.url, { maxRetriesPerRequest: 1 });
-  const rb = new Redis(b.url, { maxRetriesPerRequest: 1 });
+  const ra = client(a.url);
+  const rb = client(b.url);
   t.teardown(() => {
     ra.disconnect();
     rb.disconnect();
@@ -342,7 +351,7 @@ t.test('a failover behind a stable address that drops no connection: both sides 
 
 t.test('a revocation Redis refuses (OOM under noeviction) removes the marker: verifiers fail closed', async (t) => {
   const redis = await ownRedis(t);
-  const direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  const direct = client(redis.url);
   t.teardown(() => direct.disconnect());
   const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
   const issuer = store(t, { redisUrl: redis.url });

@@ -5,7 +5,8 @@
  *
  * Idempotent: a user that exists, whose password is in the existing `--out` file and whose hash
  * has the requested cost is kept (not re-hashed); every other user of the range is created or
- * updated (new password). Scopes and roles are set on every user of the range.
+ * updated (new password). Scopes and roles are set on every user of the range. The file is
+ * rewritten after each batch, so an interrupted run resumes where it stopped.
  *
  * `--password-cost loadtest` hashes with N=2^12 instead of the production N=2^15 (8 times less
  * work, 4 MiB instead of 32 MiB). The hash format stores its parameters, so these users are
@@ -222,6 +223,15 @@ export async function main(
     const todo = usernames.filter((u) => !kept.has(u));
     const passwords = new Map<string, string>();
     for (const u of kept) passwords.set(u, previous.get(u)!);
+    // The file is rewritten after every batch (atomically), so an interrupted run resumes: the
+    // users it holds are kept by the next run.
+    const writeUsersFile = async () => {
+      const file = usernames.filter((u) => passwords.has(u) && (kept.has(u) || written.has(u))).map((username) => ({ username, password: passwords.get(username)! }));
+      const tmp = `${opts.out}.${process.pid}.tmp`;
+      await writeFile(tmp, `${JSON.stringify(file).replace(/\},\{/g, '},\n{')}\n`, { mode: 0o600 });
+      await rename(tmp, opts.out);
+    };
+    const written = new Set<string>();
     let done = 0;
     let lastProgress = Date.now();
     const progress = () => {
@@ -248,6 +258,8 @@ export async function main(
         FROM unnest(${batch.map(() => randomUUID())}::uuid[], ${batch}::text[], ${hashes}::text[]) AS u(id, username, hash)
         ON CONFLICT (username) DO UPDATE
           SET password_hash = EXCLUDED.password_hash, scopes = EXCLUDED.scopes, roles = EXCLUDED.roles`;
+      for (const u of batch) written.add(u);
+      await writeUsersFile();
       done += batch.length;
       if (Date.now() - lastProgress >= 2000 && done < todo.length) {
         lastProgress = Date.now();
@@ -259,10 +271,7 @@ export async function main(
       await prisma.user.updateMany({ where: { username: { in: keptList.slice(i, i + 5000) } }, data: { scopes: opts.scopes, roles: opts.roles } });
     }
 
-    const file = usernames.map((username) => ({ username, password: passwords.get(username)! }));
-    const tmp = `${opts.out}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(file, null, 0).replace(/\},\{/g, '},\n{')}\n`, { mode: 0o600 });
-    await rename(tmp, opts.out);
+    await writeUsersFile();
     const sec = ((Date.now() - started) / 1000).toFixed(1);
     out(
       `seed-users: ${opts.count} users ${opts.prefix}1..${opts.prefix}${opts.count} (${todo.length} created or given a new password, ${kept.size} kept) ` +

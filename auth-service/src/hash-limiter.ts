@@ -71,7 +71,7 @@ export function createHashLimiter(options: HashLimiterOptions): HashLimiter {
   const retryAfterSec = shedRetryAfterSec(maxWaitMs);
   const shed = (reason: ShedReason, cause?: unknown): OAuthError => {
     options.onShed?.(reason);
-    return new OAuthError('temporarily_unavailable', `too many logins in progress; retry in ${retryAfterSec} seconds`, {
+    return new OAuthError('temporarily_unavailable', `too many password checks in progress; retry in ${retryAfterSec} seconds`, {
       retryAfterSec,
       ...(cause === undefined ? {} : { cause }),
     });

@@ -46,7 +46,7 @@ t.test('a burst over the bound: fast 503s with Retry-After, the admitted logins 
   for (const r of shed) {
     t.equal(r.headers['retry-after'], '30', 'Retry-After in seconds (the wait bound)');
     t.equal(r.headers['cache-control'], 'no-store');
-    t.same(r.json(), { error: 'temporarily_unavailable', error_description: 'too many logins in progress; retry in 30 seconds' });
+    t.same(r.json(), { error: 'temporarily_unavailable', error_description: 'too many password checks in progress; retry in 30 seconds' });
   }
   const lastOk = Math.max(...settled.filter((s) => s.status === 200).map((s) => s.order));
   t.ok(

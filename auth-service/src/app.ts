@@ -29,6 +29,7 @@ import type { Config } from './config.js';
 import type { PrismaClient } from './db.js';
 import { databaseUnavailable, isUniqueViolation, OAuthError, redisUnavailable } from './errors.js';
 import type { KeyStore } from './keys.js';
+import { createHashLimiter } from './hash-limiter.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { hashPassword, SCRYPT_DEFAULTS, verifyDummyPassword, verifyPassword, type ScryptParams } from './passwords.js';
 import {
@@ -170,6 +171,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = deps.metrics ?? createMetrics();
   const scrypt = deps.scrypt ?? SCRYPT_DEFAULTS;
+  // Every password hash or check (login, register, password grant, the dummy check for unknown
+  // users) takes a slot; past the queue, 503 + Retry-After at once (hash-limiter.ts).
+  const hashLimiter = createHashLimiter({
+    concurrency: config.passwordHashing.concurrency,
+    maxQueue: config.passwordHashing.maxQueue,
+    maxWaitMs: config.passwordHashing.queueTimeoutMs,
+    onShed: (reason) => metrics.passwordHashShed.inc({ reason }),
+  });
   const issuer: IssuerDeps = {
     prisma,
     keys,
@@ -297,11 +306,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     async function passwordLogin(req: FastifyRequest) {
       const body = parseBody(loginBody, req.body);
       const username = normalizeUsername(body.username);
-      const t0 = process.hrtime.bigint();
-      const user = await prisma.user.findUnique({ where: { username } });
-      const ok = user ? await verifyPassword(body.password, user.passwordHash) : await verifyDummyPassword(body.password, scrypt);
-      metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-      if (!user || !ok) {
+      // The slot is taken before the user lookup, so being shed never depends on whether the
+      // user exists; known and unknown users spend the same hash inside it.
+      const user = await hashLimiter.run(async () => {
+        const t0 = process.hrtime.bigint();
+        const found = await prisma.user.findUnique({ where: { username } });
+        const ok = found ? await verifyPassword(body.password, found.passwordHash) : await verifyDummyPassword(body.password, scrypt);
+        metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+        return ok ? found : null;
+      });
+      if (!user) {
         metrics.loginOutcomes.inc({ outcome: 'invalid_credentials' });
         throw new OAuthError('invalid_grant', 'invalid username or password');
       }
@@ -346,9 +360,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       async (req, reply) => {
         const body = parseBody(registerBody, req.body);
         const username = normalizeUsername(body.username);
-        const t0 = process.hrtime.bigint();
-        const passwordHash = await hashPassword(body.password, scrypt);
-        metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+        const passwordHash = await hashLimiter.run(async () => {
+          const t0 = process.hrtime.bigint();
+          const hash = await hashPassword(body.password, scrypt);
+          metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+          return hash;
+        });
         try {
           const user = await prisma.user.create({
             data: {
@@ -521,6 +538,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'unavailable', checks });
     });
     api.get('/metrics', async (_req, reply) => {
+      metrics.passwordHashInFlight.set(hashLimiter.inFlight);
+      metrics.passwordHashQueued.set(hashLimiter.queued);
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     });
   });

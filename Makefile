@@ -117,7 +117,7 @@ logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for
 loadtest: ## open-model load through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080, LOADTEST_ARGS=--help
 	npm start --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
-loadtest-smoke: ## CI smoke: a private stack on free ports, 5 s of the route mix at 20 req/s; fails on p99 >= 200 ms or any failed request
+loadtest-smoke: ## CI smoke: a private stack on free ports, k6 run loadtest/k6/smoke.ts (2 users, 10 s; SMOKE_DURATION=); exit 99 when a threshold is crossed (API p99 >= 200 ms, failed >= 0.1 %, ...)
 	npm run smoke --silent -w @jwt-mesh/loadtest
 
 bench: ## no auth vs jwt_authn vs ext_authz vs full path, capacity at the SLO, revocation propagation (~10 min on 2 cores; BENCH_ARGS=--quick or --help)

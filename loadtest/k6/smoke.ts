@@ -11,16 +11,20 @@
  *
  * Variables: BASE_URL, USERS / USERS_FILE, VUS (2, at most one per user), DURATION (30s),
  * THINK_MIN_SEC (1), THINK_MAX_SEC (3), REFRESH_MARGIN_SEC (60), P99_MS (200), LOGIN_P99_MS
- * (1500), REFRESH_P99_MS (1000), MAX_FAILED_RATE (0.001), AUTH_RETRIES (5), ALLOW_HOST.
+ * (1500), REFRESH_P99_MS (1000), MAX_FAILED_RATE (0.001), AUTH_RETRIES (5), ALLOW_HOST,
+ * WARMUP_REQUESTS (10: setup() logs in once and sends these through the chain first, tagged
+ * kind:warmup, outside every threshold: see lib/user.ts `warmUp`).
  */
 import type { Options } from 'k6/options';
 import { SUMMARY_TREND_STATS, baseUrl, envDuration, envInt, loadUsers, requireUserPerVu, thinkTime, thresholds } from './lib/config.ts';
-import { refreshMarginSec, userIteration } from './lib/user.ts';
+import type { UserCredentials } from './lib/scenario.ts';
+import { refreshMarginSec, userIteration, warmUp } from './lib/user.ts';
 
 const BASE_URL = baseUrl();
 const USERS = loadUsers();
 const VUS = envInt('VUS', 2, 1, 100);
 requireUserPerVu(USERS, VUS);
+const WARMUP_REQUESTS = envInt('WARMUP_REQUESTS', 10, 0, 1000);
 const ITERATION = { baseUrl: BASE_URL, users: USERS, refreshMarginSec: refreshMarginSec(), think: thinkTime() };
 
 export const options: Options = {
@@ -29,7 +33,12 @@ export const options: Options = {
   },
   thresholds: thresholds(),
   summaryTrendStats: SUMMARY_TREND_STATS,
+  setupTimeout: '2m',
 };
+
+export function setup(): void {
+  warmUp(BASE_URL, USERS[0] as UserCredentials, WARMUP_REQUESTS);
+}
 
 export default function (): void {
   userIteration(undefined, ITERATION);

@@ -114,7 +114,7 @@ logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for
 
 # --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------
 .PHONY: loadtest loadtest-smoke bench
-loadtest: ## open-model load through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080, LOADTEST_ARGS=--help
+loadtest: ## k6 at a fixed arrival rate through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080 VUS=16; LOADTEST_ARGS=--help
 	npm start --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
 loadtest-smoke: ## CI smoke: a private stack on free ports, k6 run loadtest/k6/smoke.ts (2 users, 10 s; SMOKE_DURATION=); exit 99 when a threshold is crossed (API p99 >= 200 ms, failed >= 0.1 %, ...)

@@ -7,21 +7,23 @@
  *
  *   k6 run -e RATE=100 -e DURATION=30s loadtest/k6/rate.ts
  *
- * Variables: BASE_URL, USERS / USERS_FILE, RATE (100/s), DURATION (30s, at most 10m), VUS (8:
+ * Variables: BASE_URL, USERS / USERS_FILE, RATE (100/s), DURATION (30s, at most 10m), VUS (16:
  * sessions and VUs; raise it when dropped_iterations appear at a high rate), REFRESH_MARGIN_SEC
  * (60), P99_MS (200), LOGIN_P99_MS (1500), REFRESH_P99_MS (1000), MAX_FAILED_RATE (0.001),
- * AUTH_RETRIES (5), ABORT_ON_FAIL (false), ALLOW_HOST. Thresholds: lib/config.ts `thresholds()`,
+ * AUTH_RETRIES (5), ABORT_ON_FAIL (false), ALLOW_HOST, WARMUP_REQUESTS (20, sent by setup() outside
+ * every threshold: lib/user.ts `warmUp`). Thresholds: lib/config.ts `thresholds()`,
  * plus no dropped iteration (every planned arrival was sent). At most RATE x DURATION requests.
  */
 import type { Options } from 'k6/options';
 import { SUMMARY_TREND_STATS, baseUrl, envDuration, envInt, envNumber, loadUsers, thresholds } from './lib/config.ts';
 import { loginPool, type SetupData } from './lib/session.ts';
-import { refreshMarginSec, userIteration } from './lib/user.ts';
+import type { UserCredentials } from './lib/scenario.ts';
+import { refreshMarginSec, userIteration, warmUp } from './lib/user.ts';
 
 const BASE_URL = baseUrl();
 const USERS = loadUsers();
 const RATE = envNumber('RATE', 100, 1, 20_000);
-const VUS = envInt('VUS', 8, 1, 1000);
+const VUS = envInt('VUS', 16, 1, 1000);
 const ITERATION = { baseUrl: BASE_URL, users: USERS, refreshMarginSec: refreshMarginSec(), think: null };
 
 export const options: Options = {
@@ -41,6 +43,7 @@ export const options: Options = {
 };
 
 export function setup(): SetupData {
+  warmUp(BASE_URL, USERS[0] as UserCredentials, envInt('WARMUP_REQUESTS', 20, 0, 1000));
   return loginPool(BASE_URL, USERS, VUS);
 }
 

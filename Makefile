@@ -113,12 +113,15 @@ logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for
 	$(STACK_CLI) logs $(PART) --lines $(or $(LINES),30)
 
 # --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------
-.PHONY: loadtest loadtest-smoke bench
+.PHONY: loadtest loadtest-smoke loadtest-10k bench
 loadtest: ## k6 at a fixed arrival rate through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080 VUS=16; LOADTEST_ARGS=--help
 	npm start --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
 loadtest-smoke: ## CI smoke: a private stack on free ports, k6 run loadtest/k6/smoke.ts (2 users, 10 s; SMOKE_DURATION=); exit 99 when a threshold is crossed (API p99 >= 200 ms, failed >= 0.1 %, ...)
 	npm run smoke --silent -w @jwt-mesh/loadtest
+
+loadtest-10k: ## 10,000 users, each its own session, against make up's mesh: seeds them, k6 load.ts (~19 min), writes .run/loadtest-10k/report.md (VUS= RAMP= HOLD=; LOADTEST_ARGS=--help)
+	ulimit -n "$$(ulimit -Hn)"; npm run users --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
 bench: ## no auth vs jwt_authn vs ext_authz vs full path, capacity at the SLO, revocation propagation (~10 min on 2 cores; BENCH_ARGS=--quick or --help)
 	@echo "uptime before: $$(uptime)"

@@ -86,6 +86,8 @@ export interface K6RunOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** The binary (default {@link k6Binary}). */
   readonly k6?: string;
+  /** Called with k6's pid once it is spawned (to watch its memory and CPU). */
+  readonly onSpawn?: (pid: number) => void;
 }
 
 /**
@@ -102,6 +104,7 @@ export async function runK6(opts: K6RunOptions): Promise<K6Run> {
   args.push(script);
   const out = opts.onOutput ?? ((c: string) => process.stdout.write(c));
   const child = spawn(k6, args, { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid !== undefined) opts.onSpawn?.(child.pid);
   child.stdout.setEncoding('utf8').on('data', out);
   child.stderr.setEncoding('utf8').on('data', out);
   let killTimer: NodeJS.Timeout | undefined;

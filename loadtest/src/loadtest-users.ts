@@ -25,7 +25,7 @@ import { z } from 'zod';
 import { tokenAnswerProblem } from '../k6/lib/scenario.js';
 import { assertLoopbackTarget } from './guard.js';
 import { formatSummary, k6Binary, runK6 } from './k6.js';
-import { meshSnapshot, samplePeakRss, type Watched } from './mesh-probe.js';
+import { meshSnapshot, sampleProcesses, type Watched } from './mesh-probe.js';
 import { renderReport, type MeshRecord } from './report.js';
 
 export const HELP = `make loadtest-10k [VUS=10000] [RAMP=600] [HOLD=420] [THINK_MIN_SEC=60] [THINK_MAX_SEC=120] ...
@@ -200,7 +200,7 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
   say(`k6 run loadtest/k6/load.ts: ${knobs.VUS} users against ${baseUrl}, ramp ${knobs.RAMP} s, hold ${knobs.HOLD} s, think ${knobs.THINK_MIN_SEC}..${knobs.THINK_MAX_SEC} s (load average ${loadavgBefore.join(' ')})`);
   let k6Pid = 0;
   const watched = () => (k6Pid ? [...procs, { name: 'k6', pid: k6Pid }] : procs);
-  const peaks = samplePeakRss(watched, 2000);
+  const sampler = sampleProcesses(watched, 2000);
   const t0 = Date.now();
   const result = await runK6({
     k6,
@@ -226,8 +226,10 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
     },
   });
   const runSec = (Date.now() - t0) / 1000;
-  const peakRssBytes = peaks.stop();
-  const after = await meshSnapshot(watched(), state.redis.url, metricsUrls);
+  const { peakRssBytes, lastCpuMs } = sampler.stop();
+  const read = await meshSnapshot(procs, state.redis.url, metricsUrls);
+  // k6 has exited by now: its CPU is the last value the sampler saw (it started at 0).
+  const after = { ...read, cpuMs: { ...read.cpuMs, k6: lastCpuMs['k6'] ?? 0 } };
   const mesh: MeshRecord = {
     command: `make loadtest-10k VUS=${knobs.VUS} RAMP=${knobs.RAMP} HOLD=${knobs.HOLD} THINK_MIN_SEC=${knobs.THINK_MIN_SEC} THINK_MAX_SEC=${knobs.THINK_MAX_SEC}`,
     startedAt,

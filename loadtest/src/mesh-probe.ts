@@ -37,13 +37,18 @@ export function cpuMs(procs: readonly Watched[]): Record<string, number> {
 }
 
 /**
- * Samples the resident set size of every watched process every `intervalMs` until `stop()`.
- * @returns `stop()`, which gives the peak per process name, in bytes.
+ * Samples every watched process every `intervalMs` until `stop()`: the resident set size (for
+ * its peak) and the CPU milliseconds used so far (the last value seen, so that the CPU of a
+ * process that ends before the final reading, such as k6, is still known).
+ * @returns `stop()`, which gives the peak RSS in bytes and the last CPU ms per process name.
  */
-export function samplePeakRss(procs: () => readonly Watched[], intervalMs = 1000): { stop(): Record<string, number> } {
+export function sampleProcesses(procs: () => readonly Watched[], intervalMs = 1000): { stop(): { peakRssBytes: Record<string, number>; lastCpuMs: Record<string, number> } } {
   const peak: Record<string, number> = {};
+  const lastCpu: Record<string, number> = {};
   const sample = () => {
-    for (const p of procs()) peak[p.name] = Math.max(peak[p.name] ?? 0, rssBytes(p.pid));
+    const list = procs();
+    for (const p of list) peak[p.name] = Math.max(peak[p.name] ?? 0, rssBytes(p.pid));
+    for (const [name, ms] of Object.entries(cpuMs(list))) if (ms > 0) lastCpu[name] = ms;
   };
   sample();
   const timer = setInterval(sample, intervalMs);
@@ -51,7 +56,7 @@ export function samplePeakRss(procs: () => readonly Watched[], intervalMs = 1000
     stop() {
       clearInterval(timer);
       sample();
-      return { ...peak };
+      return { peakRssBytes: { ...peak }, lastCpuMs: { ...lastCpu } };
     },
   };
 }

@@ -51,6 +51,9 @@ export const CACHE_METRICS = {
   revocation: ['jwtmesh_revocation_cache_lookups_total', 'jwt_mesh_revocation_cache_lookups_total'],
 } as const;
 
+/** Token verifications per chain request: the authz replica Envoy asked, then orders, inventory, profile. */
+export const VERIFICATIONS_PER_CHAIN_REQUEST = 4;
+
 const ms = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(1));
 const mb = (bytes: number | undefined): string => (bytes === undefined || bytes === 0 ? '-' : (bytes / 2 ** 20).toFixed(0));
 const pct = (n: number | undefined, digits = 2): string => (n === undefined ? '-' : `${(n * 100).toFixed(digits)} %`);
@@ -101,7 +104,7 @@ export function renderReport(summary: K6Summary, mesh: MeshRecord): string {
   lines.push(`| failed API requests | ${m('http_req_failed{kind:api}', 'passes') ?? 0} (${pct(m('http_req_failed{kind:api}', 'value'), 3)}) |`);
   lines.push(`| failed logins and refreshes (after retries) | ${m('http_req_failed{kind:auth}', 'passes') ?? 0} (${pct(m('http_req_failed{kind:auth}', 'value'), 3)}) |`);
   lines.push(`| failed checks (API / auth) | ${m('checks{kind:api}', 'fails') ?? 0} / ${m('checks{kind:auth}', 'fails') ?? 0} |`);
-  lines.push(`| shed and retried (429/503 + Retry-After) | ${m('auth_shed', 'count') ?? 0} |`);
+  lines.push(`| 429/503 answers to logins and refreshes, retried after Retry-After | ${m('auth_shed', 'count') ?? 0} |`);
   lines.push(`| sessions: logins / refreshes / re-logins / refresh invalid_grant (families revoked) | ${m('logins', 'count') ?? 0} / ${m('token_refreshes', 'count') ?? 0} / ${m('relogins', 'count') ?? 0} / ${m('refresh_invalid_grant', 'count') ?? 0} |`);
   const k6Peak = mesh.peakRssBytes['k6'];
   lines.push(`| k6 peak RSS | ${mb(k6Peak)} MB${k6Peak && vusReached ? ` (${(k6Peak / 2 ** 20 / vusReached).toFixed(2)} MB per VU)` : ''} |`);
@@ -141,11 +144,22 @@ export function renderReport(summary: K6Summary, mesh: MeshRecord): string {
   }
   calls.sort((x, y) => y[1] - x[1]);
   const redisTotal = calls.reduce((s, [, n]) => s + n, 0);
-  lines.push(
-    Object.keys(mesh.after.redisCalls).length === 0
-      ? '**Redis**: INFO commandstats did not answer.'
-      : `**Redis commands per request**: ${requests > 0 ? (redisTotal / requests).toFixed(2) : '-'} (${redisTotal} commands; ${calls.slice(0, 6).map(([c, n]) => `${c} ${n}`).join(', ') || 'none'}).`,
-  );
+  if (Object.keys(mesh.after.redisCalls).length === 0) {
+    lines.push('**Redis**: INFO commandstats did not answer.');
+  } else {
+    lines.push(`**Redis commands per request**: ${requests > 0 ? (redisTotal / requests).toFixed(2) : '-'} (${redisTotal} commands; ${calls.slice(0, 6).map(([c, n]) => `${c} ${n}`).join(', ') || 'none'}).`);
+    // Every verifier's revocation lookup that misses its in-process cache is one MGET
+    // (packages/core/src/revocation/redis.ts); a chain request is verified 4 times (one authz
+    // replica, orders, inventory, profile).
+    const mget = calls.find(([c]) => c === 'mget')?.[1] ?? 0;
+    const verifications = (m('chain_requests', 'count') ?? 0) * VERIFICATIONS_PER_CHAIN_REQUEST;
+    if (verifications > 0) {
+      lines.push('');
+      lines.push(
+        `Revocation lookups that reached Redis (MGET): ${mget} for ${verifications} token verifications (${m('chain_requests', 'count') ?? 0} chain requests x ${VERIFICATIONS_PER_CHAIN_REQUEST} verifiers), so the in-process revocation caches answered about ${pct(Math.max(0, 1 - mget / verifications), 1)} of them (derived from Redis, all verifiers together).`,
+      );
+    }
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -5,6 +5,7 @@
  */
 import { check, sleep } from 'k6';
 import http from 'k6/http';
+import { Counter } from 'k6/metrics';
 import { chainProblem, mixDraw, pickRoute, type UserCredentials } from './scenario.ts';
 import { envNumber } from './config.ts';
 import { sessionForVu, type SetupData } from './session.ts';
@@ -22,6 +23,8 @@ export interface IterationOptions {
 let seq = Math.floor(Math.random() * 1_000_000);
 /** Tags of the API checks, so that their threshold (`checks{kind:api}`) leaves the auth checks out. */
 const API = { kind: 'api' };
+/** Chain requests sent with a token: each is verified by one authz replica and the three services (the report's denominator). */
+const chainRequests = new Counter('chain_requests');
 
 /** Reads the refresh margin (`REFRESH_MARGIN_SEC`, default 60 s; must exceed one iteration). */
 export function refreshMarginSec(): number {
@@ -39,6 +42,7 @@ export function userIteration(data: SetupData | undefined, opts: IterationOption
       tags: { kind: 'api', name: route.name },
       timeout: '10s',
     });
+    if (route.chain && route.auth) chainRequests.add(1);
     check(res, { [`${route.name}: status ${route.expectStatus}`]: (r) => r.status === route.expectStatus }, API);
     if (route.chain && res.status === 200) {
       check(

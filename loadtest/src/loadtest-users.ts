@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { readState } from '@jwt-mesh/stack';
 import { REPO_ROOT } from '@jwt-mesh/testkit';
 import { z } from 'zod';
+import { readEnv } from './env.js';
 import { tokenAnswerProblem } from '../k6/lib/scenario.js';
 import { assertLoopbackTarget } from './guard.js';
 import { formatSummary, k6Binary, runK6 } from './k6.js';
@@ -77,15 +78,9 @@ type Knobs = z.infer<typeof envSchema>;
 
 /** Reads and checks the knobs (empty = unset). @throws Error naming the variable. */
 export function readKnobs(env: NodeJS.ProcessEnv): Knobs {
-  const picked = Object.fromEntries(Object.keys(envSchema.shape).flatMap((k) => (env[k] ? [[k, env[k]]] : [])));
-  const r = envSchema.safeParse(picked);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    const name = String(i?.path[0] ?? 'environment');
-    throw new Error(`${name}: ${i?.message ?? 'invalid'} (got ${JSON.stringify(picked[name])})`);
-  }
-  if (r.data.THINK_MAX_SEC < r.data.THINK_MIN_SEC) throw new Error(`THINK_MAX_SEC (${r.data.THINK_MAX_SEC}) is below THINK_MIN_SEC (${r.data.THINK_MIN_SEC})`);
-  return r.data;
+  const knobs = readEnv(envSchema, env);
+  if (knobs.THINK_MAX_SEC < knobs.THINK_MIN_SEC) throw new Error(`THINK_MAX_SEC (${knobs.THINK_MAX_SEC}) is below THINK_MIN_SEC (${knobs.THINK_MIN_SEC})`);
+  return knobs;
 }
 
 /** The soft limit on open files of this process (`/proc/self/limits`), or null when unknown. */

@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { readEnv } from './env.js';
 import { DEFAULT_BASE_URL } from '../k6/lib/scenario.js';
 import { assertLoopbackTarget } from './guard.js';
 import { formatSummary, k6Binary, LOADTEST_DIR, runK6 } from './k6.js';
@@ -45,14 +46,7 @@ const envSchema = z.object({
  * @throws Error naming the variable on a bad value.
  */
 export function readLoadtestEnv(env: NodeJS.ProcessEnv): z.infer<typeof envSchema> {
-  const picked = Object.fromEntries(Object.keys(envSchema.shape).flatMap((k) => (env[k] ? [[k, env[k]]] : [])));
-  const r = envSchema.safeParse(picked);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    const name = String(i?.path[0] ?? 'environment');
-    throw new Error(`${name}: ${i?.message ?? 'invalid'} (got ${JSON.stringify(picked[name])})`);
-  }
-  return r.data;
+  return readEnv(envSchema, env);
 }
 
 /** Runs `make loadtest`. @returns the exit status (k6's, or 2 on a usage error). */

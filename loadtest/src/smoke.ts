@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { startStack, type Stack } from '@jwt-mesh/stack';
 import { REPO_ROOT } from '@jwt-mesh/testkit';
 import { z } from 'zod';
+import { readEnv } from './env.js';
 import { assertLoopbackTarget } from './guard.js';
 import { formatSummary, K6NotFoundError, k6Binary, runK6 } from './k6.js';
 
@@ -27,14 +28,7 @@ const envSchema = z.object({
 
 /** Reads the smoke's variables (empty = unset). @throws Error naming the variable. */
 function readSmokeEnv(env: NodeJS.ProcessEnv): z.infer<typeof envSchema> {
-  const picked = Object.fromEntries(Object.keys(envSchema.shape).flatMap((k) => (env[k] ? [[k, env[k]]] : [])));
-  const r = envSchema.safeParse(picked);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    const name = String(i?.path[0] ?? 'environment');
-    throw new Error(`${name}: ${i?.message ?? 'invalid'} (got ${JSON.stringify(picked[name])})`);
-  }
-  return r.data;
+  return readEnv(envSchema, env);
 }
 
 async function smoke(): Promise<number> {

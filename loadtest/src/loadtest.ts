@@ -24,7 +24,7 @@ Variables (environment or make variables):
   DURATION       seconds, 1..600 (default 30); at most RATE x DURATION requests
   VUS            VUs = sessions logged in by setup(), 1..1000 (default 16: below make up's login
                  rate limits, 20/min per address and 10/min per user); more VUs need those raised
-  SUMMARY_JSON   where k6 writes its JSON summary (default loadtest/results/loadtest-summary.json)
+  SUMMARY_JSON   where k6 writes its JSON summary (default .run/loadtest/summary.json)
   USERS          name:password,... to log in as (default: the demo users alice and admin)
   P99_MS, LOGIN_P99_MS, REFRESH_P99_MS, MAX_FAILED_RATE, ABORT_ON_FAIL: thresholds (loadtest/README.md)
 
@@ -38,7 +38,7 @@ const envSchema = z.object({
   RATE: z.coerce.number().min(1).max(20_000).default(100),
   DURATION: z.coerce.number().int().min(1).max(600).default(30),
   VUS: z.coerce.number().int().min(1).max(1000).default(16),
-  SUMMARY_JSON: z.string().min(1).default(resolve(LOADTEST_DIR, 'results', 'loadtest-summary.json')),
+  SUMMARY_JSON: z.string().min(1).default(resolve(LOADTEST_DIR, '..', '.run', 'loadtest', 'summary.json')),
 });
 
 /**

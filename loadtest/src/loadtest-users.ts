@@ -56,7 +56,7 @@ The stack needs its login and refresh rate limits raised for one client address,
   REFRESH_RATE_LIMIT_PER_MIN=100000 make up
 (add ACCESS_TOKEN_TTL_SEC=120 to make a shorter run outlive the tokens).
 Exit status: k6's (0 every threshold held, 99 one was crossed); 2 bad variable, no stack, failed
-seeding or login; the run is bounded by RAMP + HOLD + RAMP_DOWN + 5 min and by VUS x 10,000 requests.
+seeding or login; the run is bounded by RAMP + HOLD + RAMP_DOWN + 10 min and by VUS x 10,000 requests.
 `;
 
 const seconds = (min: number, max: number, dflt: number) => z.coerce.number().int().min(min).max(max).default(dflt);
@@ -214,7 +214,8 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
     },
     summaryFile: join(runDir, 'summary.json'),
     args: ['--no-color', '--quiet'],
-    timeoutMs: (totalSec + 300) * 1000,
+    // k6 initialises every VU before the first iteration (minutes for 10,000 on two cores), then stops gracefully.
+    timeoutMs: (totalSec + 600) * 1000,
     env,
     onSpawn: (pid) => {
       k6Pid = pid;

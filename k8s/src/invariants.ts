@@ -583,6 +583,31 @@ export function checkImages(objects: readonly K8sObject[], ctx: Pick<CheckContex
   return out;
 }
 
+/** The Secrets and ConfigMaps a pod references: volumes (projected too), env and envFrom of every container. */
+function referencesOf(pod: PodTemplate): { secrets: Set<string>; configMaps: Set<string> } {
+  const secrets = new Set<string>();
+  const configMaps = new Set<string>();
+  for (const vol of pod.spec.volumes ?? []) {
+    if (vol.secret) secrets.add(vol.secret.secretName);
+    if (vol.configMap) configMaps.add(vol.configMap.name);
+    for (const s of vol.projected?.sources ?? []) {
+      if (s.secret) secrets.add(s.secret.name);
+      if (s.configMap) configMaps.add(s.configMap.name);
+    }
+  }
+  for (const { container } of containersOf(pod)) {
+    for (const e of container.env ?? []) {
+      if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
+      if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
+    }
+    for (const e of container.envFrom ?? []) {
+      if (e.secretRef) secrets.add(e.secretRef.name);
+      if (e.configMapRef) configMaps.add(e.configMapRef.name);
+    }
+  }
+  return { secrets, configMaps };
+}
+
 /** Rule `references`. */
 export function checkReferences(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'externalSecrets'>): Violation[] {
   const out: Violation[] = [];
@@ -593,26 +618,7 @@ export function checkReferences(objects: readonly K8sObject[], ctx: Pick<CheckCo
     const secretOk = (name: string) =>
       ctx.externalSecrets.includes(name) || issued.has(`${pod.namespace}/${name}`) || findObject(objects, 'Secret', name, pod.namespace) !== undefined;
     const configMapOk = (name: string) => findObject(objects, 'ConfigMap', name, pod.namespace) !== undefined;
-    const secrets = new Set<string>();
-    const configMaps = new Set<string>();
-    for (const vol of pod.spec.volumes ?? []) {
-      if (vol.secret) secrets.add(vol.secret.secretName);
-      if (vol.configMap) configMaps.add(vol.configMap.name);
-      for (const s of vol.projected?.sources ?? []) {
-        if (s.secret) secrets.add(s.secret.name);
-        if (s.configMap) configMaps.add(s.configMap.name);
-      }
-    }
-    for (const { container } of containersOf(pod)) {
-      for (const e of container.env ?? []) {
-        if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
-        if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
-      }
-      for (const e of container.envFrom ?? []) {
-        if (e.secretRef) secrets.add(e.secretRef.name);
-        if (e.configMapRef) configMaps.add(e.configMapRef.name);
-      }
-    }
+    const { secrets, configMaps } = referencesOf(pod);
     for (const s of secrets) {
       if (!secretOk(s)) out.push(v('references', pod, `Secret ${s} is neither in the manifests, nor created by k8s/create-secrets.sh, nor issued by a Certificate`));
     }

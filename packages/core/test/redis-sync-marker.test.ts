@@ -8,40 +8,13 @@ import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { AuthError } from '../src/errors.js';
 import { startRedisServer } from '@jwt-mesh/testkit';
-import {
-  createRedisRevocation,
-  REDIS_ACL_USERS,
-  redisAclFile,
-  redisAclRules,
-  RedisServerChangedError,
-  type RedisRevocation,
-  type RedisRevocationOptions,
-} from '../src/revocation/redis.js';
+import { createRedisRevocation, REDIS_ACL_USERS, redisAclFile, redisAclRules, RedisServerChangedError } from '../src/revocation/redis.js';
+import { nowSec, outcome, store, tok } from './redis-helpers.js';
 
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0';
 const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
 t.teardown(() => admin.quit());
-
-const nowSec = () => Math.floor(Date.now() / 1000);
-const tok = () => ({ jti: `j-${randomUUID()}`, sid: `s-${randomUUID()}`, sub: `u-${randomUUID()}`, iat: nowSec() });
-
-function store(t: { teardown(fn: () => unknown): void }, opts: RedisRevocationOptions): RedisRevocation {
-  const s = createRedisRevocation(opts);
-  t.teardown(() => s.close());
-  return s;
-}
-
-/** What `check` gave: its result, or the AuthError code. */
-async function outcome(p: Promise<unknown>): Promise<string> {
-  try {
-    return String(await p);
-  } catch (err) {
-    if (!(err instanceof AuthError)) throw err;
-    return err.code;
-  }
-}
 
 /** `<run_id>:<master_replid>` of a master, as the store computes it. */
 async function identityOf(r: Redis): Promise<string> {

@@ -54,6 +54,13 @@ export function redisConnectionFromEnv(
   readFile: (path: string) => string = (path) => readFileSync(path, 'utf8'),
 ): RedisConnectionOptions {
   const val = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v.trim());
+  const read = (variable: string, path: string): string => {
+    try {
+      return readFile(path);
+    } catch (err) {
+      throw new Error(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
   let url: URL;
   try {
     url = new URL(val(env.REDIS_URL) ?? '');
@@ -73,12 +80,7 @@ export function redisConnectionFromEnv(
   }
   if (passwordFile !== undefined) {
     if (url.password !== '') throw new Error('REDIS_PASSWORD_FILE: REDIS_URL already carries a password; set it in one place');
-    let text: string;
-    try {
-      text = readFile(passwordFile);
-    } catch (err) {
-      throw new Error(`REDIS_PASSWORD_FILE: cannot read ${passwordFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
+    const text = read('REDIS_PASSWORD_FILE', passwordFile);
     if (Buffer.byteLength(text) > MAX_PASSWORD_FILE_BYTES) throw new Error(`REDIS_PASSWORD_FILE: ${passwordFile} is larger than ${MAX_PASSWORD_FILE_BYTES} bytes`);
     password = text.replace(/\r?\n$/, '');
     if (password === '') throw new Error(`REDIS_PASSWORD_FILE: ${passwordFile} is empty`);
@@ -89,12 +91,7 @@ export function redisConnectionFromEnv(
   }
   if (caFile !== undefined) {
     if (url.protocol !== 'rediss:') throw new Error('REDIS_TLS_CA_FILE: only with a rediss:// REDIS_URL');
-    let pem: string;
-    try {
-      pem = readFile(caFile);
-    } catch (err) {
-      throw new Error(`REDIS_TLS_CA_FILE: cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
+    const pem = read('REDIS_TLS_CA_FILE', caFile);
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`REDIS_TLS_CA_FILE: ${caFile} holds no PEM certificate`);
     out.tlsCa = pem;
   }

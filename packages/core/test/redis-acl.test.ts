@@ -6,17 +6,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { startRedisServer, type RedisServer } from '@jwt-mesh/testkit';
-import { AuthError } from '../src/errors.js';
 import type { RedisConnectionOptions } from '../src/redis-connection.js';
-import {
-  createRedisRevocation,
-  REDIS_ACL_USERS,
-  redisAclFile,
-  redisAclRules,
-  redisClientOptions,
-  type RedisRevocation,
-  type RedisRevocationOptions,
-} from '../src/revocation/redis.js';
+import { REDIS_ACL_USERS, redisAclFile, redisAclRules, redisClientOptions } from '../src/revocation/redis.js';
+import { nowSec, outcome, store, tok } from './redis-helpers.js';
 
 const PREFIX = 'jwtmesh-acl:';
 const secret = () => randomBytes(24).toString('hex');
@@ -31,20 +23,12 @@ const aclFile = redisAclFile([
 const issuerConn: RedisConnectionOptions = { username: REDIS_ACL_USERS.issuer, password: passwords.issuer };
 const verifierConn: RedisConnectionOptions = { username: REDIS_ACL_USERS.verifier, password: passwords.verifier };
 
-const nowSec = () => Math.floor(Date.now() / 1000);
-const tok = () => ({ jti: `j-${randomUUID()}`, sid: `s-${randomUUID()}`, sub: `u-${randomUUID()}`, iat: nowSec() });
 
 function client(t: { teardown(fn: () => unknown): void }, server: RedisServer, conn: RedisConnectionOptions): Redis {
   const r = new Redis(server.url, { ...redisClientOptions(server.url, conn), maxRetriesPerRequest: 0, retryStrategy: () => null });
   r.on('error', () => undefined);
   t.teardown(() => r.disconnect());
   return r;
-}
-
-function store(t: { teardown(fn: () => unknown): void }, opts: RedisRevocationOptions): RedisRevocation {
-  const s = createRedisRevocation(opts);
-  t.teardown(() => s.close());
-  return s;
 }
 
 /** The error a command got (its message), or `ok`. */
@@ -54,15 +38,6 @@ async function errorOf(p: Promise<unknown>): Promise<string> {
     return 'ok';
   } catch (err) {
     return (err as Error).message;
-  }
-}
-
-async function outcome(p: Promise<unknown>): Promise<string> {
-  try {
-    return String(await p);
-  } catch (err) {
-    if (!(err instanceof AuthError)) throw err;
-    return err.code;
   }
 }
 

@@ -123,8 +123,17 @@ const loginBody = z.object({
   client_id: optionalField('client_id', 128, CLIENT_ID, '1-128 of A-Z a-z 0-9 . _ : -'),
 });
 const grantTypeBody = z.object({ grant_type: field('grant_type', 1, 64) });
+/**
+ * RFC 6749 §5.2: a refresh_token that is not a live refresh token of ours is `invalid_grant`,
+ * whatever its length or shape (a JWT, a random string, a value of kilobytes); only a missing,
+ * empty (§3.2: "sent without a value" = omitted) or repeated parameter, or one that is not a
+ * string, is `invalid_request`. Its size is bounded by BODY_LIMIT_BYTES, and a value that is not
+ * shaped like our tokens is refused before any hashing or database lookup (sessions.ts).
+ */
 const refreshBody = z.object({
-  refresh_token: field('refresh_token', 1, 512),
+  refresh_token: z
+    .string({ error: (iss) => (iss.input === undefined ? 'refresh_token is required' : 'refresh_token must be a string (given once)') })
+    .min(1, 'refresh_token is required'),
   scope: optionalField('scope', 1024, SCOPE, 'space-separated scope tokens (RFC 6749 §3.3)'),
   client_id: optionalField('client_id', 128, CLIENT_ID, '1-128 of A-Z a-z 0-9 . _ : -'),
 });

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { redisConnectionFromEnv, type RedisConnectionOptions } from '@jwt-mesh/core';
 
 /** Algorithms the issuer can sign with (asymmetric only; RFC 9068 requires RS256 support). */
 export const SIGNING_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const;
@@ -21,6 +22,12 @@ export interface Config {
   /** `DATABASE_POOL_MAX`: most PostgreSQL connections this process opens, 1..100. Default 10. */
   readonly databasePoolMax: number;
   readonly redisUrl: string;
+  /**
+   * `REDIS_USERNAME`, `REDIS_PASSWORD_FILE`, `REDIS_TLS_CA_FILE`: the issuer's Redis ACL user and
+   * password when not in `REDIS_URL`, the CA of a `rediss://` server (the core's
+   * `redisConnectionFromEnv`; the password is non-enumerable).
+   */
+  readonly redisConnection: RedisConnectionOptions;
   /** Prefix of every Redis key this service writes (revocation entries, rate-limit counters). */
   readonly redisPrefix: string;
   readonly jwt: {
@@ -299,12 +306,20 @@ export function parseConfig(env: Env = process.env): Config {
     const lines = parsed.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? '?');
       const got = raw[variable];
-      const shown = variable === 'SIGNING_KEY_PRIVATE_JWK' || got === undefined ? '' : ` (got ${JSON.stringify(got.slice(0, 80))})`;
+      // Never echo a secret: a private key, or a URL that may carry a password.
+      const secret = variable === 'SIGNING_KEY_PRIVATE_JWK' || variable === 'REDIS_URL' || variable === 'DATABASE_URL';
+      const shown = secret || got === undefined ? '' : ` (got ${JSON.stringify(got.slice(0, 80))})`;
       return `${variable}: ${issue.message}${shown}`;
     });
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const v = parsed.data;
+  let redisConnection: RedisConnectionOptions;
+  try {
+    redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: v.REDIS_URL });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 
   if (!v.JWT_ALGORITHMS.includes(v.SIGNING_KEY_ALG)) {
     throw new ConfigError(`SIGNING_KEY_ALG: ${v.SIGNING_KEY_ALG} is not in JWT_ALGORITHMS (${v.JWT_ALGORITHMS.join(',')})`);
@@ -344,6 +359,7 @@ export function parseConfig(env: Env = process.env): Config {
     databaseUrl: v.DATABASE_URL,
     databasePoolMax: v.DATABASE_POOL_MAX,
     redisUrl: v.REDIS_URL,
+    redisConnection,
     redisPrefix: v.REDIS_PREFIX,
     jwt: Object.freeze({
       issuer: v.JWT_ISSUER,

@@ -1,4 +1,7 @@
 // Configuration: defaults, frozen, and a bad value names the variable.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, DEFAULTS, defaultHashConcurrency, parseConfig, threadpoolSize } from '../src/config.js';
 
@@ -87,4 +90,20 @@ t.test('a bad value stops start-up naming the variable', async (t) => {
     return null;
   })();
   t.match(two?.message, /PORT: .*; HOST: must not be empty/, 'every bad variable is named');
+});
+
+t.test('Redis credentials beside REDIS_URL: read for the issuer\'s ACL user, errors name the variable, no secret echoed', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwtmesh-auth-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'password');
+  writeFileSync(file, 'issuer-secret-pw\n');
+  const c = parseConfig({ REDIS_USERNAME: 'jwtmesh-issuer', REDIS_PASSWORD_FILE: file });
+  t.equal(c.redisConnection.username, 'jwtmesh-issuer');
+  t.equal(c.redisConnection.password, 'issuer-secret-pw');
+  t.notMatch(JSON.stringify(c), 'issuer-secret-pw', 'the password is not in the serialized config');
+  t.throws(() => parseConfig({ REDIS_USERNAME: 'jwtmesh-issuer' }), /REDIS_USERNAME: needs a password/);
+  t.throws(() => parseConfig({ REDIS_PASSWORD_FILE: join(dir, 'missing') }), /REDIS_PASSWORD_FILE: cannot read/);
+  const err = t.throws(() => parseConfig({ REDIS_URL: 'http://user:hunter2@redis:6379' })) as Error;
+  t.match(err.message, /REDIS_URL/);
+  t.notMatch(err.message, 'hunter2', 'a bad REDIS_URL is never echoed (it may carry a password)');
 });

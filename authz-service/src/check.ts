@@ -23,11 +23,10 @@ import {
   type Decision,
   type Identity,
 } from '@jwt-mesh/core';
-import type { CheckRequest__Output } from './generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse } from './generated/envoy/service/auth/v3/CheckResponse.js';
 import type { HeaderValueOption } from './generated/envoy/config/core/v3/HeaderValueOption.js';
-import type { AuthorizationHandlers } from './generated/envoy/service/auth/v3/Authorization.js';
 import type { AuthzMetrics } from './metrics.js';
+import { MalformedCheckRequest, type CheckRequestView } from './wire.js';
 
 // Identity header names: one list, in the core (IDENTITY_HEADERS), shared with envoy/.
 export { IDENTITY_HEADERS, type IdentityHeader } from '@jwt-mesh/core';
@@ -45,6 +44,9 @@ export interface CheckDeps {
 }
 
 type Headers = Record<string, string | string[]>;
+
+/** A Check's request: the lean decoder's view (or a full proto-loader object), or undecodable bytes. */
+export type CheckInput = CheckRequestView | MalformedCheckRequest;
 
 function addHeader(headers: Headers, key: string, value: string): void {
   const name = key.toLowerCase();
@@ -66,17 +68,19 @@ function addHeader(headers: Headers, key: string, value: string): void {
  *   `headers` map, where Envoy has already joined repeated headers with `,`, is passed as is:
  *   the core's `extractBearer` treats a comma-joined Bearer value as two credentials
  *   (`credentials_multiple`), so a duplicated Authorization header is refused either way.
+ *   The object has no prototype: a header named `__proto__` is a header like any other.
  */
-export function toAuthRequest(req: CheckRequest__Output): AuthRequest {
+export function toAuthRequest(req: CheckRequestView): AuthRequest {
   const http = req.attributes?.request?.http;
   const rawPath = http?.path ?? '';
   const q = rawPath.indexOf('?');
-  const headers: Headers = {};
+  const headers = Object.create(null) as Headers;
   const list = http?.header_map?.headers;
   if (list && list.length > 0) {
     for (const h of list) {
-      const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : h.value;
-      addHeader(headers, h.key, value);
+      const raw = h.raw_value;
+      const value = raw && raw.length > 0 ? (Buffer.isBuffer(raw) ? raw : Buffer.from(raw)).toString('utf8') : (h.value ?? '');
+      addHeader(headers, h.key ?? '', value);
     }
   } else if (http?.headers) {
     for (const [key, value] of Object.entries(http.headers)) addHeader(headers, key, value);
@@ -188,14 +192,19 @@ interface Outcome {
 }
 
 /**
- * Decides one `CheckRequest` end to end; never throws.
+ * Decides one `CheckRequest` end to end; never throws. Bytes that did not decode
+ * ({@link MalformedCheckRequest}) are denied as `internal` (503): Envoy never sends them, so a
+ * broken or hostile peer is a service-side problem, logged, and nothing is allowed.
  *
  * @returns the `CheckResponse` plus the outcome/reason labels
  */
-export async function check(deps: CheckDeps, request: CheckRequest__Output): Promise<Outcome> {
+export async function check(deps: CheckDeps, request: CheckInput): Promise<Outcome> {
   let decision: Decision;
   try {
-    decision = await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
+    decision =
+      request instanceof MalformedCheckRequest
+        ? { allow: false, error: new AuthError('internal', 'malformed CheckRequest', { cause: request.cause }) }
+        : await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
   } catch (err) {
     decision = { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
   }
@@ -238,10 +247,10 @@ const WARN_INTERVAL_MS = 1_000;
  * given. Logs service-side denials at `warn` with the error cause (at most one per reason per
  * second, with the number suppressed), others at `debug`; never logs header values.
  */
-export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check'] {
+export function buildCheckHandler(deps: CheckDeps): grpc.handleUnaryCall<CheckInput, CheckResponse> {
   const lastWarn = new Map<string, { at: number; suppressed: number }>();
 
-  function log(call: grpc.ServerUnaryCall<CheckRequest__Output, CheckResponse>, result: Outcome, seconds: number): void {
+  function log(call: grpc.ServerUnaryCall<CheckInput, CheckResponse>, result: Outcome, seconds: number): void {
     if (!result.error) return;
     const serviceSide = SERVICE_SIDE.has(result.reason);
     if (!serviceSide && !deps.logger.isLevelEnabled('debug')) return;
@@ -256,7 +265,7 @@ export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check
       suppressed = seen?.suppressed ?? 0;
       lastWarn.set(result.reason, { at: now, suppressed: 0 });
     }
-    const http = call.request.attributes?.request?.http;
+    const http = call.request instanceof MalformedCheckRequest ? undefined : call.request.attributes?.request?.http;
     const path = http?.path ?? '';
     const q = path.indexOf('?');
     const entry = {

@@ -192,22 +192,22 @@ interface Outcome {
 }
 
 /**
- * Decides one `CheckRequest` end to end; never throws. Bytes that did not decode
+ * The decision for one `CheckRequest`; never throws. Bytes that did not decode
  * ({@link MalformedCheckRequest}) are denied as `internal` (503): Envoy never sends them, so a
  * broken or hostile peer is a service-side problem, logged, and nothing is allowed.
- *
- * @returns the `CheckResponse` plus the outcome/reason labels
  */
-export async function check(deps: CheckDeps, request: CheckInput): Promise<Outcome> {
-  let decision: Decision;
+async function decideCheck(deps: CheckDeps, request: CheckInput): Promise<Decision> {
   try {
-    decision =
-      request instanceof MalformedCheckRequest
-        ? { allow: false, error: new AuthError('internal', 'malformed CheckRequest', { cause: request.cause }) }
-        : await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
+    return request instanceof MalformedCheckRequest
+      ? { allow: false, error: new AuthError('internal', 'malformed CheckRequest', { cause: request.cause }) }
+      : await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
   } catch (err) {
-    decision = { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
+    return { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
   }
+}
+
+/** The `CheckResponse` and labels for a decision; an allow whose identity cannot be carried in headers becomes an `internal` deny. */
+function outcomeOf(decision: Decision, realm: string | undefined): Outcome {
   if (decision.allow) {
     try {
       return {
@@ -223,12 +223,76 @@ export async function check(deps: CheckDeps, request: CheckInput): Promise<Outco
     }
   }
   return {
-    response: denyResponse(decision.error, deps.realm),
+    response: denyResponse(decision.error, realm),
     outcome: 'deny',
     reason: decision.error.code,
     rule: decision.rule,
     error: decision.error,
   };
+}
+
+/**
+ * Decides one `CheckRequest` end to end; never throws. Bytes that did not decode
+ * ({@link MalformedCheckRequest}) are denied as `internal` (503).
+ *
+ * @returns the `CheckResponse` plus the outcome/reason labels
+ */
+export async function check(deps: CheckDeps, request: CheckInput): Promise<Outcome> {
+  return outcomeOf(await decideCheck(deps, request), deps.realm);
+}
+
+/** Serializes a `CheckResponse` to protobuf bytes (the method's full `responseSerialize`). */
+export type CheckResponseEncoder = (response: CheckResponse) => Buffer;
+
+/** Most distinct denial responses kept encoded (reason x required scopes: bounded by the policy anyway). */
+const MAX_ENCODED_DENIALS = 256;
+
+/**
+ * Encoded `CheckResponse`s, built once and reused (issue 12: encoding every response was a
+ * share of a Check's CPU):
+ * - an allow, per verified {@link Identity} object: the core's verified-token cache returns the
+ *   same object for every request with that token, so the bytes live exactly as long as its
+ *   cache entry (a WeakMap: evicted entries take their bytes with them). Reused only when the
+ *   core has just allowed this request, revocation checked, so a revoked token never gets them;
+ * - the allow of a public route (no identity: every identity header removed);
+ * - a deny, per reason (and required scopes for `insufficient_scope`: the only part of a
+ *   denial that varies), since its status, headers and body are fixed by the core's table.
+ */
+class EncodedResponses {
+  private readonly allows = new WeakMap<Identity, Buffer>();
+  private publicAllow: Buffer | undefined;
+  private readonly denials = new Map<string, Buffer>();
+
+  constructor(
+    private readonly encode: CheckResponseEncoder,
+    private readonly realm: string | undefined,
+  ) {}
+
+  /** The encoded response and the labels for `decision`. */
+  of(decision: Decision): { bytes: Buffer; outcome: 'allow' | 'deny'; reason: string; rule: string | undefined; error: AuthError | undefined } {
+    if (decision.allow) {
+      const id = decision.identity;
+      const bytes = id === null ? this.publicAllow : this.allows.get(id);
+      if (bytes !== undefined) return { bytes, outcome: 'allow', reason: id === null ? 'public' : 'ok', rule: decision.rule, error: undefined };
+    } else {
+      const bytes = this.denials.get(denialKey(decision.error));
+      if (bytes !== undefined) return { bytes, outcome: 'deny', reason: decision.error.code, rule: decision.rule, error: decision.error };
+    }
+    const o = outcomeOf(decision, this.realm);
+    const bytes = this.encode(o.response);
+    if (o.outcome === 'allow' && decision.allow) {
+      if (decision.identity === null) this.publicAllow = bytes;
+      else this.allows.set(decision.identity, bytes);
+    } else if (o.error !== undefined && this.denials.size < MAX_ENCODED_DENIALS) {
+      this.denials.set(denialKey(o.error), bytes);
+    }
+    return { bytes, outcome: o.outcome, reason: o.reason, rule: o.rule, error: o.error };
+  }
+}
+
+/** What makes two denials' responses differ: the code, and the scopes an `insufficient_scope` names. */
+function denialKey(err: AuthError): string {
+  return err.code === 'insufficient_scope' ? `${err.code} ${(err.requiredScopes ?? []).join(' ')}` : err.code;
 }
 
 /** Deny reasons that mean the service (not the caller) has a problem: logged as warnings. */
@@ -246,11 +310,23 @@ const WARN_INTERVAL_MS = 1_000;
  * `jwtmesh_authz_decisions_total` and `jwtmesh_authz_check_duration_seconds` when `metrics` is
  * given. Logs service-side denials at `warn` with the error cause (at most one per reason per
  * second, with the number suppressed), others at `debug`; never logs header values.
+ *
+ * @param encode - the method's response serializer: when given, responses are encoded once and
+ *   reused (see `EncodedResponses`) and the handler answers with the bytes, which the server's
+ *   `responseSerialize` passes through; without it, with `CheckResponse` objects
  */
-export function buildCheckHandler(deps: CheckDeps): grpc.handleUnaryCall<CheckInput, CheckResponse> {
+export function buildCheckHandler(
+  deps: CheckDeps,
+  encode?: CheckResponseEncoder,
+): grpc.handleUnaryCall<CheckInput, CheckResponse | Buffer> {
   const lastWarn = new Map<string, { at: number; suppressed: number }>();
+  const encoded = encode === undefined ? undefined : new EncodedResponses(encode, deps.realm);
 
-  function log(call: grpc.ServerUnaryCall<CheckInput, CheckResponse>, result: Outcome, seconds: number): void {
+  function log(
+    call: grpc.ServerUnaryCall<CheckInput, CheckResponse | Buffer>,
+    result: Pick<Outcome, 'outcome' | 'reason' | 'rule' | 'error'>,
+    seconds: number,
+  ): void {
     if (!result.error) return;
     const serviceSide = SERVICE_SIDE.has(result.reason);
     if (!serviceSide && !deps.logger.isLevelEnabled('debug')) return;
@@ -285,9 +361,18 @@ export function buildCheckHandler(deps: CheckDeps): grpc.handleUnaryCall<CheckIn
 
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    check(deps, call.request)
-      .then((result) => {
-        callback(null, result.response);
+    decideCheck(deps, call.request)
+      .then((decision) => {
+        let result: Pick<Outcome, 'outcome' | 'reason' | 'rule' | 'error'>;
+        if (encoded === undefined) {
+          const o = outcomeOf(decision, deps.realm);
+          callback(null, o.response);
+          result = o;
+        } else {
+          const e = encoded.of(decision);
+          callback(null, e.bytes);
+          result = e;
+        }
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         deps.metrics?.decisions.inc({ outcome: result.outcome, reason: result.reason });
         deps.metrics?.checkDuration.observe({ outcome: result.outcome }, seconds);

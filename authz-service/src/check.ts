@@ -15,6 +15,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   AuthError,
+  DeadlineQueue,
   IDENTITY_HEADERS,
   toDenial,
   type IdentityHeader,
@@ -157,29 +158,32 @@ export function denyResponse(err: unknown, realm?: string): CheckResponse {
 }
 
 /**
- * Resolves the decision, or a `deadline_exceeded` deny when `deadlineMs` passes first. An
+ * Resolves the decision, or a `deadline_exceeded` deny when the queue's deadline passes first.
+ * One timer for every call in flight (the core's {@link DeadlineQueue}), not one per call. An
  * exception from the authenticator (which should never throw) becomes an `internal` deny.
  */
-async function decideWithin(authenticator: Authenticator, req: AuthRequest, deadlineMs: number): Promise<Decision> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<Decision>((resolve) => {
-    timer = setTimeout(
-      () => resolve({ allow: false, error: new AuthError('deadline_exceeded', `no decision within ${deadlineMs} ms`) }),
-      deadlineMs,
+function decideWithin(authenticator: Authenticator, req: AuthRequest, deadlines: DeadlineQueue, deadlineMs: number): Promise<Decision> {
+  return new Promise<Decision>((resolve) => {
+    const entry = deadlines.add(() =>
+      resolve({ allow: false, error: new AuthError('deadline_exceeded', `no decision within ${deadlineMs} ms`) }),
     );
-    timer.unref();
+    let pending: Promise<Decision>;
+    try {
+      pending = authenticator.decide(req);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (decision) => {
+        deadlines.finish(entry);
+        resolve(decision);
+      },
+      (err: unknown) => {
+        deadlines.finish(entry);
+        resolve({ allow: false, error: err instanceof AuthError ? err : new AuthError('internal', 'authenticator threw', { cause: err }) });
+      },
+    );
   });
-  try {
-    return await Promise.race([
-      authenticator.decide(req).catch((err: unknown): Decision => ({
-        allow: false,
-        error: err instanceof AuthError ? err : new AuthError('internal', 'authenticator threw', { cause: err }),
-      })),
-      deadline,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The outcome of one Check, for metrics and logs. */
@@ -196,11 +200,11 @@ interface Outcome {
  * ({@link MalformedCheckRequest}) are denied as `internal` (503): Envoy never sends them, so a
  * broken or hostile peer is a service-side problem, logged, and nothing is allowed.
  */
-async function decideCheck(deps: CheckDeps, request: CheckInput): Promise<Decision> {
+async function decideCheck(deps: CheckDeps, deadlines: DeadlineQueue, request: CheckInput): Promise<Decision> {
   try {
     return request instanceof MalformedCheckRequest
       ? { allow: false, error: new AuthError('internal', 'malformed CheckRequest', { cause: request.cause }) }
-      : await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
+      : await decideWithin(deps.authenticator, toAuthRequest(request), deadlines, deps.deadlineMs);
   } catch (err) {
     return { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
   }
@@ -238,7 +242,7 @@ function outcomeOf(decision: Decision, realm: string | undefined): Outcome {
  * @returns the `CheckResponse` plus the outcome/reason labels
  */
 export async function check(deps: CheckDeps, request: CheckInput): Promise<Outcome> {
-  return outcomeOf(await decideCheck(deps, request), deps.realm);
+  return outcomeOf(await decideCheck(deps, new DeadlineQueue(deps.deadlineMs), request), deps.realm);
 }
 
 /** Serializes a `CheckResponse` to protobuf bytes (the method's full `responseSerialize`). */
@@ -321,6 +325,7 @@ export function buildCheckHandler(
 ): grpc.handleUnaryCall<CheckInput, CheckResponse | Buffer> {
   const lastWarn = new Map<string, { at: number; suppressed: number }>();
   const encoded = encode === undefined ? undefined : new EncodedResponses(encode, deps.realm);
+  const deadlines = new DeadlineQueue(deps.deadlineMs);
 
   function log(
     call: grpc.ServerUnaryCall<CheckInput, CheckResponse | Buffer>,
@@ -361,7 +366,7 @@ export function buildCheckHandler(
 
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    decideCheck(deps, call.request)
+    decideCheck(deps, deadlines, call.request)
       .then((decision) => {
         let result: Pick<Outcome, 'outcome' | 'reason' | 'rule' | 'error'>;
         if (encoded === undefined) {

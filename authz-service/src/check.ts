@@ -364,8 +364,18 @@ export function buildCheckHandler(
     else deps.logger.debug(entry, 'ext_authz deny');
   }
 
+  // Label children bound once (prom-client hashes a labels object on every inc/observe otherwise).
+  const durations = deps.metrics && { allow: deps.metrics.checkDuration.labels('allow'), deny: deps.metrics.checkDuration.labels('deny') };
+  const counters = { allow: new Map<string, { inc(): void }>(), deny: new Map<string, { inc(): void }>() };
+  const count = (outcome: 'allow' | 'deny', reason: string): void => {
+    if (!deps.metrics) return;
+    let c = counters[outcome].get(reason);
+    if (c === undefined) counters[outcome].set(reason, (c = deps.metrics.decisions.labels(outcome, reason)));
+    c.inc();
+  };
+
   return (call, callback) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     decideCheck(deps, deadlines, call.request)
       .then((decision) => {
         let result: Pick<Outcome, 'outcome' | 'reason' | 'rule' | 'error'>;
@@ -378,9 +388,9 @@ export function buildCheckHandler(
           callback(null, e.bytes);
           result = e;
         }
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        deps.metrics?.decisions.inc({ outcome: result.outcome, reason: result.reason });
-        deps.metrics?.checkDuration.observe({ outcome: result.outcome }, seconds);
+        const seconds = (performance.now() - started) / 1000;
+        count(result.outcome, result.reason);
+        durations?.[result.outcome].observe(seconds);
         log(call, result, seconds);
       })
       .catch((err: unknown) => {

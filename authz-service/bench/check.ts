@@ -50,8 +50,9 @@ Options:
   --revocation-cache-ms <ms>  REVOCATION_CACHE_TTL_MS for the server; 0 = a Redis
                         round trip on every call                   (default: core default)
   --in-process          run the server in this process (default: a child process)
-  --server-node-args <flags>  extra node flags for the server child, e.g.
-                        "--max-semi-space-size=32"                 (default: none)
+  --server-node-args=<flags>  extra node flags for the server child, e.g.
+                        --server-node-args="--cpu-prof --cpu-prof-dir=prof"
+                        (the = form: the value starts with a dash)  (default: none)
   --plaintext           no TLS between client and server (default: mTLS, as Envoy does)
   --redis-url <url>     Redis for revocation                       (default $REDIS_URL or redis://127.0.0.1:6379/0)
   --help                this text
@@ -472,8 +473,10 @@ for (const rate of rates) {
   const load1 = loadavg()[0]!;
   const sorted = r.latenciesMs.slice().sort();
   const lag = r.lagMs.slice().sort();
-  const answered = r.allowed + r.denied + r.errors;
-  const cpuMsPerCheck = ((after.cpuSeconds - before.cpuSeconds) * 1000) / answered;
+  // Per Check the server decided (its own histogram count), not per call sent: calls the client
+  // gave up on may never have reached the handler.
+  const decided = (after.checkBuckets.get(Number.POSITIVE_INFINITY) ?? 0) - (before.checkBuckets.get(Number.POSITIVE_INFINITY) ?? 0);
+  const cpuMsPerCheck = ((after.cpuSeconds - before.cpuSeconds) * 1000) / decided;
   const gcCount = after.gcCount - before.gcCount;
   const gcMs = (after.gcSeconds - before.gcSeconds) * 1000;
   rows.push(
@@ -494,7 +497,7 @@ console.log(
   `ext_authz Check over gRPC (${certs ? 'mTLS' : 'plaintext'}, server in ${args['in-process'] ? 'this process' : 'a child process'}), ` +
     `${durationS} s per rate; latency = response - send, seen by the client; "send lag" = how late the open-model generator sent (p99); ` +
     `"server" = time inside the Check handler from the server's own histogram (bucket upper bound); ` +
-    `"CPU/Check" = the server process's user+sys CPU over the step / calls answered (all threads, from its process_cpu_*_seconds_total); ` +
+    `"CPU/Check" = the server process's user+sys CPU over the step / Checks it decided (all threads, from its process_cpu_*_seconds_total); ` +
     `"GC" = the server's GC pauses in the step (perf_hooks, nodejs_gc_duration_seconds: count, mean, max as a bucket upper bound, total); ` +
     `"load" = 1-minute load average after the step`,
 );

@@ -19,7 +19,7 @@
  * Nothing is asserted: the issue's aim (p99 under 2 ms at 2,000 rps) is reported, not tested.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -50,8 +50,9 @@ Options:
   --revocation-cache-ms <ms>  REVOCATION_CACHE_TTL_MS for the server; 0 = a Redis
                         round trip on every call                   (default: core default)
   --in-process          run the server in this process (default: a child process)
-  --server-node-args <flags>  extra node flags for the server child, e.g.
-                        "--max-semi-space-size=32"                 (default: none)
+  --server-node-args=<flags>  extra node flags for the server child, e.g.
+                        --server-node-args="--cpu-prof --cpu-prof-dir=prof"
+                        (the = form: the value starts with a dash)  (default: none)
   --plaintext           no TLS between client and server (default: mTLS, as Envoy does)
   --redis-url <url>     Redis for revocation                       (default $REDIS_URL or redis://127.0.0.1:6379/0)
   --help                this text
@@ -105,6 +106,10 @@ const repoRoot = join(here, '..', '..');
 const ISSUER = 'http://bench-issuer.local';
 const AUDIENCE = 'jwt-mesh';
 const prefix = `jwtmesh-bench:${randomUUID()}:`;
+
+// Measured first, before the server, the token pool and the load exist.
+const rawRs256 = rawRs256PerSecond();
+console.error(`# raw RS256: ${Math.round(rawRs256)} node:crypto verifications/s on one core`);
 
 // ---- issuer: key pair, JWKS endpoint, token pool -------------------------------------------
 const { publicKey, privateKey } = await generateKeyPair('RS256', { modulusLength: 2048 });
@@ -218,27 +223,83 @@ let child: ChildProcess | undefined;
 let metricsUrl: string | undefined;
 let metricsRegistry: { metrics(): Promise<string> } | undefined;
 
-/** Cumulative counts of the server's `jwtmesh_authz_check_duration_seconds` buckets (both outcomes summed). */
-async function serverBuckets(): Promise<Map<number, number>> {
-  const text = metricsUrl ? await (await fetch(metricsUrl)).text() : await metricsRegistry!.metrics();
+/** One scrape of the server's `/metrics`: what a step's figures are differences of. */
+interface ServerSample {
+  /** Cumulative `jwtmesh_authz_check_duration_seconds` bucket counts (both outcomes summed), by bound in seconds. */
+  readonly checkBuckets: Map<number, number>;
+  /** `process_cpu_user_seconds_total` + `process_cpu_system_seconds_total` (all threads); NaN in-process. */
+  readonly cpuSeconds: number;
+  /** `nodejs_gc_duration_seconds` (every kind summed): count, sum in seconds, cumulative buckets. */
+  readonly gcCount: number;
+  readonly gcSeconds: number;
+  readonly gcBuckets: Map<number, number>;
+}
+
+/** Sums the cumulative buckets of one histogram over all its label sets, by `le` (seconds). */
+function histogramBuckets(text: string, name: string): Map<number, number> {
   const out = new Map<number, number>();
-  for (const m of text.matchAll(/^jwtmesh_authz_check_duration_seconds_bucket\{le="([^"]+)",[^}]*\} (\d+)$/gm)) {
-    const le = m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]);
-    out.set(le, (out.get(le) ?? 0) + Number(m[2]));
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
   }
   return out;
 }
 
-/** The smallest bucket bound holding `p` % of the calls between two scrapes, in ms ("at most"). */
+/** Sums every sample of `name` (a counter, or a histogram's `_sum` / `_count`) over its label sets. */
+function total(text: string, name: string): number {
+  let sum = 0;
+  let seen = false;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) {
+    sum += Number(m[1]);
+    seen = true;
+  }
+  return seen ? sum : Number.NaN;
+}
+
+async function scrapeServer(): Promise<ServerSample> {
+  const text = metricsUrl ? await (await fetch(metricsUrl)).text() : await metricsRegistry!.metrics();
+  return {
+    checkBuckets: histogramBuckets(text, 'jwtmesh_authz_check_duration_seconds'),
+    cpuSeconds: total(text, 'process_cpu_user_seconds_total') + total(text, 'process_cpu_system_seconds_total'),
+    gcCount: total(text, 'nodejs_gc_duration_seconds_count'),
+    gcSeconds: total(text, 'nodejs_gc_duration_seconds_sum'),
+    gcBuckets: histogramBuckets(text, 'nodejs_gc_duration_seconds'),
+  };
+}
+
+/** The smallest bucket bound holding `p` % of the observations between two scrapes, in ms ("at most"). */
 function bucketPercentile(before: Map<number, number>, after: Map<number, number>, p: number): string {
   const bounds = [...after.keys()].sort((a, b) => a - b);
-  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
-  if (total <= 0) return 'n/a';
+  const count = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  if (count <= 0) return 'n/a';
   for (const le of bounds) {
-    if ((after.get(le) ?? 0) - (before.get(le) ?? 0) >= (p / 100) * total) return le === Number.POSITIVE_INFINITY ? '> 1000' : `≤ ${le * 1000}`;
+    if ((after.get(le) ?? 0) - (before.get(le) ?? 0) >= (p / 100) * count) return le === Number.POSITIVE_INFINITY ? '> 1000' : `≤ ${le * 1000}`;
   }
   return 'n/a';
 }
+
+/**
+ * node:crypto RS256 verifications per second on one core, measured for about `ms` milliseconds
+ * (a 2048-bit key, a JWT-sized signing input): the machine's yardstick, printed beside every
+ * figure so that runs on machines of different speed can be read against each other (issue 12).
+ */
+function rawRs256PerSecond(ms = 500): number {
+  const { publicKey: pub, privateKey: priv } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const data = Buffer.alloc(400, 'eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9');
+  const signature = cryptoSign('sha256', data, priv);
+  let n = 0;
+  const start = performance.now();
+  let elapsed = 0;
+  do {
+    for (let i = 0; i < 50; i++) if (!cryptoVerify('sha256', data, pub, signature)) throw new Error('raw RS256 verify failed');
+    n += 50;
+    elapsed = performance.now() - start;
+  } while (elapsed < ms);
+  return n / (elapsed / 1000);
+}
+
 let stopInProcess: (() => Promise<void>) | undefined;
 
 /** Starts src/main.ts as a child and resolves its gRPC port once it logs "ready". */
@@ -406,15 +467,27 @@ if (warmupS > 0) {
 const rows: string[] = [];
 for (const rate of rates) {
   console.error(`# ${rate}/s for ${durationS} s ...`);
-  const bucketsBefore = await serverBuckets();
+  const before = await scrapeServer();
   const r = await run(rate, durationS);
-  const bucketsAfter = await serverBuckets();
+  const after = await scrapeServer();
+  const load1 = loadavg()[0]!;
   const sorted = r.latenciesMs.slice().sort();
   const lag = r.lagMs.slice().sort();
+  // Per Check the server decided (its own histogram count), not per call sent: calls the client
+  // gave up on may never have reached the handler.
+  const decided = (after.checkBuckets.get(Number.POSITIVE_INFINITY) ?? 0) - (before.checkBuckets.get(Number.POSITIVE_INFINITY) ?? 0);
+  const cpuMsPerCheck = ((after.cpuSeconds - before.cpuSeconds) * 1000) / decided;
+  const gcCount = after.gcCount - before.gcCount;
+  const gcMs = (after.gcSeconds - before.gcSeconds) * 1000;
   rows.push(
     `| ${rate} | ${r.achieved.toFixed(0)} | ${r.sent} | ${fmt(percentile(sorted, 50))} | ${fmt(percentile(sorted, 90))} | ` +
       `${fmt(percentile(sorted, 99))} | ${fmt(sorted[sorted.length - 1] ?? Number.NaN)} | ${r.allowed} | ${r.denied} | ${r.errors} | ${fmt(percentile(lag, 99))} | ` +
-      `${bucketPercentile(bucketsBefore, bucketsAfter, 50)} | ${bucketPercentile(bucketsBefore, bucketsAfter, 99)} |`,
+      `${bucketPercentile(before.checkBuckets, after.checkBuckets, 50)} | ${bucketPercentile(before.checkBuckets, after.checkBuckets, 99)} | ` +
+      `${Number.isNaN(cpuMsPerCheck) ? 'n/a' : cpuMsPerCheck.toFixed(3)} | ` +
+      (Number.isNaN(gcCount)
+        ? 'n/a | n/a | n/a | n/a | '
+        : `${gcCount} | ${gcCount > 0 ? fmt(gcMs / gcCount) : '-'} | ${gcCount > 0 ? bucketPercentile(before.gcBuckets, after.gcBuckets, 100) : '-'} | ${fmt(gcMs)} | `) +
+      `${load1.toFixed(2)} |`,
   );
   await new Promise((res) => setTimeout(res, 1_000)); // let the server settle between rates
 }
@@ -423,23 +496,25 @@ console.log('');
 console.log(
   `ext_authz Check over gRPC (${certs ? 'mTLS' : 'plaintext'}, server in ${args['in-process'] ? 'this process' : 'a child process'}), ` +
     `${durationS} s per rate; latency = response - send, seen by the client; "send lag" = how late the open-model generator sent (p99); ` +
-    `"server" = time inside the Check handler from the server's own histogram (bucket upper bound)`,
+    `"server" = time inside the Check handler from the server's own histogram (bucket upper bound); ` +
+    `"CPU/Check" = the server process's user+sys CPU over the step / Checks it decided (all threads, from its process_cpu_*_seconds_total); ` +
+    `"GC" = the server's GC pauses in the step (perf_hooks, nodejs_gc_duration_seconds: count, mean, max as a bucket upper bound, total); ` +
+    `"load" = 1-minute load average after the step`,
 );
+console.log(`raw RS256 on this machine: ${Math.round(rawRs256).toLocaleString('en-US')} node:crypto verifications/s on one core (read the figures against it)`);
 console.log('');
-console.log('| target rps | achieved rps | calls | p50 ms | p90 ms | p99 ms | max ms | allowed | denied (revoked) | errors | send lag p99 ms | server p50 ms | server p99 ms |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log(
+  '| target rps | achieved rps | calls | p50 ms | p90 ms | p99 ms | max ms | allowed | denied (revoked) | errors | send lag p99 ms | server p50 ms | server p99 ms | ' +
+    'server CPU ms/Check | GCs | GC mean ms | GC max ms | GC total ms | load |',
+);
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const row of rows) console.log(row);
 console.log('');
 if (metricsUrl) {
-  // The server's own view of its pauses (prom-client default metrics), to read the tail with.
   const text = await (await fetch(metricsUrl)).text();
-  const num = (re: RegExp): number => Number(re.exec(text)?.[1] ?? Number.NaN);
-  const minorSum = num(/^nodejs_gc_duration_seconds_sum\{kind="minor"\} (\S+)$/m);
-  const minorCount = num(/^nodejs_gc_duration_seconds_count\{kind="minor"\} (\S+)$/m);
-  const majorCount = num(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m);
+  const lagP99 = Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
   console.log(
-    `server process over the whole run: ${minorCount} minor GCs (mean ${fmt((minorSum / minorCount) * 1000)} ms), ${majorCount} major; ` +
-      `event-loop lag at the last scrape p99 ${fmt(num(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m) * 1000)} ms; ` +
+    `server event-loop lag at the last scrape p99 ${fmt(lagP99 * 1000)} ms; ` +
       `load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other processes on this machine skew the tail)`,
   );
   console.log('');

@@ -15,6 +15,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   AuthError,
+  DeadlineQueue,
   IDENTITY_HEADERS,
   toDenial,
   type IdentityHeader,
@@ -23,11 +24,10 @@ import {
   type Decision,
   type Identity,
 } from '@jwt-mesh/core';
-import type { CheckRequest__Output } from './generated/envoy/service/auth/v3/CheckRequest.js';
 import type { CheckResponse } from './generated/envoy/service/auth/v3/CheckResponse.js';
 import type { HeaderValueOption } from './generated/envoy/config/core/v3/HeaderValueOption.js';
-import type { AuthorizationHandlers } from './generated/envoy/service/auth/v3/Authorization.js';
 import type { AuthzMetrics } from './metrics.js';
+import { MalformedCheckRequest, type CheckRequestView } from './wire.js';
 
 // Identity header names: one list, in the core (IDENTITY_HEADERS), shared with envoy/.
 export { IDENTITY_HEADERS, type IdentityHeader } from '@jwt-mesh/core';
@@ -45,6 +45,9 @@ export interface CheckDeps {
 }
 
 type Headers = Record<string, string | string[]>;
+
+/** A Check's request: the lean decoder's view (or a full proto-loader object), or undecodable bytes. */
+export type CheckInput = CheckRequestView | MalformedCheckRequest;
 
 function addHeader(headers: Headers, key: string, value: string): void {
   const name = key.toLowerCase();
@@ -66,17 +69,19 @@ function addHeader(headers: Headers, key: string, value: string): void {
  *   `headers` map, where Envoy has already joined repeated headers with `,`, is passed as is:
  *   the core's `extractBearer` treats a comma-joined Bearer value as two credentials
  *   (`credentials_multiple`), so a duplicated Authorization header is refused either way.
+ *   The object has no prototype: a header named `__proto__` is a header like any other.
  */
-export function toAuthRequest(req: CheckRequest__Output): AuthRequest {
+export function toAuthRequest(req: CheckRequestView): AuthRequest {
   const http = req.attributes?.request?.http;
   const rawPath = http?.path ?? '';
   const q = rawPath.indexOf('?');
-  const headers: Headers = {};
+  const headers = Object.create(null) as Headers;
   const list = http?.header_map?.headers;
   if (list && list.length > 0) {
     for (const h of list) {
-      const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : h.value;
-      addHeader(headers, h.key, value);
+      const raw = h.raw_value;
+      const value = raw && raw.length > 0 ? (Buffer.isBuffer(raw) ? raw : Buffer.from(raw)).toString('utf8') : (h.value ?? '');
+      addHeader(headers, h.key ?? '', value);
     }
   } else if (http?.headers) {
     for (const [key, value] of Object.entries(http.headers)) addHeader(headers, key, value);
@@ -153,29 +158,32 @@ export function denyResponse(err: unknown, realm?: string): CheckResponse {
 }
 
 /**
- * Resolves the decision, or a `deadline_exceeded` deny when `deadlineMs` passes first. An
+ * Resolves the decision, or a `deadline_exceeded` deny when the queue's deadline passes first.
+ * One timer for every call in flight (the core's {@link DeadlineQueue}), not one per call. An
  * exception from the authenticator (which should never throw) becomes an `internal` deny.
  */
-async function decideWithin(authenticator: Authenticator, req: AuthRequest, deadlineMs: number): Promise<Decision> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<Decision>((resolve) => {
-    timer = setTimeout(
-      () => resolve({ allow: false, error: new AuthError('deadline_exceeded', `no decision within ${deadlineMs} ms`) }),
-      deadlineMs,
+function decideWithin(authenticator: Authenticator, req: AuthRequest, deadlines: DeadlineQueue, deadlineMs: number): Promise<Decision> {
+  return new Promise<Decision>((resolve) => {
+    const entry = deadlines.add(() =>
+      resolve({ allow: false, error: new AuthError('deadline_exceeded', `no decision within ${deadlineMs} ms`) }),
     );
-    timer.unref();
+    let pending: Promise<Decision>;
+    try {
+      pending = authenticator.decide(req);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (decision) => {
+        deadlines.finish(entry);
+        resolve(decision);
+      },
+      (err: unknown) => {
+        deadlines.finish(entry);
+        resolve({ allow: false, error: err instanceof AuthError ? err : new AuthError('internal', 'authenticator threw', { cause: err }) });
+      },
+    );
   });
-  try {
-    return await Promise.race([
-      authenticator.decide(req).catch((err: unknown): Decision => ({
-        allow: false,
-        error: err instanceof AuthError ? err : new AuthError('internal', 'authenticator threw', { cause: err }),
-      })),
-      deadline,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The outcome of one Check, for metrics and logs. */
@@ -188,17 +196,22 @@ interface Outcome {
 }
 
 /**
- * Decides one `CheckRequest` end to end; never throws.
- *
- * @returns the `CheckResponse` plus the outcome/reason labels
+ * The decision for one `CheckRequest`; never throws. Bytes that did not decode
+ * ({@link MalformedCheckRequest}) are denied as `internal` (503): Envoy never sends them, so a
+ * broken or hostile peer is a service-side problem, logged, and nothing is allowed.
  */
-export async function check(deps: CheckDeps, request: CheckRequest__Output): Promise<Outcome> {
-  let decision: Decision;
+async function decideCheck(deps: CheckDeps, deadlines: DeadlineQueue, request: CheckInput): Promise<Decision> {
   try {
-    decision = await decideWithin(deps.authenticator, toAuthRequest(request), deps.deadlineMs);
+    return request instanceof MalformedCheckRequest
+      ? { allow: false, error: new AuthError('internal', 'malformed CheckRequest', { cause: request.cause }) }
+      : await decideWithin(deps.authenticator, toAuthRequest(request), deadlines, deps.deadlineMs);
   } catch (err) {
-    decision = { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
+    return { allow: false, error: new AuthError('internal', 'check failed', { cause: err }) };
   }
+}
+
+/** The `CheckResponse` and labels for a decision; an allow whose identity cannot be carried in headers becomes an `internal` deny. */
+function outcomeOf(decision: Decision, realm: string | undefined): Outcome {
   if (decision.allow) {
     try {
       return {
@@ -214,12 +227,76 @@ export async function check(deps: CheckDeps, request: CheckRequest__Output): Pro
     }
   }
   return {
-    response: denyResponse(decision.error, deps.realm),
+    response: denyResponse(decision.error, realm),
     outcome: 'deny',
     reason: decision.error.code,
     rule: decision.rule,
     error: decision.error,
   };
+}
+
+/**
+ * Decides one `CheckRequest` end to end; never throws. Bytes that did not decode
+ * ({@link MalformedCheckRequest}) are denied as `internal` (503).
+ *
+ * @returns the `CheckResponse` plus the outcome/reason labels
+ */
+export async function check(deps: CheckDeps, request: CheckInput): Promise<Outcome> {
+  return outcomeOf(await decideCheck(deps, new DeadlineQueue(deps.deadlineMs), request), deps.realm);
+}
+
+/** Serializes a `CheckResponse` to protobuf bytes (the method's full `responseSerialize`). */
+export type CheckResponseEncoder = (response: CheckResponse) => Buffer;
+
+/** Most distinct denial responses kept encoded (reason x required scopes: bounded by the policy anyway). */
+const MAX_ENCODED_DENIALS = 256;
+
+/**
+ * Encoded `CheckResponse`s, built once and reused (issue 12: encoding every response was a
+ * share of a Check's CPU):
+ * - an allow, per verified {@link Identity} object: the core's verified-token cache returns the
+ *   same object for every request with that token, so the bytes live exactly as long as its
+ *   cache entry (a WeakMap: evicted entries take their bytes with them). Reused only when the
+ *   core has just allowed this request, revocation checked, so a revoked token never gets them;
+ * - the allow of a public route (no identity: every identity header removed);
+ * - a deny, per reason (and required scopes for `insufficient_scope`: the only part of a
+ *   denial that varies), since its status, headers and body are fixed by the core's table.
+ */
+class EncodedResponses {
+  private readonly allows = new WeakMap<Identity, Buffer>();
+  private publicAllow: Buffer | undefined;
+  private readonly denials = new Map<string, Buffer>();
+
+  constructor(
+    private readonly encode: CheckResponseEncoder,
+    private readonly realm: string | undefined,
+  ) {}
+
+  /** The encoded response and the labels for `decision`. */
+  of(decision: Decision): { bytes: Buffer; outcome: 'allow' | 'deny'; reason: string; rule: string | undefined; error: AuthError | undefined } {
+    if (decision.allow) {
+      const id = decision.identity;
+      const bytes = id === null ? this.publicAllow : this.allows.get(id);
+      if (bytes !== undefined) return { bytes, outcome: 'allow', reason: id === null ? 'public' : 'ok', rule: decision.rule, error: undefined };
+    } else {
+      const bytes = this.denials.get(denialKey(decision.error));
+      if (bytes !== undefined) return { bytes, outcome: 'deny', reason: decision.error.code, rule: decision.rule, error: decision.error };
+    }
+    const o = outcomeOf(decision, this.realm);
+    const bytes = this.encode(o.response);
+    if (o.outcome === 'allow' && decision.allow) {
+      if (decision.identity === null) this.publicAllow = bytes;
+      else this.allows.set(decision.identity, bytes);
+    } else if (o.error !== undefined && this.denials.size < MAX_ENCODED_DENIALS) {
+      this.denials.set(denialKey(o.error), bytes);
+    }
+    return { bytes, outcome: o.outcome, reason: o.reason, rule: o.rule, error: o.error };
+  }
+}
+
+/** What makes two denials' responses differ: the code, and the scopes an `insufficient_scope` names. */
+function denialKey(err: AuthError): string {
+  return err.code === 'insufficient_scope' ? `${err.code} ${(err.requiredScopes ?? []).join(' ')}` : err.code;
 }
 
 /** Deny reasons that mean the service (not the caller) has a problem: logged as warnings. */
@@ -237,11 +314,24 @@ const WARN_INTERVAL_MS = 1_000;
  * `jwtmesh_authz_decisions_total` and `jwtmesh_authz_check_duration_seconds` when `metrics` is
  * given. Logs service-side denials at `warn` with the error cause (at most one per reason per
  * second, with the number suppressed), others at `debug`; never logs header values.
+ *
+ * @param encode - the method's response serializer: when given, responses are encoded once and
+ *   reused (see `EncodedResponses`) and the handler answers with the bytes, which the server's
+ *   `responseSerialize` passes through; without it, with `CheckResponse` objects
  */
-export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check'] {
+export function buildCheckHandler(
+  deps: CheckDeps,
+  encode?: CheckResponseEncoder,
+): grpc.handleUnaryCall<CheckInput, CheckResponse | Buffer> {
   const lastWarn = new Map<string, { at: number; suppressed: number }>();
+  const encoded = encode === undefined ? undefined : new EncodedResponses(encode, deps.realm);
+  const deadlines = new DeadlineQueue(deps.deadlineMs);
 
-  function log(call: grpc.ServerUnaryCall<CheckRequest__Output, CheckResponse>, result: Outcome, seconds: number): void {
+  function log(
+    call: grpc.ServerUnaryCall<CheckInput, CheckResponse | Buffer>,
+    result: Pick<Outcome, 'outcome' | 'reason' | 'rule' | 'error'>,
+    seconds: number,
+  ): void {
     if (!result.error) return;
     const serviceSide = SERVICE_SIDE.has(result.reason);
     if (!serviceSide && !deps.logger.isLevelEnabled('debug')) return;
@@ -256,7 +346,7 @@ export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check
       suppressed = seen?.suppressed ?? 0;
       lastWarn.set(result.reason, { at: now, suppressed: 0 });
     }
-    const http = call.request.attributes?.request?.http;
+    const http = call.request instanceof MalformedCheckRequest ? undefined : call.request.attributes?.request?.http;
     const path = http?.path ?? '';
     const q = path.indexOf('?');
     const entry = {
@@ -274,14 +364,33 @@ export function buildCheckHandler(deps: CheckDeps): AuthorizationHandlers['Check
     else deps.logger.debug(entry, 'ext_authz deny');
   }
 
+  // Label children bound once (prom-client hashes a labels object on every inc/observe otherwise).
+  const durations = deps.metrics && { allow: deps.metrics.checkDuration.labels('allow'), deny: deps.metrics.checkDuration.labels('deny') };
+  const counters = { allow: new Map<string, { inc(): void }>(), deny: new Map<string, { inc(): void }>() };
+  const count = (outcome: 'allow' | 'deny', reason: string): void => {
+    if (!deps.metrics) return;
+    let c = counters[outcome].get(reason);
+    if (c === undefined) counters[outcome].set(reason, (c = deps.metrics.decisions.labels(outcome, reason)));
+    c.inc();
+  };
+
   return (call, callback) => {
-    const started = process.hrtime.bigint();
-    check(deps, call.request)
-      .then((result) => {
-        callback(null, result.response);
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        deps.metrics?.decisions.inc({ outcome: result.outcome, reason: result.reason });
-        deps.metrics?.checkDuration.observe({ outcome: result.outcome }, seconds);
+    const started = performance.now();
+    decideCheck(deps, deadlines, call.request)
+      .then((decision) => {
+        let result: Pick<Outcome, 'outcome' | 'reason' | 'rule' | 'error'>;
+        if (encoded === undefined) {
+          const o = outcomeOf(decision, deps.realm);
+          callback(null, o.response);
+          result = o;
+        } else {
+          const e = encoded.of(decision);
+          callback(null, e.bytes);
+          result = e;
+        }
+        const seconds = (performance.now() - started) / 1000;
+        count(result.outcome, result.reason);
+        durations?.[result.outcome].observe(seconds);
         log(call, result, seconds);
       })
       .catch((err: unknown) => {

@@ -9,6 +9,15 @@ export const CHECK_DURATION_BUCKETS: readonly number[] = Object.freeze([
   0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 ]);
 
+/**
+ * Buckets of prom-client's `nodejs_gc_duration_seconds{kind}` (seconds). prom-client's default
+ * (1 ms, 10 ms, 100 ms, 1 s, 2 s, 5 s) cannot tell a 2 ms scavenge from a 9 ms one, and those
+ * pauses are the tail of a Check; these keep the default bounds and add the ones in between.
+ */
+export const GC_DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2, 5,
+]);
+
 /** The metrics the Check handler records. */
 export interface AuthzMetrics {
   readonly registry: Registry;
@@ -26,11 +35,11 @@ export interface AuthzMetrics {
  * Creates the metrics on a fresh registry.
  *
  * @param opts.defaultMetrics - also collect prom-client's default process metrics (CPU, memory,
- *   event-loop lag); true in `main.ts`, false in tests
+ *   event-loop lag, GC pauses with {@link GC_DURATION_BUCKETS}); true in `main.ts`, false in tests
  */
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): AuthzMetrics {
   const registry = new Registry();
-  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry });
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, gcDurationBuckets: [...GC_DURATION_BUCKETS] });
   const decisions = new Counter({
     name: 'jwtmesh_authz_decisions_total',
     help: 'ext_authz Check decisions by outcome (allow|deny) and reason (AuthErrorCode, ok, public).',

@@ -10,6 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { buildCheckHandler, type CheckDeps } from './check.js';
 import { loadAuthorizationProto } from './proto.js';
+import { decodeCheckRequest } from './wire.js';
+import type { CheckResponse } from './generated/envoy/service/auth/v3/CheckResponse.js';
 
 /** The fully qualified service name, also used as a health-check service name. */
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
@@ -65,11 +67,23 @@ const DEFAULT_SERVER_OPTIONS: grpc.ServerOptions = {
 /**
  * Builds the gRPC server with the Authorization and Health services. Health starts at
  * NOT_SERVING; the caller sets SERVING once the revocation subscriber and the JWKS are ready.
+ * Check requests are read by the lean wire decoder (`decodeCheckRequest`, wire.ts), which keeps
+ * only the fields the decision needs; undecodable bytes get a deny CheckResponse. Responses are
+ * encoded once per verified identity / public allow / denial and reused.
  */
 export function buildServer(deps: ServerDeps): AuthzServer {
   const proto = loadAuthorizationProto();
   const server = new grpc.Server({ ...DEFAULT_SERVER_OPTIONS, ...deps.serverOptions });
-  server.addService(proto.envoy.service.auth.v3.Authorization.service, { Check: buildCheckHandler(deps) });
+  const definition = proto.envoy.service.auth.v3.Authorization.service;
+  const encode = definition.Check.responseSerialize;
+  // The same method (path, unary), with the lean request decoder (wire.ts) and a response
+  // serializer that passes the handler's pre-encoded responses through.
+  const check = {
+    ...definition.Check,
+    requestDeserialize: decodeCheckRequest,
+    responseSerialize: (r: CheckResponse | Buffer): Buffer => (Buffer.isBuffer(r) ? r : encode(r)),
+  };
+  server.addService({ Check: check }, { Check: buildCheckHandler(deps, encode) });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);
 

@@ -111,3 +111,21 @@ t.test('Redis unreachable with REVOCATION_FAIL_MODE=open: allowed (documented, u
   t.teardown(() => srv.close());
   t.equal((await srv.check(fixture('get-orders', await issuer.mint()))).status?.code, GRPC.OK);
 });
+
+t.test('a Check makes at most one Redis round trip: one MGET per lookup, none when the lookup cache answers', async (t) => {
+  const tokens = await Promise.all(Array.from({ length: 10 }, () => issuer.mint()));
+  const uncached = await startAuthz({ issuer, cacheTtlMs: 0 });
+  t.teardown(() => uncached.close());
+  const lookups = () => uncached.redis!.stats().lookups;
+  const before = lookups();
+  for (const token of [...tokens, ...tokens]) t.equal((await uncached.check(fixture('get-orders', token))).status?.code, GRPC.OK);
+  t.equal(lookups() - before, 20, 'lookup cache off: 20 Checks, 20 lookups (one MGET each: jti, sid, sub and the sync marker)');
+
+  const cached = await startAuthz({ issuer, cacheTtlMs: 60_000 });
+  t.teardown(() => cached.close());
+  for (const token of tokens) await cached.check(fixture('get-orders', token));
+  const warm = cached.redis!.stats();
+  for (const token of tokens) t.equal((await cached.check(fixture('get-orders', token))).status?.code, GRPC.OK);
+  t.equal(cached.redis!.stats().lookups - warm.lookups, 0, 'repeated tokens: no Redis round trip');
+  t.equal(cached.redis!.stats().cacheHits - warm.cacheHits, 10, 'answered by the lookup cache');
+});

@@ -172,8 +172,8 @@ function denied(error: AuthError, rule: string | undefined): Decision {
   return rule === undefined ? { allow: false, error } : { allow: false, error, rule };
 }
 
-/** One pending deadline. */
-interface DeadlineEntry {
+/** One pending deadline of a {@link DeadlineQueue}. */
+export interface DeadlineEntry {
   readonly at: number;
   done: boolean;
   reject: ((err: AuthError) => void) | null;
@@ -184,9 +184,12 @@ interface DeadlineEntry {
  * the same duration, so entries expire in insertion order and the queue is FIFO. The timer is
  * armed for the oldest pending entry only. Finished entries are dropped from the head as soon
  * as they finish, so the queue holds roughly the decisions in flight (no garbage kept alive
- * until the timer fires).
+ * until the timer fires). Exported for adapters that bound their own work the same way (the
+ * ext_authz handler): `new DeadlineQueue(ms)` (milliseconds, every entry), `add(reject)` when
+ * the work starts (`reject` is called with AuthError `deadline_exceeded` once `ms` passes
+ * first), `finish(entry)` when it ends.
  */
-class DeadlineQueue {
+export class DeadlineQueue {
   private entries: DeadlineEntry[] = [];
   private head = 0;
   private timer: NodeJS.Timeout | null = null;

@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     verifiedCacheMaxEntries: config.verifiedCacheMaxEntries,
     deadlineMs: config.deadlineMs,
   });
-  const metrics = createMetrics({ defaultMetrics: true });
+  const metrics = createMetrics({ defaultMetrics: true, caches: { authenticator, revocation } });
   const authz = buildServer({ authenticator, deadlineMs: config.deadlineMs, logger: log, metrics, tls });
 
   let serving = false;

@@ -2,6 +2,7 @@
  * Prometheus metrics of the ext_authz server (prom-client). One registry per server instance,
  * so tests can run several servers in one process.
  */
+import { cacheCounterDefinitions, type Authenticator, type RevocationCacheStatsSource } from '@jwt-mesh/core';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Decision latency buckets in seconds: dense below 2 ms (the target p99), coarse up to 1 s. */
@@ -36,10 +37,16 @@ export interface AuthzMetrics {
  *
  * @param opts.defaultMetrics - also collect prom-client's default process metrics (CPU, memory,
  *   event-loop lag, GC pauses with {@link GC_DURATION_BUCKETS}); true in `main.ts`, false in tests
+ * @param opts.caches - the authenticator and the revocation checker: exports
+ *   `jwtmesh_verified_token_cache_lookups_total{result}` and `jwtmesh_revocation_cache_lookups_total{result}`
+ *   (`hit`, or `miss` = a signature verification / a Redis round trip), read at scrape time
  */
-export function createMetrics(opts: { defaultMetrics?: boolean } = {}): AuthzMetrics {
+export function createMetrics(
+  opts: { defaultMetrics?: boolean; caches?: { readonly authenticator: Pick<Authenticator, 'stats'>; readonly revocation?: RevocationCacheStatsSource } } = {},
+): AuthzMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, gcDurationBuckets: [...GC_DURATION_BUCKETS] });
+  if (opts.caches !== undefined) for (const def of cacheCounterDefinitions('jwtmesh_', opts.caches)) new Counter({ ...def, registers: [registry] });
   const decisions = new Counter({
     name: 'jwtmesh_authz_decisions_total',
     help: 'ext_authz Check decisions by outcome (allow|deny) and reason (AuthErrorCode, ok, public).',

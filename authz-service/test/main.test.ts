@@ -124,6 +124,9 @@ t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   t.match(metrics, /jwtmesh_authz_decisions_total\{outcome="allow",reason="ok"\} 1/);
   t.match(metrics, /jwtmesh_authz_decisions_total\{outcome="deny",reason="credentials_missing"\} 1/);
+  t.match(metrics, /jwtmesh_verified_token_cache_lookups_total\{result="miss"\} 1\n/, 'the one token was verified by signature once');
+  t.match(metrics, /jwtmesh_verified_token_cache_lookups_total\{result="hit"\} 0\n/);
+  t.match(metrics, /jwtmesh_revocation_cache_lookups_total\{result="miss"\} 1\n/, 'its revocation lookup made one Redis round trip');
   t.match(metrics, /jwtmesh_authz_check_duration_seconds_bucket/);
   t.match(metrics, /process_cpu_user_seconds_total/, 'default process metrics');
 

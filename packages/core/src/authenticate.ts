@@ -54,6 +54,19 @@ export interface Authenticator {
    *   unexpected failure is `internal`, a slow one `deadline_exceeded`
    */
   decide(req: AuthRequest, requirement?: RouteRequirement | null): Promise<Decision>;
+  /**
+   * Verified-token cache counters since this authenticator was built (for metrics). Optional in
+   * the interface so that an application's own `Authenticator` need not count; `createAuthenticator`'s has it.
+   */
+  stats?(): AuthenticatorStats;
+}
+
+/** Counters of the verified-token cache, as read by {@link Authenticator.stats}. */
+export interface AuthenticatorStats {
+  /** Tokens answered from the verified-token cache (entry present and not past its `exp`). */
+  readonly verifiedCacheHits: number;
+  /** Tokens that went through `verifier.verify` (signature and claims), whatever the result. */
+  readonly verifiedCacheMisses: number;
 }
 
 interface CacheEntry {
@@ -74,6 +87,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) throw new RangeError('verifiedCacheMaxEntries must be an integer >= 0');
   if (!Number.isFinite(deadlineMs) || deadlineMs <= 0) throw new RangeError('deadlineMs must be a number > 0 (milliseconds)');
   const cache = maxEntries > 0 ? new LRUCache<string, CacheEntry>({ max: maxEntries }) : null;
+  const counters = { verifiedCacheHits: 0, verifiedCacheMisses: 0 };
 
   async function identify(token: string, hit: CacheEntry | undefined): Promise<Identity> {
     let entry = hit ?? cache?.get(token);
@@ -82,11 +96,14 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       entry = undefined;
     }
     if (entry === undefined) {
+      counters.verifiedCacheMisses++;
       const verified = await verifier.verify(token);
       entry = { identity: identityOf(verified), expMs: verified.claims.exp * 1000 };
       const ttl = entry.expMs - now();
       // Only while the token is valid by its own exp; lru-cache also drops it on its clock.
       if (cache !== null && ttl > 0) cache.set(token, entry, { ttl });
+    } else {
+      counters.verifiedCacheHits++;
     }
     const id = entry.identity;
     const revokedBy = await revocation.check({ jti: id.jti, sid: id.sid, sub: id.sub, iat: id.iat });
@@ -141,6 +158,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   }
 
   return {
+    stats: () => ({ ...counters }),
     async decide(req, requirement) {
       let rule: string | undefined;
       try {

@@ -11,6 +11,7 @@ export * from './jwks.js';
 export * from './verify.js';
 export * from './policy.js';
 export * from './authenticate.js';
+export * from './cache-metrics.js';
 export * from './revocation/memory.js';
 export * from './config.js';
 export * from './redis-connection.js';

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createAuthenticator } from '../src/authenticate.js';
+import { cacheCounterDefinitions } from '../src/cache-metrics.js';
 import { AuthError } from '../src/errors.js';
 import { createLocalKeySource } from '../src/jwks.js';
 import { parsePolicy } from '../src/policy.js';
@@ -213,4 +214,39 @@ t.test('deadlines: hung decisions expire, fast ones are unaffected, repeatedly',
     t.same(fast.map(codeOf), ['allow', 'allow', 'allow', 'allow', 'allow'], `round ${round}: fast decisions allowed`);
     t.same((await Promise.all(hung)).map(codeOf), Array(5).fill('deadline_exceeded'), `round ${round}: hung decisions denied`);
   }
+});
+
+t.test('stats: a hit per token answered from the verified-token cache, a miss per signature verification', async (t) => {
+  const { auth, token, req, verifications } = setup();
+  t.same(auth.stats?.(), { verifiedCacheHits: 0, verifiedCacheMisses: 0 }, 'nothing counted before a request');
+  const a = token({ sub: 'alice' });
+  const b = token({ sub: 'bob' });
+  for (const tok of [a, a, a, b, b]) await auth.decide(req('GET', '/api/orders/7', tok));
+  t.equal(verifications(), 2, 'two tokens verified by signature');
+  t.same(auth.stats?.(), { verifiedCacheHits: 3, verifiedCacheMisses: 2 });
+  await auth.decide(req('GET', '/api/orders/7', 'not.a.token'));
+  t.same(auth.stats?.(), { verifiedCacheHits: 3, verifiedCacheMisses: 3 }, 'a token that fails verification is a miss');
+  await auth.decide(req('GET', '/healthz'));
+  t.same(auth.stats?.(), { verifiedCacheHits: 3, verifiedCacheMisses: 3 }, 'a public route without a token is neither');
+});
+
+t.test('cacheCounterDefinitions: the caches\' own counters, read at collect time', async (t) => {
+  const { auth, token, req } = setup();
+  const revocation = { stats: () => ({ cacheHits: 7, lookups: 2 }) };
+  const defs = cacheCounterDefinitions('jwtmesh_', { authenticator: auth, revocation });
+  t.same(defs.map((d) => d.name), ['jwtmesh_verified_token_cache_lookups_total', 'jwtmesh_revocation_cache_lookups_total']);
+  const tok = token();
+  await auth.decide(req('GET', '/api/orders/7', tok));
+  await auth.decide(req('GET', '/api/orders/7', tok));
+  const seen: Record<string, number> = {};
+  for (const d of defs) {
+    d.collect.call({ reset: () => undefined, inc: (labels, v) => void (seen[`${d.name}{${labels.result}}`] = v) });
+  }
+  t.same(seen, {
+    'jwtmesh_verified_token_cache_lookups_total{hit}': 1,
+    'jwtmesh_verified_token_cache_lookups_total{miss}': 1,
+    'jwtmesh_revocation_cache_lookups_total{hit}': 7,
+    'jwtmesh_revocation_cache_lookups_total{miss}': 2,
+  });
+  t.same(cacheCounterDefinitions('x_', { authenticator: { decide: auth.decide } as never }), [], 'an authenticator without stats: no counter');
 });

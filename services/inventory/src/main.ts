@@ -61,7 +61,7 @@ const app = await buildApp({
   profile,
   profileTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
   logger,
-  metrics: createMetrics(SERVICE),
+  metrics: createMetrics(SERVICE, { caches: stack }),
 });
 
 installGracefulShutdown({

@@ -10,11 +10,14 @@
  * | `grpc_server_handling_seconds` | histogram | `method`, `code` |
  * | `jwt_mesh_downstream_requests_total` | counter | `target`, `status` |
  * | `jwt_mesh_downstream_duration_seconds` | histogram | `target`, `status` |
+ * | `jwt_mesh_verified_token_cache_lookups_total` | counter | `result` (`hit`/`miss`), with `opts.caches` |
+ * | `jwt_mesh_revocation_cache_lookups_total` | counter | `result` (`hit`/`miss` = Redis round trip), with `opts.caches` |
  *
  * plus the prom-client default process metrics. Every metric has the constant label `service`.
  *
  * Upstream: https://github.com/siimon/prom-client, Prometheus naming best practices.
  */
+import { cacheCounterDefinitions, type Authenticator, type RevocationCacheStatsSource } from '@jwt-mesh/core';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Latency buckets in seconds: sub-millisecond local verification up to multi-second hops. */
@@ -38,12 +41,18 @@ export interface ServiceMetrics {
  * @param service - the service name (constant label `service`)
  * @param opts.defaultMetrics - also collect prom-client's process metrics (default true;
  *   tests that build several apps in one process may turn it off)
+ * @param opts.caches - the verifier stack (`createVerifierStack`): exports its verified-token and
+ *   revocation-lookup cache counters, read at scrape time
  */
-export function createMetrics(service: string, opts: { defaultMetrics?: boolean } = {}): ServiceMetrics {
+export function createMetrics(
+  service: string,
+  opts: { defaultMetrics?: boolean; caches?: { readonly authenticator: Pick<Authenticator, 'stats'>; readonly revocation?: RevocationCacheStatsSource } } = {},
+): ServiceMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  if (opts.caches !== undefined) for (const def of cacheCounterDefinitions('jwt_mesh_', opts.caches)) new Counter({ ...def, registers });
   return {
     registry,
     httpRequests: new Counter({ name: 'http_requests_total', help: 'HTTP requests answered, by route pattern and status.', labelNames: ['method', 'route', 'status'], registers }),

@@ -11,6 +11,7 @@ import {
   type JwsAlgorithm,
   type RedisConnectionOptions,
   type RemoteKeySourceStats,
+  type RevocationCacheStatsSource,
 } from '@jwt-mesh/core';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
 import type { Logger } from 'pino';
@@ -57,6 +58,8 @@ export interface VerifierStack {
   readonly readiness: Readiness;
   /** JWK Set fetch statistics. */
   jwksStats(): RemoteKeySourceStats;
+  /** The revocation checker's counters (its lookup cache's hits and Redis round trips), for metrics. */
+  readonly revocation: RevocationCacheStatsSource;
   /** Stops the warm-up and closes the Redis connections. */
   close(): Promise<void>;
 }
@@ -92,6 +95,7 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
     authenticator,
     readiness,
     jwksStats: () => keys.stats(),
+    revocation,
     async close() {
       readiness.stop();
       await revocation.close();

@@ -51,7 +51,7 @@ const { env, stackOptions } = (() => {
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
-const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE) });
+const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE, { caches: stack }) });
 
 installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, graceMs: env.DRAIN_GRACE_MS, closers: [() => inventory.close(), () => stack.close()] });
 try {

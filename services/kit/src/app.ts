@@ -127,7 +127,12 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
   await app.register(fastifyAuth, {
     authenticator: opts.authenticator,
     realm: service,
-    onDecision: (outcome) => metrics.authDecisions.inc({ transport: 'http', outcome }),
+    onDecision: (outcome, request) => {
+      metrics.authDecisions.inc({ transport: 'http', outcome });
+      if (outcome !== 'allow') failureOf.set(request, { auth: { code: outcome } });
+    },
+    // The denial goes on the request's one completion line (onResponse below), with its code.
+    logDenials: false,
   });
 
   app.addHook('onSend', async (request, reply) => {

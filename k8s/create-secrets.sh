@@ -8,7 +8,12 @@
 #   mesh-edge-https      the edge's HTTPS server certificate (localhost + the edge Service names)
 #   postgres-credentials password, database-url   (random; kept when the Secret already exists:
 #                        PostgreSQL keeps the password it was initialised with)
-#   redis-credentials    password, url            (random; kept when the Secret already exists)
+#   redis-issuer-credentials    username, password   the auth-service's Redis ACL user (jwtmesh-issuer)
+#   redis-verifier-credentials  username, password   the verifiers' read-only Redis ACL user (jwtmesh-verifier)
+#   redis-acl            users.acl: the Redis server's ACL file (default user off, both users with
+#                        their least-privilege rules and SHA-256 passwords; the same rules as the
+#                        core's redisAclRules('jwtmesh:')). The three are made together from random
+#                        passwords, and kept together when they all exist.
 #
 # The certificates come from `make certs` (envoy/src/certs.ts: a development CA made on this
 # machine; keys never leave it except into these Secrets). With cert-manager issuing the mesh
@@ -17,7 +22,7 @@
 # Usage: k8s/create-secrets.sh [options]
 #   --certs-dir DIR       where `make certs` wrote ca.crt, <workload>.crt|.key (default: <repo>/certs)
 #   --namespace NS        default jwt-mesh (the namespace must exist: kubectl apply -f k8s/base/namespace.yaml)
-#   --credentials-only    only postgres-credentials and redis-credentials
+#   --credentials-only    only postgres-credentials and the three Redis Secrets
 #   --dry-run             print the Secrets as YAML instead of applying them (no cluster needed;
 #                         random passwords are new on every run)
 #   --list                print the names of the Secrets this script manages, one per line
@@ -27,7 +32,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 MESH_WORKLOADS=(edge authz orders inventory profile)
-CREDENTIAL_SECRETS=(postgres-credentials redis-credentials)
+CREDENTIAL_SECRETS=(postgres-credentials redis-acl redis-issuer-credentials redis-verifier-credentials)
+REDIS_SECRETS=(redis-acl redis-issuer-credentials redis-verifier-credentials)
+# Least-privilege Redis ACL rules for the key prefix jwtmesh: (k8s/test checks them against the
+# core's redisAclRules): the issuer writes, the verifiers only read and subscribe.
+REDIS_ISSUER_RULES='resetkeys resetchannels ~jwtmesh:rv:* ~jwtmesh:rl:* &jwtmesh:revocations -@all +get +mget +set +del +exists +ttl +incr +pexpire +pttl +eval +evalsha +publish +subscribe +info +ping +select +client|setname'
+REDIS_VERIFIER_RULES='resetkeys resetchannels %R~jwtmesh:rv:jti:* %R~jwtmesh:rv:sid:* %R~jwtmesh:rv:sub:* %R~jwtmesh:rv:synced &jwtmesh:revocations -@all +mget +info +subscribe +ping +select +client|setname'
 
 certs_dir="$root/certs"
 namespace=jwt-mesh
@@ -103,10 +113,21 @@ else
   emit postgres-credentials --from-literal=password="$pg_password" \
     --from-literal=database-url="postgresql://jwt_mesh:${pg_password}@postgres.${namespace}.svc.cluster.local:5432/jwt_mesh"
 fi
-if exists redis-credentials; then
-  echo "create-secrets: secret/redis-credentials exists, kept" >&2
+redis_existing=0
+for s in "${REDIS_SECRETS[@]}"; do if exists "$s"; then redis_existing=$((redis_existing + 1)); fi; done
+if [ "$redis_existing" = "${#REDIS_SECRETS[@]}" ]; then
+  echo "create-secrets: secrets ${REDIS_SECRETS[*]} exist, kept" >&2
+elif [ "$redis_existing" != 0 ]; then
+  echo "create-secrets: only some of ${REDIS_SECRETS[*]} exist; their passwords must match the ACL file." >&2
+  echo "  Delete them all (kubectl delete secret --namespace $namespace ${REDIS_SECRETS[*]}) and run again." >&2
+  exit 1
 else
-  redis_password="$(openssl rand -hex 24)"
-  emit redis-credentials --from-literal=password="$redis_password" \
-    --from-literal=url="redis://:${redis_password}@redis.${namespace}.svc.cluster.local:6379/0"
+  issuer_password="$(openssl rand -hex 24)"
+  verifier_password="$(openssl rand -hex 24)"
+  sha256() { printf '%s' "$1" | openssl dgst -sha256 -r | cut -d' ' -f1; }
+  acl_file="$(printf 'user default off resetkeys resetchannels -@all\nuser jwtmesh-issuer on #%s %s\nuser jwtmesh-verifier on #%s %s\n' \
+    "$(sha256 "$issuer_password")" "$REDIS_ISSUER_RULES" "$(sha256 "$verifier_password")" "$REDIS_VERIFIER_RULES")"
+  emit redis-acl --from-literal=users.acl="$acl_file"
+  emit redis-issuer-credentials --from-literal=username=jwtmesh-issuer --from-literal=password="$issuer_password"
+  emit redis-verifier-credentials --from-literal=username=jwtmesh-verifier --from-literal=password="$verifier_password"
 fi

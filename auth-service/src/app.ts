@@ -29,6 +29,7 @@ import type { Config } from './config.js';
 import type { PrismaClient } from './db.js';
 import { databaseUnavailable, isUniqueViolation, OAuthError, redisUnavailable } from './errors.js';
 import type { KeyStore } from './keys.js';
+import { createHashLimiter } from './hash-limiter.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { hashPassword, SCRYPT_DEFAULTS, verifyDummyPassword, verifyPassword, type ScryptParams } from './passwords.js';
 import {
@@ -122,8 +123,17 @@ const loginBody = z.object({
   client_id: optionalField('client_id', 128, CLIENT_ID, '1-128 of A-Z a-z 0-9 . _ : -'),
 });
 const grantTypeBody = z.object({ grant_type: field('grant_type', 1, 64) });
+/**
+ * RFC 6749 §5.2: a refresh_token that is not a live refresh token of ours is `invalid_grant`,
+ * whatever its length or shape (a JWT, a random string, a value of kilobytes); only a missing,
+ * empty (§3.2: "sent without a value" = omitted) or repeated parameter, or one that is not a
+ * string, is `invalid_request`. Its size is bounded by BODY_LIMIT_BYTES, and a value that is not
+ * shaped like our tokens is refused before any hashing or database lookup (sessions.ts).
+ */
 const refreshBody = z.object({
-  refresh_token: field('refresh_token', 1, 512),
+  refresh_token: z
+    .string({ error: (iss) => (iss.input === undefined ? 'refresh_token is required' : 'refresh_token must be a string (given once)') })
+    .min(1, 'refresh_token is required'),
   scope: optionalField('scope', 1024, SCOPE, 'space-separated scope tokens (RFC 6749 §3.3)'),
   client_id: optionalField('client_id', 128, CLIENT_ID, '1-128 of A-Z a-z 0-9 . _ : -'),
 });
@@ -170,6 +180,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = deps.metrics ?? createMetrics();
   const scrypt = deps.scrypt ?? SCRYPT_DEFAULTS;
+  // Every password hash or check (login, register, password grant, the dummy check for unknown
+  // users) takes a slot; past the queue, 503 + Retry-After at once (hash-limiter.ts).
+  const hashLimiter = createHashLimiter({
+    concurrency: config.passwordHashing.concurrency,
+    maxQueue: config.passwordHashing.maxQueue,
+    maxWaitMs: config.passwordHashing.queueTimeoutMs,
+    onShed: (reason) => metrics.passwordHashShed.inc({ reason }),
+  });
   const issuer: IssuerDeps = {
     prisma,
     keys,
@@ -297,11 +315,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     async function passwordLogin(req: FastifyRequest) {
       const body = parseBody(loginBody, req.body);
       const username = normalizeUsername(body.username);
-      const t0 = process.hrtime.bigint();
-      const user = await prisma.user.findUnique({ where: { username } });
-      const ok = user ? await verifyPassword(body.password, user.passwordHash) : await verifyDummyPassword(body.password, scrypt);
-      metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-      if (!user || !ok) {
+      // The slot is taken before the user lookup, so being shed never depends on whether the
+      // user exists; known and unknown users spend the same hash inside it.
+      const user = await hashLimiter.run(async () => {
+        const t0 = process.hrtime.bigint();
+        const found = await prisma.user.findUnique({ where: { username } });
+        const ok = found ? await verifyPassword(body.password, found.passwordHash) : await verifyDummyPassword(body.password, scrypt);
+        metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+        return ok ? found : null;
+      });
+      if (!user) {
         metrics.loginOutcomes.inc({ outcome: 'invalid_credentials' });
         throw new OAuthError('invalid_grant', 'invalid username or password');
       }
@@ -346,9 +369,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       async (req, reply) => {
         const body = parseBody(registerBody, req.body);
         const username = normalizeUsername(body.username);
-        const t0 = process.hrtime.bigint();
-        const passwordHash = await hashPassword(body.password, scrypt);
-        metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+        const passwordHash = await hashLimiter.run(async () => {
+          const t0 = process.hrtime.bigint();
+          const hash = await hashPassword(body.password, scrypt);
+          metrics.passwordHashDuration.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+          return hash;
+        });
         try {
           const user = await prisma.user.create({
             data: {
@@ -521,6 +547,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'unavailable', checks });
     });
     api.get('/metrics', async (_req, reply) => {
+      metrics.passwordHashInFlight.set(hashLimiter.inFlight);
+      metrics.passwordHashQueued.set(hashLimiter.queued);
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     });
   });

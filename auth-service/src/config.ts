@@ -6,7 +6,9 @@
  * config from a plain object. Every variable, its default and unit is listed in README.md.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { redisConnectionFromEnv, type RedisConnectionOptions } from '@jwt-mesh/core';
 
 /** Algorithms the issuer can sign with (asymmetric only; RFC 9068 requires RS256 support). */
 export const SIGNING_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const;
@@ -20,6 +22,12 @@ export interface Config {
   /** `DATABASE_POOL_MAX`: most PostgreSQL connections this process opens, 1..100. Default 10. */
   readonly databasePoolMax: number;
   readonly redisUrl: string;
+  /**
+   * `REDIS_USERNAME`, `REDIS_PASSWORD_FILE`, `REDIS_TLS_CA_FILE`: the issuer's Redis ACL user and
+   * password when not in `REDIS_URL`, the CA of a `rediss://` server (the core's
+   * `redisConnectionFromEnv`; the password is non-enumerable).
+   */
+  readonly redisConnection: RedisConnectionOptions;
   /** Prefix of every Redis key this service writes (revocation entries, rate-limit counters). */
   readonly redisPrefix: string;
   readonly jwt: {
@@ -62,6 +70,18 @@ export interface Config {
     readonly refreshPerAddressPerMin: number;
     readonly registerPerAddressPerMin: number;
   };
+  /**
+   * Admission control of password hashing (login, register, the password grant): see
+   * `hash-limiter.ts` and README "Logins under overload".
+   */
+  readonly passwordHashing: {
+    /** `PASSWORD_HASH_CONCURRENCY`: most scrypt checks running at once. */
+    readonly concurrency: number;
+    /** `PASSWORD_HASH_QUEUE_MAX`: most requests waiting for a slot; past it, 503 at once. */
+    readonly maxQueue: number;
+    /** `PASSWORD_HASH_QUEUE_TIMEOUT_MS`: longest wait for a slot, milliseconds; then 503. */
+    readonly queueTimeoutMs: number;
+  };
   readonly cleanupIntervalSec: number;
   /**
    * `REVOCATION_SYNC_INTERVAL_SEC`: period of the re-publication of the database's live
@@ -102,6 +122,9 @@ export const DEFAULTS = Object.freeze({
   LOGIN_USERNAME_RATE_LIMIT_PER_MIN: '10',
   REFRESH_RATE_LIMIT_PER_MIN: '60',
   REGISTER_RATE_LIMIT_PER_MIN: '10',
+  PASSWORD_HASH_CONCURRENCY: 'auto',
+  PASSWORD_HASH_QUEUE_MAX: 'auto',
+  PASSWORD_HASH_QUEUE_TIMEOUT_MS: '1000',
   CLEANUP_INTERVAL_SEC: '300',
   REVOCATION_SYNC_INTERVAL_SEC: '60',
   DEFAULT_CLIENT_ID: 'jwt-mesh',
@@ -118,6 +141,12 @@ const int = (min: number, max: number) =>
     .regex(/^\d+$/, 'expected a whole number')
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+/** A whole number in [min, max], or `auto` (returned as `null`, resolved after parsing). */
+const intOrAuto = (min: number, max: number) =>
+  z.union([z.string().trim().pipe(z.literal('auto')).transform(() => null), int(min, max)], {
+    error: () => `expected auto or a whole number from ${min} to ${max}`,
+  });
 
 const url = (protocols: string[]) =>
   z
@@ -171,6 +200,9 @@ const schema = z.object({
   LOGIN_USERNAME_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
   REFRESH_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
   REGISTER_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
+  PASSWORD_HASH_CONCURRENCY: intOrAuto(1, 1024),
+  PASSWORD_HASH_QUEUE_MAX: intOrAuto(0, 100_000),
+  PASSWORD_HASH_QUEUE_TIMEOUT_MS: int(1, 60_000),
   CLEANUP_INTERVAL_SEC: int(0, 86_400),
   REVOCATION_SYNC_INTERVAL_SEC: int(0, 86_400),
   DEFAULT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'expected 1-128 of A-Z a-z 0-9 . _ : -'),
@@ -190,6 +222,33 @@ const schema = z.object({
     message: 'expected fatal, error, warn, info, debug, trace or silent',
   }),
 });
+
+/** libuv's default threadpool size (https://docs.libuv.org/en/v1.x/threadpool.html). */
+const LIBUV_DEFAULT_THREADPOOL_SIZE = 4;
+
+/**
+ * The size of libuv's threadpool, where node:crypto runs scrypt and WebCrypto (jose) signs, read
+ * from `UV_THREADPOOL_SIZE` the way libuv reads it: unset 4, a number clamped to 1..1024.
+ */
+export function threadpoolSize(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const raw = env['UV_THREADPOOL_SIZE'];
+  if (raw === undefined || raw.trim() === '') return LIBUV_DEFAULT_THREADPOOL_SIZE;
+  const n = Number.parseInt(raw, 10);
+  return Math.min(1024, Math.max(1, Number.isFinite(n) ? n : 0));
+}
+
+/**
+ * Default `PASSWORD_HASH_CONCURRENCY` (`auto`): the CPUs this process may use, and one threadpool
+ * thread less than the pool, so that signing (WebCrypto, also on the threadpool) never waits
+ * behind a full pool of hashes: `max(1, min(availableParallelism, UV_THREADPOOL_SIZE - 1))`.
+ * 2 on a 2-core machine with the default pool of 4.
+ */
+export function defaultHashConcurrency(env: Readonly<Record<string, string | undefined>> = process.env, cpus = availableParallelism()): number {
+  return Math.max(1, Math.min(cpus, threadpoolSize(env) - 1));
+}
+
+/** Default `PASSWORD_HASH_QUEUE_MAX` (`auto`): this many waiting requests per running check. */
+export const HASH_QUEUE_PER_SLOT = 4;
 
 /** Raised for a bad configuration; the message names every offending variable. */
 export class ConfigError extends Error {
@@ -247,12 +306,20 @@ export function parseConfig(env: Env = process.env): Config {
     const lines = parsed.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? '?');
       const got = raw[variable];
-      const shown = variable === 'SIGNING_KEY_PRIVATE_JWK' || got === undefined ? '' : ` (got ${JSON.stringify(got.slice(0, 80))})`;
+      // Never echo a secret: a private key, or a URL that may carry a password.
+      const secret = variable === 'SIGNING_KEY_PRIVATE_JWK' || variable === 'REDIS_URL' || variable === 'DATABASE_URL';
+      const shown = secret || got === undefined ? '' : ` (got ${JSON.stringify(got.slice(0, 80))})`;
       return `${variable}: ${issue.message}${shown}`;
     });
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   const v = parsed.data;
+  let redisConnection: RedisConnectionOptions;
+  try {
+    redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: v.REDIS_URL });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 
   if (!v.JWT_ALGORITHMS.includes(v.SIGNING_KEY_ALG)) {
     throw new ConfigError(`SIGNING_KEY_ALG: ${v.SIGNING_KEY_ALG} is not in JWT_ALGORITHMS (${v.JWT_ALGORITHMS.join(',')})`);
@@ -271,6 +338,13 @@ export function parseConfig(env: Env = process.env): Config {
   if (v.REFRESH_TOKEN_TTL_SEC <= v.ACCESS_TOKEN_TTL_SEC) {
     throw new ConfigError('REFRESH_TOKEN_TTL_SEC: must be longer than ACCESS_TOKEN_TTL_SEC');
   }
+  const pool = threadpoolSize(env);
+  if (v.PASSWORD_HASH_CONCURRENCY !== null && v.PASSWORD_HASH_CONCURRENCY > pool) {
+    throw new ConfigError(
+      `PASSWORD_HASH_CONCURRENCY: must be at most UV_THREADPOOL_SIZE = ${pool} (got ${v.PASSWORD_HASH_CONCURRENCY}): hashes past the threadpool would wait in libuv's queue, unbounded and unshed, and delay token signing; raise UV_THREADPOOL_SIZE too`,
+    );
+  }
+  const hashConcurrency = v.PASSWORD_HASH_CONCURRENCY ?? defaultHashConcurrency(env);
   if (v.SIGNING_KEY_PRIVATE_JWK && v.SIGNING_KEY_FILE) {
     throw new ConfigError('SIGNING_KEY_PRIVATE_JWK and SIGNING_KEY_FILE: set at most one');
   }
@@ -285,6 +359,7 @@ export function parseConfig(env: Env = process.env): Config {
     databaseUrl: v.DATABASE_URL,
     databasePoolMax: v.DATABASE_POOL_MAX,
     redisUrl: v.REDIS_URL,
+    redisConnection,
     redisPrefix: v.REDIS_PREFIX,
     jwt: Object.freeze({
       issuer: v.JWT_ISSUER,
@@ -310,6 +385,11 @@ export function parseConfig(env: Env = process.env): Config {
       loginPerUsernamePerMin: v.LOGIN_USERNAME_RATE_LIMIT_PER_MIN,
       refreshPerAddressPerMin: v.REFRESH_RATE_LIMIT_PER_MIN,
       registerPerAddressPerMin: v.REGISTER_RATE_LIMIT_PER_MIN,
+    }),
+    passwordHashing: Object.freeze({
+      concurrency: hashConcurrency,
+      maxQueue: v.PASSWORD_HASH_QUEUE_MAX ?? HASH_QUEUE_PER_SLOT * hashConcurrency,
+      queueTimeoutMs: v.PASSWORD_HASH_QUEUE_TIMEOUT_MS,
     }),
     cleanupIntervalSec: v.CLEANUP_INTERVAL_SEC,
     revocationSyncIntervalSec: v.REVOCATION_SYNC_INTERVAL_SEC,

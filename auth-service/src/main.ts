@@ -5,7 +5,7 @@
  * close Prisma and Redis).
  */
 import { Redis } from 'ioredis';
-import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { createRedisRevocation, redisClientOptions } from '@jwt-mesh/core/redis';
 import { buildApp, createLogger } from './app.js';
 import { scheduleCleanup } from './cleanup.js';
 import { scheduleRevocationSync } from './revocation-sync.js';
@@ -30,10 +30,16 @@ async function main(): Promise<void> {
   const clock = systemClock;
   const metrics = createMetrics({ defaultMetrics: true });
   const prisma = createPrisma(config.databaseUrl, { poolMax: config.databasePoolMax });
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+  const redis = new Redis(config.redisUrl, {
+    ...redisClientOptions(config.redisUrl, config.redisConnection),
+    maxRetriesPerRequest: 2,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+  });
   redis.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'redis error'));
   const revocation = createRedisRevocation({
     redisUrl: config.redisUrl,
+    connection: config.redisConnection,
     prefix: config.redisPrefix,
     channel: `${config.redisPrefix}revocations`,
     cacheTtlMs: config.revocation.cacheTtlMs,

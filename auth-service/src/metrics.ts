@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client), one registry per app instance so tests can build many apps.
  * Exposed at GET /metrics in the text exposition format.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The metrics of one app. Label values are small fixed sets (route patterns, outcomes). */
 export interface Metrics {
@@ -21,6 +21,12 @@ export interface Metrics {
   readonly cleanupDeleted: Counter<'table'>;
   /** `auth_password_hash_duration_seconds` (scrypt time, login and register) */
   readonly passwordHashDuration: Histogram<never>;
+  /** `auth_password_hash_in_flight`: password checks holding a slot of the hash limiter now */
+  readonly passwordHashInFlight: Gauge<never>;
+  /** `auth_password_hash_queued`: requests waiting for a slot now */
+  readonly passwordHashQueued: Gauge<never>;
+  /** `auth_password_hash_shed_total{reason}`: answered 503 by the limiter; queue_full | wait_timeout */
+  readonly passwordHashShed: Counter<'reason'>;
 }
 
 /**
@@ -49,6 +55,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'auth_password_hash_duration_seconds',
       help: 'scrypt time per password hash or check',
       buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
+      registers,
+    }),
+    passwordHashInFlight: new Gauge({ name: 'auth_password_hash_in_flight', help: 'Password checks running (holding a hash-limiter slot)', registers }),
+    passwordHashQueued: new Gauge({ name: 'auth_password_hash_queued', help: 'Requests waiting for a hash-limiter slot', registers }),
+    passwordHashShed: new Counter({
+      name: 'auth_password_hash_shed_total',
+      help: 'Login/register requests answered 503 by the hash limiter, by reason',
+      labelNames: ['reason'],
       registers,
     }),
   };

@@ -1,10 +1,11 @@
 // Bad request bodies get 400 with an RFC 6749 §5.2-style error, never a 500; the database or
 // Redis unreachable (injected faults) gives 503 temporarily_unavailable with a clear description.
+import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { buildApp } from '../src/app.js';
 import { createPrisma } from '../src/db.js';
-import { createTestApp, registerAndLogin, TEST_SCRYPT, uniqueUsername } from './helpers.js';
+import { createTestApp, refresh, registerAndLogin, TEST_SCRYPT, uniqueUsername } from './helpers.js';
 
 const ta = await createTestApp(t, { label: 'bad' });
 const { app } = ta;
@@ -36,8 +37,11 @@ const cases: Case[] = [
   { name: 'token: no grant_type', url: '/auth/token', payload: {}, description: 'grant_type is required' },
   { name: 'token: grant_type a number', url: '/auth/token', payload: { grant_type: 1 }, description: /grant_type must be a string/ },
   { name: 'token: refresh without refresh_token', url: '/auth/token', payload: { grant_type: 'refresh_token' }, description: 'refresh_token is required' },
-  { name: 'token: huge refresh_token', url: '/auth/token', payload: { grant_type: 'refresh_token', refresh_token: long(5000) }, description: 'refresh_token must be at most 512 characters' },
   { name: 'token: refresh_token an array', url: '/auth/token', payload: { grant_type: 'refresh_token', refresh_token: ['a', 'b'] }, description: /refresh_token must be a string/ },
+  { name: 'token: refresh_token empty', url: '/auth/token', payload: { grant_type: 'refresh_token', refresh_token: '' }, description: 'refresh_token is required' },
+  { name: 'token: refresh_token a number', url: '/auth/token', payload: { grant_type: 'refresh_token', refresh_token: 12345 }, description: /refresh_token must be a string/ },
+  { name: 'token: refresh_token repeated (form)', url: '/auth/token', body: 'grant_type=refresh_token&refresh_token=a&refresh_token=b', type: 'application/x-www-form-urlencoded', description: 'refresh_token must be a string (given once)' },
+  { name: 'token: refresh body over the limit', url: '/auth/token', body: `grant_type=refresh_token&refresh_token=${long(20_000)}`, type: 'application/x-www-form-urlencoded', description: /larger than 16384 bytes/ },
   { name: 'revoke: token missing', url: '/auth/revoke', payload: { token_type_hint: 'access_token' }, description: 'token is required' },
   { name: 'revoke: token a boolean', url: '/auth/revoke', payload: { token: true }, description: /token must be a string/ },
   { name: 'revoke: huge token', url: '/auth/revoke', payload: { token: long(9000) }, description: 'token must be at most 8192 characters' },
@@ -60,6 +64,38 @@ t.test('bad bodies: 400 invalid_request naming the field, no-store, never a 500'
   const tooBig = cases.find((c) => c.name === 'register: huge password')!;
   const res = await app.inject({ method: 'POST', url: tooBig.url, payload: tooBig.payload as object });
   t.notOk(res.body.includes(long(100)), 'the value is never echoed');
+});
+
+t.test('refresh_token of any shape that is not a live refresh token: 400 invalid_grant (RFC 6749 §5.2)', async (t) => {
+  const user = await registerAndLogin(ta, 'shapes');
+  const live = user.tokens.refresh_token;
+  const shapes: Array<[string, string]> = [
+    ['a JWT (our own access token)', user.tokens.access_token],
+    ['a random string shaped like ours (43 base64url)', randomBytes(32).toString('base64url')],
+    ['a short random string', 'abc'],
+    ['one character', 'x'],
+    ['513 characters', long(513)],
+    ['an over-long value (10 000 characters)', long(10_000)],
+    ['non-ASCII', 'ü'.repeat(300)],
+    ['whitespace', '   '],
+    ['a NUL byte', '\u0000'],
+    ['a live token with a trailing space', `${live} `],
+    ['a live token, truncated', live.slice(0, -1)],
+  ];
+  for (const [what, value] of shapes) {
+    for (const [how, send] of [
+      ['JSON', () => app.inject({ method: 'POST', url: '/auth/token', payload: { grant_type: 'refresh_token', refresh_token: value } })],
+      ['form', () => refresh(ta, value)],
+    ] as const) {
+      const res = await send();
+      t.equal(res.statusCode, 400, `${what} (${how}): 400`);
+      t.same(res.json(), { error: 'invalid_grant', error_description: res.json().error_description }, `${what} (${how}): invalid_grant`);
+      t.equal(res.headers['cache-control'], 'no-store');
+      if (value.length > 20) t.notOk(res.body.includes(value.slice(0, 20)), `${what} (${how}): the value is never echoed`);
+    }
+  }
+  const ok = await refresh(ta, live);
+  t.equal(ok.statusCode, 200, 'and the live token, untouched by all this, still refreshes');
 });
 
 t.test('unknown route: 404 JSON', async (t) => {

@@ -1,6 +1,9 @@
 // Configuration: defaults, frozen, and a bad value names the variable.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
-import { ConfigError, DEFAULTS, parseConfig } from '../src/config.js';
+import { ConfigError, DEFAULTS, defaultHashConcurrency, parseConfig, threadpoolSize } from '../src/config.js';
 
 t.test('defaults', async (t) => {
   const c = parseConfig({});
@@ -50,7 +53,29 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ SIGNING_KEY_PRIVATE_JWK: '{"kty":"RSA","n":"x","e":"AQAB"}' }, /SIGNING_KEY_PRIVATE_JWK: expected a private JWK/],
   [{ SIGNING_KEY_FILE: '/nonexistent/key.pem' }, /SIGNING_KEY_FILE: cannot read \/nonexistent\/key.pem \(ENOENT\)/],
   [{ DEFAULT_USER_SCOPES: 'a "b"' }, /DEFAULT_USER_SCOPES: each scope must match/],
+  [{ PASSWORD_HASH_CONCURRENCY: '0' }, /PASSWORD_HASH_CONCURRENCY: must be at least 1 \(got "0"\)/],
+  [{ PASSWORD_HASH_CONCURRENCY: 'many' }, /PASSWORD_HASH_CONCURRENCY: expected auto or a whole number from 1 to 1024/],
+  [{ PASSWORD_HASH_CONCURRENCY: '5' }, /PASSWORD_HASH_CONCURRENCY: must be at most UV_THREADPOOL_SIZE = 4 \(got 5\)/],
+  [{ PASSWORD_HASH_QUEUE_MAX: '-1' }, /PASSWORD_HASH_QUEUE_MAX: expected auto or a whole number from 0 to 100000/],
+  [{ PASSWORD_HASH_QUEUE_TIMEOUT_MS: '0' }, /PASSWORD_HASH_QUEUE_TIMEOUT_MS: must be at least 1/],
+  [{ PASSWORD_HASH_QUEUE_TIMEOUT_MS: '1.5s' }, /PASSWORD_HASH_QUEUE_TIMEOUT_MS: expected a whole number/],
 ];
+
+t.test('password hashing: sized from the machine by default, explicit values win', async (t) => {
+  const c = parseConfig({});
+  t.equal(c.passwordHashing.concurrency, defaultHashConcurrency({}), 'auto');
+  t.equal(c.passwordHashing.maxQueue, 4 * c.passwordHashing.concurrency, 'auto: 4 waiting per slot');
+  t.equal(c.passwordHashing.queueTimeoutMs, 1000);
+  t.equal(defaultHashConcurrency({}, 2), 2, '2 cores, pool of 4: 2');
+  t.equal(defaultHashConcurrency({}, 16), 3, 'a pool of 4 leaves one thread for signing: 3');
+  t.equal(defaultHashConcurrency({ UV_THREADPOOL_SIZE: '1' }, 16), 1, 'never below 1');
+  t.equal(defaultHashConcurrency({ UV_THREADPOOL_SIZE: '17' }, 16), 16);
+  t.equal(threadpoolSize({ UV_THREADPOOL_SIZE: '5000' }), 1024, 'clamped as libuv does');
+  const set = parseConfig({ PASSWORD_HASH_CONCURRENCY: '6', UV_THREADPOOL_SIZE: '8', PASSWORD_HASH_QUEUE_MAX: '0', PASSWORD_HASH_QUEUE_TIMEOUT_MS: '250' });
+  t.same(set.passwordHashing, { concurrency: 6, maxQueue: 0, queueTimeoutMs: 250 });
+  t.equal(parseConfig({ PASSWORD_HASH_CONCURRENCY: '3' }).passwordHashing.maxQueue, 12, 'auto queue follows the set concurrency');
+  t.ok(Object.isFrozen(c.passwordHashing), 'frozen');
+});
 
 t.test('a bad value stops start-up naming the variable', async (t) => {
   for (const [env, message] of bad) {
@@ -65,4 +90,20 @@ t.test('a bad value stops start-up naming the variable', async (t) => {
     return null;
   })();
   t.match(two?.message, /PORT: .*; HOST: must not be empty/, 'every bad variable is named');
+});
+
+t.test('Redis credentials beside REDIS_URL: read for the issuer\'s ACL user, errors name the variable, no secret echoed', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwtmesh-auth-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'password');
+  writeFileSync(file, 'issuer-secret-pw\n');
+  const c = parseConfig({ REDIS_USERNAME: 'jwtmesh-issuer', REDIS_PASSWORD_FILE: file });
+  t.equal(c.redisConnection.username, 'jwtmesh-issuer');
+  t.equal(c.redisConnection.password, 'issuer-secret-pw');
+  t.notMatch(JSON.stringify(c), 'issuer-secret-pw', 'the password is not in the serialized config');
+  t.throws(() => parseConfig({ REDIS_USERNAME: 'jwtmesh-issuer' }), /REDIS_USERNAME: needs a password/);
+  t.throws(() => parseConfig({ REDIS_PASSWORD_FILE: join(dir, 'missing') }), /REDIS_PASSWORD_FILE: cannot read/);
+  const err = t.throws(() => parseConfig({ REDIS_URL: 'http://user:hunter2@redis:6379' })) as Error;
+  t.match(err.message, /REDIS_URL/);
+  t.notMatch(err.message, 'hunter2', 'a bad REDIS_URL is never echoed (it may carry a password)');
 });

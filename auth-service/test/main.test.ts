@@ -55,3 +55,10 @@ t.test('a bad variable stops start-up with exit 2 naming it', async (t) => {
   t.equal(await s.exited, 2);
   t.match(s.errors(), /auth-service: invalid configuration: ACCESS_TOKEN_TTL_SEC: expected a whole number/);
 });
+
+t.test('a bad hash-limiter knob stops start-up with exit 2 naming it', async (t) => {
+  const s = start({ PASSWORD_HASH_QUEUE_MAX: 'lots' });
+  s.listening.catch(() => undefined);
+  t.equal(await s.exited, 2);
+  t.match(s.errors(), /auth-service: invalid configuration: PASSWORD_HASH_QUEUE_MAX: expected auto or a whole number from 0 to 100000 \(got "lots"\)/);
+});

@@ -119,6 +119,7 @@ async function main(): Promise<void> {
   });
   const revocation = createRedisRevocation({
     redisUrl: v.redisUrl,
+    connection: v.redisConnection,
     prefix: config.revocationKeyPrefix,
     onUnavailable: v.revocationFailMode === 'open' ? 'allow' : 'deny',
     cacheTtlMs: v.revocationCacheTtlMs,

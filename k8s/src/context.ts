@@ -15,7 +15,7 @@ import { k8sToolPath, runTool } from './tools.js';
 /** Upstream images other than Envoy, pinned to exact tags. */
 export const UPSTREAM_IMAGES = ['postgres:17.5-alpine', 'redis:7.4.2-alpine'] as const;
 
-/** Connections whose URLs are in Secrets (DATABASE_URL, REDIS_URL), so no manifest shows them. */
+/** Connections the apps open that no Envoy config shows (DATABASE_URL in a Secret, REDIS_URL). */
 export const APP_CONNECTIONS: readonly AppConnection[] = [
   { from: 'auth', to: 'postgres', port: 5432 },
   { from: 'auth-migrate', to: 'postgres', port: 5432 },
@@ -26,6 +26,13 @@ export const APP_CONNECTIONS: readonly AppConnection[] = [
 export const EXCLUSIVE_ACCESS = {
   postgres: { port: 5432, clients: ['auth', 'auth-migrate'] },
   redis: { port: 6379, clients: ['auth', 'authz', 'orders', 'inventory', 'profile'] },
+} as const;
+
+/** The Redis ACL users' Secrets (k8s/create-secrets.sh): the issuer's only for auth. */
+export const REDIS_CREDENTIALS = {
+  issuerSecret: 'redis-issuer-credentials',
+  verifierSecret: 'redis-verifier-credentials',
+  issuers: ['auth'],
 } as const;
 
 /**
@@ -80,5 +87,6 @@ export async function repoContext(): Promise<CheckContext> {
     externalSecrets: scriptSecrets(),
     appConnections: APP_CONNECTIONS,
     exclusiveAccess: EXCLUSIVE_ACCESS,
+    redisCredentials: REDIS_CREDENTIALS,
   };
 }

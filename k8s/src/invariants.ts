@@ -30,6 +30,10 @@
  * - `network-policy`: a default-deny policy exists; every connection the mesh needs (each Envoy
  *   cluster, each JWKS_URL, the declared app connections) is allowed by egress and ingress rules;
  *   the datastores are reachable from exactly their declared clients.
+ * - `redis-credentials`: least privilege on Redis. Only the issuer's pods reference the issuer's
+ *   Redis credentials (its Secret, by env, envFrom or volume); every other Redis client (the
+ *   verifiers: authz-service and the services) references the verifiers' Secret instead, and a
+ *   Redis client's container sets no password in `REDIS_URL`'s literal value.
  */
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
@@ -57,7 +61,8 @@ export type RuleId =
   | 'ports'
   | 'images'
   | 'references'
-  | 'network-policy';
+  | 'network-policy'
+  | 'redis-credentials';
 
 export const RULES: readonly RuleId[] = [
   'probes',
@@ -69,6 +74,7 @@ export const RULES: readonly RuleId[] = [
   'images',
   'references',
   'network-policy',
+  'redis-credentials',
 ];
 
 /** One broken invariant. */
@@ -123,6 +129,12 @@ export interface CheckContext {
   appConnections: readonly AppConnection[];
   /** Datastores and the exact set of workloads allowed to reach them on `port`. */
   exclusiveAccess: Readonly<Record<string, { port: number; clients: readonly string[] }>>;
+  /**
+   * The Redis ACL users' Secrets: `issuerSecret` (the issuer's user, which writes the revocation
+   * store) may be referenced only by the `issuers` workloads; every other Redis client (from
+   * `appConnections`) must reference `verifierSecret` (the read-only user).
+   */
+  redisCredentials: { issuerSecret: string; verifierSecret: string; issuers: readonly string[] };
 }
 
 const NAME_LABEL = 'app.kubernetes.io/name';
@@ -583,6 +595,31 @@ export function checkImages(objects: readonly K8sObject[], ctx: Pick<CheckContex
   return out;
 }
 
+/** The Secrets and ConfigMaps a pod references: volumes (projected too), env and envFrom of every container. */
+function referencesOf(pod: PodTemplate): { secrets: Set<string>; configMaps: Set<string> } {
+  const secrets = new Set<string>();
+  const configMaps = new Set<string>();
+  for (const vol of pod.spec.volumes ?? []) {
+    if (vol.secret) secrets.add(vol.secret.secretName);
+    if (vol.configMap) configMaps.add(vol.configMap.name);
+    for (const s of vol.projected?.sources ?? []) {
+      if (s.secret) secrets.add(s.secret.name);
+      if (s.configMap) configMaps.add(s.configMap.name);
+    }
+  }
+  for (const { container } of containersOf(pod)) {
+    for (const e of container.env ?? []) {
+      if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
+      if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
+    }
+    for (const e of container.envFrom ?? []) {
+      if (e.secretRef) secrets.add(e.secretRef.name);
+      if (e.configMapRef) configMaps.add(e.configMapRef.name);
+    }
+  }
+  return { secrets, configMaps };
+}
+
 /** Rule `references`. */
 export function checkReferences(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'externalSecrets'>): Violation[] {
   const out: Violation[] = [];
@@ -593,26 +630,7 @@ export function checkReferences(objects: readonly K8sObject[], ctx: Pick<CheckCo
     const secretOk = (name: string) =>
       ctx.externalSecrets.includes(name) || issued.has(`${pod.namespace}/${name}`) || findObject(objects, 'Secret', name, pod.namespace) !== undefined;
     const configMapOk = (name: string) => findObject(objects, 'ConfigMap', name, pod.namespace) !== undefined;
-    const secrets = new Set<string>();
-    const configMaps = new Set<string>();
-    for (const vol of pod.spec.volumes ?? []) {
-      if (vol.secret) secrets.add(vol.secret.secretName);
-      if (vol.configMap) configMaps.add(vol.configMap.name);
-      for (const s of vol.projected?.sources ?? []) {
-        if (s.secret) secrets.add(s.secret.name);
-        if (s.configMap) configMaps.add(s.configMap.name);
-      }
-    }
-    for (const { container } of containersOf(pod)) {
-      for (const e of container.env ?? []) {
-        if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
-        if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
-      }
-      for (const e of container.envFrom ?? []) {
-        if (e.secretRef) secrets.add(e.secretRef.name);
-        if (e.configMapRef) configMaps.add(e.configMapRef.name);
-      }
-    }
+    const { secrets, configMaps } = referencesOf(pod);
     for (const s of secrets) {
       if (!secretOk(s)) out.push(v('references', pod, `Secret ${s} is neither in the manifests, nor created by k8s/create-secrets.sh, nor issued by a Certificate`));
     }
@@ -809,6 +827,36 @@ export function checkNetworkPolicies(objects: readonly K8sObject[], ctx: Pick<Ch
   return out;
 }
 
+/** Rule `redis-credentials` (see the module comment). */
+export function checkRedisCredentials(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'redisCredentials' | 'appConnections'>): Violation[] {
+  const out: Violation[] = [];
+  const { issuerSecret, verifierSecret, issuers } = ctx.redisCredentials;
+  const clients = new Set(ctx.appConnections.filter((c) => c.to === 'redis').map((c) => c.from));
+  for (const pod of podTemplates(objects)) {
+    const name = nameOf(pod) ?? '';
+    const { secrets } = referencesOf(pod);
+    const issuer = issuers.includes(name);
+    if (!issuer && secrets.has(issuerSecret)) {
+      out.push(v('redis-credentials', pod, `references the issuer's Redis credentials (Secret ${issuerSecret}), which may write the revocation store; only ${issuers.join(', ')} may`));
+    }
+    if (!clients.has(name)) continue;
+    const own = issuer ? issuerSecret : verifierSecret;
+    if (!secrets.has(own)) out.push(v('redis-credentials', pod, `a Redis client without its own Redis user: it references no Secret ${own}`));
+    for (const { container } of containersOf(pod)) {
+      const url = container.env?.find((e) => e.name === 'REDIS_URL')?.value;
+      if (url === undefined) continue;
+      let password = '';
+      try {
+        password = new URL(url).password;
+      } catch {
+        // not a URL: the app's own configuration check reports it
+      }
+      if (password !== '') out.push(v('redis-credentials', pod, 'REDIS_URL carries a password in the manifest; use the Secret', container.name));
+    }
+  }
+  return out;
+}
+
 /** Every rule over the objects; violations sorted by rule, then object. */
 export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext): Violation[] {
   return [
@@ -821,5 +869,6 @@ export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext
     ...checkImages(objects, ctx),
     ...checkReferences(objects, ctx),
     ...checkNetworkPolicies(objects, ctx),
+    ...checkRedisCredentials(objects, ctx),
   ];
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { REDIS_ACL_USERS, redisAclFile, redisAclRules } from '@jwt-mesh/core/redis';
 import { createDevCerts } from '@jwt-mesh/envoy/certs';
 import { scriptSecrets } from '../src/context.js';
 import { checkReferences } from '../src/invariants.js';
@@ -61,14 +62,33 @@ t.test('mesh-<workload>: kubernetes.io/tls with tls.crt, tls.key, ca.crt; the SP
 
 t.test('credentials: random passwords, URLs pointing at the in-cluster Services', async (t) => {
   const [a, b] = [await dryRun('--credentials-only'), await dryRun('--credentials-only')];
-  t.same(a.map((s) => s.metadata.name).sort(), ['postgres-credentials', 'redis-credentials']);
+  t.same(a.map((s) => s.metadata.name).sort(), ['postgres-credentials', 'redis-acl', 'redis-issuer-credentials', 'redis-verifier-credentials']);
   const pg = a.find((s) => s.metadata.name === 'postgres-credentials') as K8sObject;
   const password = decode(pg, 'password');
   t.match(password, /^[0-9a-f]{48}$/);
   t.equal(decode(pg, 'database-url'), `postgresql://jwt_mesh:${password}@postgres.jwt-mesh.svc.cluster.local:5432/jwt_mesh`);
-  const redis = a.find((s) => s.metadata.name === 'redis-credentials') as K8sObject;
-  t.equal(decode(redis, 'url'), `redis://:${decode(redis, 'password')}@redis.jwt-mesh.svc.cluster.local:6379/0`);
   t.not(decode(b.find((s) => s.metadata.name === 'postgres-credentials') as K8sObject, 'password'), password, 'a new password per run');
+});
+
+t.test('Redis: one Secret per ACL user, and the server\'s ACL file with the core\'s least-privilege rules', async (t) => {
+  const secrets = await dryRun('--credentials-only');
+  const get = (name: string) => secrets.find((s) => s.metadata.name === name) as K8sObject;
+  const issuer = { username: decode(get('redis-issuer-credentials'), 'username'), password: decode(get('redis-issuer-credentials'), 'password') };
+  const verifier = { username: decode(get('redis-verifier-credentials'), 'username'), password: decode(get('redis-verifier-credentials'), 'password') };
+  t.same([issuer.username, verifier.username], [REDIS_ACL_USERS.issuer, REDIS_ACL_USERS.verifier]);
+  t.match(issuer.password, /^[0-9a-f]{48}$/);
+  t.match(verifier.password, /^[0-9a-f]{48}$/);
+  t.not(issuer.password, verifier.password);
+  const rules = redisAclRules('jwtmesh:');
+  t.equal(
+    decode(get('redis-acl'), 'users.acl'),
+    redisAclFile([
+      { name: issuer.username, password: issuer.password, rules: rules.issuer },
+      { name: verifier.username, password: verifier.password, rules: rules.verifier },
+    ]).trimEnd(),
+    'exactly the ACL file the core writes: default user off, the same rules, SHA-256 passwords',
+  );
+  t.notMatch(decode(get('redis-acl'), 'users.acl'), issuer.password, 'no password in the server\'s Secret');
 });
 
 t.test('the manifests plus these Secrets leave no Secret or ConfigMap reference unresolved', async (t) => {

@@ -14,6 +14,7 @@ import {
   checkNetworkPolicies,
   checkPorts,
   checkProbes,
+  checkRedisCredentials,
   checkReferences,
   checkResources,
   checkSecurityContext,
@@ -41,7 +42,7 @@ t.test('the kind, minikube and cert-manager overlays hold every invariant', asyn
     const violations = checkInvariants(await overlayObjects(overlay), ctx);
     t.same(messages(violations), [], overlay);
   }
-  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'network-policy', 'ports', 'probes', 'references', 'resources', 'security-context', 'sidecar']);
+  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'network-policy', 'ports', 'probes', 'redis-credentials', 'references', 'resources', 'security-context', 'sidecar']);
 });
 
 t.test('probes: a missing readiness or liveness probe is reported; Jobs are exempt', async (t) => {
@@ -261,7 +262,9 @@ t.test('references: Secrets and ConfigMaps nobody creates', async (t) => {
   // Without create-secrets.sh, the base's Secrets are all missing; with cert-manager, the mesh ones are issued.
   const none = checkReferences(await overlayObjects(), { externalSecrets: [] }).map((x) => x.message);
   t.ok(none.some((m) => /Secret mesh-orders/.test(m)));
-  const cm = checkReferences(await overlayObjects('kind-cert-manager'), { externalSecrets: ['postgres-credentials', 'redis-credentials'] });
+  const cm = checkReferences(await overlayObjects('kind-cert-manager'), {
+    externalSecrets: ['postgres-credentials', 'redis-acl', 'redis-issuer-credentials', 'redis-verifier-credentials'],
+  });
   t.same(messages(cm), [], 'the cert-manager overlay issues every mesh-* Secret');
 });
 
@@ -321,4 +324,33 @@ t.test('network-policy: what the mesh needs is allowed, the datastores are reach
     t.notOk(connectionAllowed(objects, pod('authz'), pod('redis'), 6380), 'authz -> redis on another port');
     t.notOk(connectionAllowed(objects, pod('profile'), pod('orders'), 8443), 'profile -> orders: no call goes back up the chain');
   }
+});
+
+t.test('redis-credentials: no verifier gets the issuer\'s Redis credentials; every Redis client has its own user', async (t) => {
+  {
+    const objects = await overlayObjects();
+    podSpec(find(objects, 'Deployment', 'orders')).volumes?.push({ name: 'stolen', secret: { secretName: 'redis-issuer-credentials' } });
+    reports(t, checkRedisCredentials(objects, ctx), 'redis-credentials', /Deployment\/orders: references the issuer's Redis credentials \(Secret redis-issuer-credentials\), which may write the revocation store; only auth may/);
+  }
+  {
+    const objects = await overlayObjects();
+    const app = container(find(objects, 'Deployment', 'authz'), 'authz');
+    for (const e of app.env ?? []) if (e.valueFrom?.secretKeyRef?.name === 'redis-verifier-credentials') e.valueFrom.secretKeyRef.name = 'redis-issuer-credentials';
+    reports(t, checkRedisCredentials(objects, ctx), 'redis-credentials', /Deployment\/authz: references the issuer's Redis credentials/);
+  }
+  {
+    const objects = await overlayObjects();
+    const spec = podSpec(find(objects, 'Deployment', 'profile'));
+    spec.volumes = spec.volumes?.filter((v) => v.secret?.secretName !== 'redis-verifier-credentials');
+    const app = container(find(objects, 'Deployment', 'profile'), 'app');
+    app.env = app.env?.filter((e) => e.valueFrom?.secretKeyRef?.name !== 'redis-verifier-credentials');
+    reports(t, checkRedisCredentials(objects, ctx), 'redis-credentials', /Deployment\/profile: a Redis client without its own Redis user: it references no Secret redis-verifier-credentials/);
+  }
+  {
+    const objects = await overlayObjects();
+    const app = container(find(objects, 'Deployment', 'inventory'), 'app');
+    for (const e of app.env ?? []) if (e.name === 'REDIS_URL') e.value = 'redis://:hunter2@redis:6379/0';
+    reports(t, checkRedisCredentials(objects, ctx), 'redis-credentials', /Deployment\/inventory \[app\]: REDIS_URL carries a password in the manifest/);
+  }
+  t.same(messages(checkRedisCredentials(await overlayObjects(), ctx)), [], 'the real overlay holds it');
 });

@@ -7,11 +7,14 @@
  *   k6 run -e BASE_RATE=50 -e SPIKE_RATE=500 loadtest/k6/spike.ts
  *
  * Variables: BASE_URL, USERS / USERS_FILE, BASE_RATE (100/s), SPIKE_RATE (2000/s), WARM (1m),
- * SPIKE_RAMP (10s), SPIKE_HOLD (1m), RECOVER (1m), PRE_VUS (200: also the setup pool size, up to
- * 50), MAX_VUS (5000), REFRESH_MARGIN_SEC (60), P99_MS (200), ABORT_ON_FAIL (false).
+ * SPIKE_RAMP (10s), SPIKE_HOLD (1m), RECOVER (1m), PRE_VUS (200),
+ * TOKEN_POOL (min(PRE_VUS, 50): sessions logged in by setup(); a VU beyond the pool logs in
+ * itself, round-robin over the users), MAX_VUS (5000), REFRESH_MARGIN_SEC (60), P99_MS (200),
+ * LOGIN_P99_MS (1500), REFRESH_P99_MS (1000), MAX_FAILED_RATE (0.001), AUTH_RETRIES (5),
+ * ABORT_ON_FAIL (false), ALLOW_HOST.
  */
 import type { Options } from 'k6/options';
-import { SUMMARY_TREND_STATS, baseUrl, envDuration, envNumber, loadUsers, thresholds } from './lib/config.ts';
+import { SUMMARY_TREND_STATS, baseUrl, envDuration, envInt, envNumber, loadUsers, thresholds } from './lib/config.ts';
 import { loginPool, type SetupData } from './lib/session.ts';
 import { refreshMarginSec, userIteration } from './lib/user.ts';
 
@@ -19,8 +22,9 @@ const BASE_URL = baseUrl();
 const USERS = loadUsers();
 const BASE_RATE = envNumber('BASE_RATE', 100, 1, 1_000_000);
 const SPIKE_RATE = envNumber('SPIKE_RATE', 2000, 1, 1_000_000);
-const PRE_VUS = envNumber('PRE_VUS', 200, 1, 1_000_000);
-const MAX_VUS = envNumber('MAX_VUS', 5000, PRE_VUS, 1_000_000);
+const PRE_VUS = envInt('PRE_VUS', 200, 1, 100_000);
+const MAX_VUS = envInt('MAX_VUS', 5000, PRE_VUS, 100_000);
+const ITERATION = { baseUrl: BASE_URL, users: USERS, refreshMarginSec: refreshMarginSec(), think: null };
 const SPIKE_RAMP = envDuration('SPIKE_RAMP', '10s');
 
 export const options: Options = {
@@ -46,9 +50,9 @@ export const options: Options = {
 };
 
 export function setup(): SetupData {
-  return loginPool(BASE_URL, USERS, envNumber('TOKEN_POOL', Math.min(PRE_VUS, 50), 1, PRE_VUS));
+  return loginPool(BASE_URL, USERS, envInt('TOKEN_POOL', Math.min(PRE_VUS, 50), 1, PRE_VUS));
 }
 
 export default function (data: SetupData): void {
-  userIteration(data, { baseUrl: BASE_URL, users: USERS, refreshMarginSec: refreshMarginSec(), think: null });
+  userIteration(data, ITERATION);
 }

@@ -1,7 +1,8 @@
 /**
  * The k6 scripts are type-checked against @types/k6 with their own tsconfig (k6 runtime: no Node
- * types, `.ts` import suffixes). k6 itself is not installed here; this is what keeps the scripts
- * honest. The second test proves the check bites: a copy with one wrong call must fail.
+ * types, `.ts` import suffixes): k6 runs TypeScript by stripping the types, so a wrong call would
+ * only show at run time, in the branch that makes it. The second test proves the check bites: a
+ * copy with one wrong call must fail. (k6-smoke.test.ts and k6-config.test.ts run the real k6.)
  */
 import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -148,3 +148,31 @@ export function chainProblem(body: unknown): string | null {
   }
   return null;
 }
+
+/** A loopback host as k6 sees it in a URL: 127.0.0.0/8, `[::1]`, or `localhost`. */
+const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost)$/i;
+
+/**
+ * Checks a load target (`BASE_URL`): an `http(s)://host[:port]` URL without a path, whose host is
+ * loopback, or exactly `allowHost` (the one non-loopback host the user named on purpose, e.g. the
+ * edge Service inside a Kubernetes cluster for a distributed run). k6 cannot resolve names before
+ * it sends, so a name other than `localhost` counts as not loopback.
+ * @returns a message naming `BASE_URL` and what is wrong, or null when the target is allowed.
+ */
+export function targetProblem(url: string, allowHost = ''): string | null {
+  const m = /^https?:\/\/(\[[^\]]+\]|[^/:]+)(:\d{1,5})?$/.exec(url);
+  if (!m) return `BASE_URL: "${url}" must be http(s)://host[:port] with no path`;
+  const host = m[1] as string;
+  if (LOOPBACK_HOST.test(host) || (allowHost !== '' && host.toLowerCase() === allowHost.toLowerCase())) return null;
+  return `BASE_URL: refusing ${url}: ${host} is not loopback (127.0.0.0/8, [::1], localhost); load goes to this machine only, unless ALLOW_HOST names that exact host`;
+}
+
+/**
+ * Seconds to wait before retrying an answer 429 or 503 (RFC 9110 §10.2.3 `Retry-After`, in its
+ * delay-seconds form; an HTTP-date or anything else counts as 1 s), bounded to 1..60, plus up to
+ * `jitter` (a draw in [0, 1)) of a second so that shed clients do not come back in lockstep.
+ */
+export function retryAfterSec(header: string | undefined, jitter: number): number {
+  const v = header !== undefined && /^\d+$/.test(header.trim()) ? Number(header.trim()) : 1;
+  return Math.min(Math.max(v, 1), 60) + Math.min(Math.max(jitter, 0), 0.999);
+}

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { SUPPORTED_ALGORITHMS, type JwsAlgorithm } from './algorithms.js';
+import { redisConnectionFromEnv, type RedisConnectionOptions } from './redis-connection.js';
 
 /** The shared verifier settings. Durations carry their unit in the name. */
 export interface VerifierConfig {
@@ -25,6 +26,12 @@ export interface VerifierConfig {
   readonly jwksUrl: string;
   /** `REDIS_URL`: revocation store. Default `redis://127.0.0.1:6379/0`. */
   readonly redisUrl: string;
+  /**
+   * `REDIS_USERNAME`, `REDIS_PASSWORD_FILE`, `REDIS_TLS_CA_FILE` (no defaults): the Redis ACL
+   * user and password when they are not in `REDIS_URL`, and the CA of a `rediss://` server
+   * (see `redisConnectionFromEnv`). The password is a non-enumerable property.
+   */
+  readonly redisConnection: RedisConnectionOptions;
   /**
    * `REDIS_PREFIX`: prefix of every Redis key and of the revocation channel (`<prefix>rv:jti:<jti>`,
    * `<prefix>revocations`), 1-64 characters of `A-Z a-z 0-9 : . _ -`. Must be the same in the issuer
@@ -102,7 +109,8 @@ const schema = z.object({
  *
  * @param env - the environment, default `process.env`; read once
  * @returns a frozen {@link VerifierConfig}
- * @throws Error naming every bad variable, e.g. `JWT_CLOCK_TOLERANCE_SEC: must be a whole number`
+ * @throws Error naming every bad variable, e.g. `JWT_CLOCK_TOLERANCE_SEC: must be a whole number`,
+ *   or the first bad Redis credential variable (`REDIS_PASSWORD_FILE: cannot read ...`)
  */
 export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): VerifierConfig {
   const input: Record<string, string> = {};
@@ -121,6 +129,12 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
     throw new Error(`invalid configuration: ${lines.join('; ')}`);
   }
   const d = res.data;
+  let redisConnection: RedisConnectionOptions;
+  try {
+    redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: d.REDIS_URL });
+  } catch (err) {
+    throw new Error(`invalid configuration: ${(err as Error).message}`);
+  }
   return Object.freeze({
     issuer: d.JWT_ISSUER,
     audience: d.JWT_AUDIENCE,
@@ -130,6 +144,7 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
     maxTokenBytes: d.JWT_MAX_TOKEN_BYTES,
     jwksUrl: d.JWKS_URL,
     redisUrl: d.REDIS_URL,
+    redisConnection,
     redisPrefix: d.REDIS_PREFIX,
     revocationFailMode: d.REVOCATION_FAIL_MODE,
     revocationCacheTtlMs: d.REVOCATION_CACHE_TTL_MS,

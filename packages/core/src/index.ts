@@ -13,4 +13,5 @@ export * from './policy.js';
 export * from './authenticate.js';
 export * from './revocation/memory.js';
 export * from './config.js';
+export * from './redis-connection.js';
 export * from './identity-headers.js';

@@ -12,6 +12,7 @@ t.test('defaults', async (t) => {
     maxTokenBytes: 8192,
     jwksUrl: 'http://localhost:4000/.well-known/jwks.json',
     redisUrl: 'redis://127.0.0.1:6379/0',
+    redisConnection: {},
     redisPrefix: 'jwtmesh:',
     revocationFailMode: 'closed',
     revocationCacheTtlMs: 1000,

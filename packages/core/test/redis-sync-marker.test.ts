@@ -1,41 +1,20 @@
 // The sync marker (`<prefix>rv:synced`): verifiers trust a Redis server only after the issuer's
 // re-sync has run on that very server. Against the machine's Redis for the marker logic, and
-// against a `redis-server` of this test's own (free port, its own folder) for the restarts,
-// so the machine's Redis is never stopped.
-import { spawn, type ChildProcess } from 'node:child_process';
+// against a `redis-server` of this test's own (free port, its own folder) for the restarts and
+// failovers, so the machine's Redis is never stopped; those servers have the least-privilege ACL
+// users, and the issuer and the verifiers connect as them.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { AuthError } from '../src/errors.js';
-import { createRedisRevocation, RedisServerChangedError, type RedisRevocation, type RedisRevocationOptions } from '../src/revocation/redis.js';
+import { startRedisServer } from '@jwt-mesh/testkit';
+import { createRedisRevocation, REDIS_ACL_USERS, redisAclFile, redisAclRules, RedisServerChangedError } from '../src/revocation/redis.js';
+import { nowSec, outcome, store, tok } from './redis-helpers.js';
 
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0';
 const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
 t.teardown(() => admin.quit());
-
-const nowSec = () => Math.floor(Date.now() / 1000);
-const tok = () => ({ jti: `j-${randomUUID()}`, sid: `s-${randomUUID()}`, sub: `u-${randomUUID()}`, iat: nowSec() });
-
-function store(t: { teardown(fn: () => unknown): void }, opts: RedisRevocationOptions): RedisRevocation {
-  const s = createRedisRevocation(opts);
-  t.teardown(() => s.close());
-  return s;
-}
-
-/** What `check` gave: its result, or the AuthError code. */
-async function outcome(p: Promise<unknown>): Promise<string> {
-  try {
-    return String(await p);
-  } catch (err) {
-    if (!(err instanceof AuthError)) throw err;
-    return err.code;
-  }
-}
 
 /** `<run_id>:<master_replid>` of a master, as the store computes it. */
 async function identityOf(r: Redis): Promise<string> {
@@ -43,10 +22,6 @@ async function identityOf(r: Redis): Promise<string> {
   return `${/run_id:([0-9a-f]+)/.exec(info)?.[1] ?? ''}:${/master_replid:([0-9a-f]+)/.exec(info)?.[1] ?? ''}`;
 }
 
-/**
- * A `redis-server` of our own on a free loopback port, no automatic snapshots; `restart` is a
- * SIGKILL and a start on the same port and folder (a `SAVE` made before is loaded again).
- */
 /** A client for direct checks; its reconnect errors after a server is killed are expected. */
 function client(url: string): Redis {
   const r = new Redis(url, { maxRetriesPerRequest: 1 });
@@ -54,46 +29,33 @@ function client(url: string): Redis {
   return r;
 }
 
+/**
+ * The ACL users of our own servers: the issuer's and the verifiers' least-privilege users (the
+ * stores connect as them, as in production), and an admin for the test's own moves (SAVE,
+ * FLUSHALL, REPLICAOF, CONFIG) and for replication between our servers.
+ */
+const PASSWORDS = { issuer: randomUUID(), verifier: randomUUID(), admin: randomUUID() };
+const ACL_RULES = redisAclRules('jwtmesh:');
+const ACL_FILE = redisAclFile([
+  { name: REDIS_ACL_USERS.issuer, password: PASSWORDS.issuer, rules: ACL_RULES.issuer },
+  { name: REDIS_ACL_USERS.verifier, password: PASSWORDS.verifier, rules: ACL_RULES.verifier },
+  { name: 'test-admin', password: PASSWORDS.admin, rules: ['~*', '&*', '+@all'] },
+]);
+const ISSUER = { username: REDIS_ACL_USERS.issuer, password: PASSWORDS.issuer };
+const VERIFIER = { username: REDIS_ACL_USERS.verifier, password: PASSWORDS.verifier };
+
+/**
+ * A `redis-server` of our own (testkit) with those ACL users, no automatic snapshots, no delay
+ * before a replica's first full sync; `restart` is a SIGKILL and a start on the same port and
+ * folder (a `SAVE` made before is loaded again). `url` has no credentials (the stores pass
+ * theirs), `adminUrl` the admin's.
+ */
 async function ownRedis(t: { teardown(fn: () => unknown): void }) {
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  const dir = mkdtempSync(join(tmpdir(), 'jwtmesh-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--dbfilename', 'dump.rdb', '--repl-diskless-sync-delay', '0'];
-  let proc: ChildProcess | null = null;
-  const url = `redis://127.0.0.1:${port}/0`;
-  const start = async () => {
-    proc = spawn('redis-server', args, { stdio: 'ignore' });
-    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    c.on('error', () => undefined); // refused until the server listens: expected while waiting
-    for (let i = 0; i < 200; i++) {
-      try {
-        await c.connect();
-        await c.ping();
-        c.disconnect();
-        return;
-      } catch {
-        c.disconnect();
-        await sleep(25);
-      }
-    }
-    throw new Error(`redis-server on ${port} did not start`);
-  };
-  const stop = async () => {
-    const p = proc;
-    if (p === null || p.exitCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL'); // a crash: nothing is saved on the way out
-    await exited;
-    proc = null;
-  };
-  await start();
-  t.teardown(async () => {
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
+  const server = await startRedisServer(t, {
+    aclFile: ACL_FILE,
+    args: ['--repl-diskless-sync-delay', '0', '--masteruser', 'test-admin', '--masterauth', PASSWORDS.admin],
   });
-  return { url, start, stop, restart: async () => (await stop(), await start()) };
+  return { ...server, adminUrl: `redis://test-admin:${PASSWORDS.admin}@127.0.0.1:${server.port}/0` };
 }
 
 t.test('by default a Redis without the sync marker is not trusted (fail closed)', async (t) => {
@@ -143,8 +105,8 @@ t.test('a marker that names another server is not trusted; a failed publishAll w
 t.test('Redis restarted empty: a token revoked before is not accepted before the re-sync', async (t) => {
   const redis = await ownRedis(t);
   const prefix = 'jwtmesh:';
-  const verifier = store(t, { redisUrl: redis.url, prefix, cacheTtlMs: 60_000 });
-  const issuer = store(t, { redisUrl: redis.url, prefix });
+  const verifier = store(t, { redisUrl: redis.url, connection: VERIFIER, prefix, cacheTtlMs: 60_000 });
+  const issuer = store(t, { redisUrl: redis.url, connection: ISSUER, prefix });
   await Promise.all([verifier.ready(), issuer.ready()]);
   const revoked = tok();
   const publishAll = async () => issuer.revoke({ kind: 'jti', id: revoked.jti }, nowSec() + 300); // the database's one row
@@ -164,11 +126,11 @@ t.test('Redis restarted empty: a token revoked before is not accepted before the
 
 t.test('Redis restarted from an older snapshot: the restored marker is not trusted', async (t) => {
   const redis = await ownRedis(t);
-  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
-  const issuer = store(t, { redisUrl: redis.url });
+  const verifier = store(t, { redisUrl: redis.url, connection: VERIFIER, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url, connection: ISSUER });
   await Promise.all([verifier.ready(), issuer.ready()]);
   await issuer.resync(async () => undefined);
-  const direct = client(redis.url);
+  const direct = client(redis.adminUrl);
   t.teardown(() => direct.disconnect());
   await direct.save(); // the snapshot holds the marker
   const late = tok();
@@ -178,7 +140,7 @@ t.test('Redis restarted from an older snapshot: the restored marker is not trust
   direct.disconnect();
   await redis.restart(); // loads dump.rdb: the marker is back, the late revocation is not
   await verifier.ready(10_000);
-  const reread = client(redis.url);
+  const reread = client(redis.adminUrl);
   t.teardown(() => reread.disconnect());
   t.not(await reread.get('jwtmesh:rv:synced'), null, 'the snapshot restored the old marker');
   t.equal(await reread.exists(`jwtmesh:rv:jti:${late.jti}`), 0, 'the revocation made after the snapshot is lost');
@@ -187,8 +149,8 @@ t.test('Redis restarted from an older snapshot: the restored marker is not trust
 
 t.test('resync refuses to write the marker when the server restarted while it ran', async (t) => {
   const redis = await ownRedis(t);
-  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
-  const issuer = store(t, { redisUrl: redis.url });
+  const verifier = store(t, { redisUrl: redis.url, connection: VERIFIER, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url, connection: ISSUER });
   await Promise.all([verifier.ready(), issuer.ready()]);
   const err = await issuer
     .resync(async () => {
@@ -208,11 +170,11 @@ t.test('resync refuses to write the marker when the server restarted while it ra
 
 t.test('a FLUSHALL during the re-sync: the marker is not written', async (t) => {
   const redis = await ownRedis(t);
-  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
-  const issuer = store(t, { redisUrl: redis.url });
+  const verifier = store(t, { redisUrl: redis.url, connection: VERIFIER, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url, connection: ISSUER });
   await Promise.all([verifier.ready(), issuer.ready()]);
   const early = tok();
-  const direct = client(redis.url);
+  const direct = client(redis.adminUrl);
   t.teardown(() => direct.disconnect());
   const err = await issuer
     .resync(async () => {
@@ -232,13 +194,13 @@ t.test('a FLUSHALL during the re-sync: the marker is not written', async (t) => 
 t.test('a replica promoted to master is not trusted with the marker it replicated; a replica never', async (t) => {
   const a = await ownRedis(t);
   const b = await ownRedis(t);
-  const ra = client(a.url);
-  const rb = client(b.url);
+  const ra = client(a.adminUrl);
+  const rb = client(b.adminUrl);
   t.teardown(() => {
     ra.disconnect();
     rb.disconnect();
   });
-  const issuer = store(t, { redisUrl: a.url });
+  const issuer = store(t, { redisUrl: a.url, connection: ISSUER });
   await issuer.ready();
   await issuer.resync(async () => undefined);
   await rb.replicaof('127.0.0.1', String(new URL(a.url).port));
@@ -246,14 +208,14 @@ t.test('a replica promoted to master is not trusted with the marker it replicate
   for (let i = 0; i < 1200 && (await rb.get('jwtmesh:rv:synced')) === null; i++) await sleep(25);
   t.equal(await rb.get('jwtmesh:rv:synced'), await ra.get('jwtmesh:rv:synced'), 'the replica holds the master\'s marker');
 
-  const onReplica = store(t, { redisUrl: b.url, cacheTtlMs: 0 });
+  const onReplica = store(t, { redisUrl: b.url, connection: VERIFIER, cacheTtlMs: 0 });
   await t.rejects(onReplica.ready(1_500), /not ready/, 'a store on a replica never becomes ready');
   t.equal(await outcome(onReplica.check(tok())), 'revocation_unavailable', 'and answers 503: revocations are read on the master');
 
   await rb.replicaof('NO', 'ONE'); // failover: b is master now, with a new master_replid
   await onReplica.ready(5_000);
   t.equal(await outcome(onReplica.check(tok())), 'revocation_unavailable', 'the promoted replica is not trusted with the replicated marker');
-  const issuerB = store(t, { redisUrl: b.url });
+  const issuerB = store(t, { redisUrl: b.url, connection: ISSUER });
   await issuerB.ready();
   await issuerB.resync(async () => undefined);
   t.equal(await outcome(onReplica.check(tok())), 'null', 'until the re-sync ran on it');
@@ -305,16 +267,16 @@ t.test('a failover behind a stable address that drops no connection: both sides 
   const b = await ownRedis(t);
   const portA = Number(new URL(a.url).port);
   const portB = Number(new URL(b.url).port);
-  const ra = client(a.url);
-  const rb = client(b.url);
+  const ra = client(a.adminUrl);
+  const rb = client(b.adminUrl);
   t.teardown(() => {
     ra.disconnect();
     rb.disconnect();
   });
   await rb.replicaof('127.0.0.1', String(portA));
   const vip = await stableAddress(t, portA);
-  const verifier = store(t, { redisUrl: vip.url, cacheTtlMs: 0 });
-  const issuer = store(t, { redisUrl: vip.url });
+  const verifier = store(t, { redisUrl: vip.url, connection: VERIFIER, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: vip.url, connection: ISSUER });
   await Promise.all([verifier.ready(), issuer.ready()]);
   await issuer.resync(async () => undefined);
   t.equal(await outcome(verifier.check(tok())), 'null', 'answered on A');
@@ -351,10 +313,10 @@ t.test('a failover behind a stable address that drops no connection: both sides 
 
 t.test('a revocation Redis refuses (OOM under noeviction) removes the marker: verifiers fail closed', async (t) => {
   const redis = await ownRedis(t);
-  const direct = client(redis.url);
+  const direct = client(redis.adminUrl);
   t.teardown(() => direct.disconnect());
-  const verifier = store(t, { redisUrl: redis.url, cacheTtlMs: 0 });
-  const issuer = store(t, { redisUrl: redis.url });
+  const verifier = store(t, { redisUrl: redis.url, connection: VERIFIER, cacheTtlMs: 0 });
+  const issuer = store(t, { redisUrl: redis.url, connection: ISSUER });
   await Promise.all([verifier.ready(), issuer.ready()]);
   await issuer.resync(async () => undefined);
   await direct.config('SET', 'maxmemory-policy', 'noeviction');

@@ -16,7 +16,7 @@
  * | `EDGE_HTTPS_PORT` | 8443 | edge HTTPS listener (dev CA) |
  * | `EDGE_ADMIN_PORT` | 9901 | edge admin interface (loopback) |
  * | `DATABASE_URL` | (none) | PostgreSQL to use; unset: embedded PostgreSQL (PGlite) in `.run/pgdata` |
- * | `REDIS_URL` | (none) | Redis to use; unset: a local `redis-server` on a free port |
+ * | `REDIS_URL` | (none) | Redis to use; unset: a local `redis-server` on a free port with the least-privilege ACL users |
  * | `STACK_RUN_DIR` | `<repo>/.run` | state file, logs, certificates, PGlite data |
  * | `STACK_READY_TIMEOUT_MS` | 120000 | how long one part may take to become ready |
  */
@@ -271,7 +271,7 @@ const HELP = `jwt-mesh local stack
   logs [part] [--lines N]  the last lines of every log, or of one part        (make logs)
 
 Environment: EDGE_PORT (8080), EDGE_HTTPS_PORT (8443), EDGE_ADMIN_PORT (9901), DATABASE_URL
-(unset: embedded PGlite), REDIS_URL (unset: local redis-server), STACK_RUN_DIR (.run),
+(unset: embedded PGlite), REDIS_URL (unset: local redis-server with ACL users), STACK_RUN_DIR (.run),
 STACK_READY_TIMEOUT_MS (120000).`;
 
 async function main(argv: string[]): Promise<number> {

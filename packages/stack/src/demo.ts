@@ -7,11 +7,14 @@
  * the subject and trace id each hop verified -> bob (orders:read only) gets 403
  * insufficient_scope from inventory, the second hop -> refresh (rotation) -> log out -> the same
  * token is rejected at the edge and by orders called directly on its own port (no Envoy), the
- * earlier token of the same session too, and the rotated refresh token no longer works.
+ * earlier token of the same session too, and the rotated refresh token no longer works -> HTTPS
+ * at the edge -> a verifier's Redis credentials read the revocation store but are refused
+ * (NOPERM) on every write.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { Redis } from 'ioredis';
 import type { StackState } from './state.js';
 
 /** An HTTP answer (body parsed as JSON when it is JSON). */
@@ -218,6 +221,45 @@ export async function runDemo(state: StackState, out: (line: string) => void = (
   }
   const httpsStatus = ca ? await httpsGet(`${state.urls.edgeHttps}/healthz`, ca) : 0;
   check(httpsStatus === 200, 'the HTTPS listener answered 200 with a certificate from the dev CA', `status ${httpsStatus}`);
+
+  // 9 ---------------------------------------------------------------------------------------------
+  const acl = state.redis.acl;
+  if (acl) {
+    const v = acl.verifier;
+    step(`Least privilege in Redis: the verifiers' ACL user (${v.username}) tries to write the revocation store`);
+    const r = new Redis(state.redis.url, {
+      username: v.username,
+      password: readFileSync(v.passwordFile, 'utf8').trim(),
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      disableClientInfo: true,
+    });
+    r.on('error', () => undefined);
+    const errorOf = (p: Promise<unknown>) => p.then(() => 'allowed', (err: Error) => err.message.split(' ')[0] ?? err.message);
+    try {
+      await r.connect();
+      const marker = `${state.redis.prefix}rv:synced`;
+      const read = await r.mget(marker).then((v) => (typeof v[0] === 'string' ? 'read' : 'missing'), (err: Error) => err.message);
+      check(read === 'read', `it reads the sync marker ${marker} (MGET), as every lookup does`, read);
+      for (const [what, p] of [
+        [`SET ${marker} (forge the marker)`, r.set(marker, 'forged')],
+        [`DEL ${state.redis.prefix}rv:jti:<jti> (drop a revocation)`, r.del(`${state.redis.prefix}rv:jti:demo`)],
+        ['FLUSHALL', r.flushall()],
+        [`PUBLISH ${state.redis.prefix}revocations`, r.publish(`${state.redis.prefix}revocations`, '{}')],
+        ['EVAL (a script that deletes the marker)', r.eval("return redis.call('DEL', KEYS[1])", 1, marker)],
+      ] as Array<[string, Promise<unknown>]>) {
+        const got = await errorOf(p);
+        check(got === 'NOPERM', `${what}: refused`, got);
+      }
+    } catch (err) {
+      check(false, 'connected to Redis as the verifiers\' user', (err as Error).message);
+    } finally {
+      r.disconnect();
+    }
+  } else {
+    out('\n(Redis ACL step skipped: the stack uses the REDIS_URL you gave; make up without REDIS_URL sets up the ACL users)');
+  }
 
   // Deliberately not "N passed, N failed": CI reads that line as the test runner's summary.
   out(failed === 0 ? `\ndemo: all ${passed} checks passed` : `\ndemo: ${failed} of ${passed + failed} checks FAILED`);

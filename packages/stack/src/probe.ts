@@ -1,14 +1,14 @@
 /**
- * Readiness probes used while the stack starts: one HTTP GET, a Redis PING, a PostgreSQL
+ * Readiness probes used while the stack starts: one HTTP GET, a Redis PING (ioredis), a PostgreSQL
  * `SELECT 1`, a gRPC `grpc.health.v1.Health/Check` over mTLS, and a wait loop that gives up
  * early when the process behind the probe has exited.
  */
 import { request as httpRequest } from 'node:http';
-import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 
 /** One GET with a socket timeout; never throws (network errors give status 0 and the message as body). */
@@ -27,39 +27,36 @@ export function httpGet(url: string, timeoutMs = 2000, headers: Record<string, s
 }
 
 /**
- * Sends `PING` (after `AUTH` when the URL has a password) to a Redis server.
- * @param url `redis://[user:password@]host:port[/db]`
- * @returns true on `+PONG`; false on any error or after `timeoutMs`.
+ * Sends `PING` to a Redis server through ioredis (so `rediss://` works, and `AUTH <user>
+ * <password>` when the URL carries credentials).
+ * @param url `redis[s]://[user:password@]host:port[/db]`
+ * @returns true on `PONG`; false on any error (refused, NOAUTH, WRONGPASS, TLS) or after `timeoutMs`.
  */
-export function redisPing(url: string, timeoutMs = 1500): Promise<boolean> {
-  let u: URL;
+export async function redisPing(url: string, timeoutMs = 1500): Promise<boolean> {
+  let r: Redis;
   try {
-    u = new URL(url);
-  } catch {
-    return Promise.resolve(false);
-  }
-  const host = u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
-  const port = Number(u.port || 6379);
-  const cmd = (...parts: string[]) => `*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join('')}`;
-  const password = u.password ? decodeURIComponent(u.password) : '';
-  const user = u.username ? decodeURIComponent(u.username) : '';
-  const auth = password ? (user ? cmd('AUTH', user, password) : cmd('AUTH', password)) : '';
-  return new Promise((resolvePing) => {
-    const sock = createConnection({ host, port });
-    let buf = '';
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolvePing(ok);
-    };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once('error', () => done(false));
-    sock.on('connect', () => sock.write(`${auth}${cmd('PING')}`));
-    sock.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      if (buf.includes('+PONG')) done(true);
-      else if (buf.includes('-')) done(false);
+    r = new Redis(url, {
+      lazyConnect: true,
+      connectTimeout: timeoutMs,
+      commandTimeout: timeoutMs,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      enableReadyCheck: false,
+      enableOfflineQueue: false,
+      disableClientInfo: true,
     });
-  });
+  } catch {
+    return false;
+  }
+  r.on('error', () => undefined); // the answer is the boolean
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
 }
 
 /**

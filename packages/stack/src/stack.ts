@@ -5,7 +5,9 @@
  * free ports, temp folders and a unique Redis prefix for tests).
  *
  * Order: Envoy binary -> certificates -> PostgreSQL (DATABASE_URL or embedded PGlite) ->
- * migrations -> Redis (REDIS_URL or a local redis-server) -> auth-service -> demo users ->
+ * migrations -> Redis (REDIS_URL, or a local redis-server with the least-privilege ACL users of
+ * the core's `redisAclRules`: the auth-service connects as the issuer's user, every verifier as
+ * the verifiers' read-only user, passwords generated into `<runDir>/redis/`) -> auth-service -> demo users ->
  * authz-service replicas (mTLS) -> services -> sidecar Envoys -> edge Envoy.
  *
  * Failure: the part that did not start is named with its log file and the last lines of that
@@ -17,7 +19,9 @@ import { join, relative, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import YAML from 'yaml';
+import { randomBytes } from 'node:crypto';
 import { parsePolicy, type PolicyRule } from '@jwt-mesh/core';
+import { REDIS_ACL_USERS, redisAclFile, redisAclRules } from '@jwt-mesh/core/redis';
 import {
   createDevCerts,
   defaultTopology,
@@ -101,7 +105,12 @@ export interface StackOptions {
   databaseUrl?: string;
   /** PGlite data folder. Default `<runDir>/pgdata`. */
   pgliteDataDir?: string;
-  /** Redis URL. When absent a local `redis-server` is started on a free port. */
+  /**
+   * Redis URL, used as given by every process. When absent a local `redis-server` is started on a
+   * free port with an ACL file: the `default` user off, the issuer's user for the auth-service and
+   * the verifiers' user for authz-service and the services (fresh passwords at every start, in
+   * `<runDir>/redis/{issuer,verifier}.password`, mode 0600).
+   */
   redisUrl?: string;
   /**
    * Prefix of the Redis keys and of the revocation channel, passed as `REDIS_PREFIX` to the
@@ -458,6 +467,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     // ---- Redis ---------------------------------------------------------------------------------
     let redisUrl = options.redisUrl;
+    let redisAcl: NonNullable<StackState['redis']['acl']> | undefined;
     if (redisUrl) {
       if (!(await redisPing(redisUrl, 3000))) {
         throw new StackStartError(
@@ -480,6 +490,26 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
       const redisDir = join(p.runDir, 'redis');
       mkdirSync(redisDir, { recursive: true });
+      // Least privilege: one ACL user per role, fresh passwords, the default user off.
+      const aclRules = redisAclRules(prefix);
+      const secretFile = (name: string, text: string) => {
+        const file = join(redisDir, name);
+        rmSync(file, { force: true });
+        writeFileSync(file, text, { mode: 0o600 });
+        return file;
+      };
+      const passwords = { issuer: randomBytes(32).toString('hex'), verifier: randomBytes(32).toString('hex') };
+      redisAcl = {
+        issuer: { username: REDIS_ACL_USERS.issuer, passwordFile: secretFile('issuer.password', `${passwords.issuer}\n`) },
+        verifier: { username: REDIS_ACL_USERS.verifier, passwordFile: secretFile('verifier.password', `${passwords.verifier}\n`) },
+      };
+      const aclFile = secretFile(
+        'users.acl',
+        redisAclFile([
+          { name: REDIS_ACL_USERS.issuer, password: passwords.issuer, rules: aclRules.issuer },
+          { name: REDIS_ACL_USERS.verifier, password: passwords.verifier, rules: aclRules.verifier },
+        ]),
+      );
       let port = await reserve('redis');
       const log = logOf('redis');
       await launch({
@@ -492,7 +522,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           const proc = spawnProcess({
             name: 'redis',
             command: bin,
-            args: ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', redisDir, '--protected-mode', 'yes'],
+            args: ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', redisDir, '--protected-mode', 'yes', '--aclfile', aclFile],
             cwd: redisDir,
             env: process.env,
             logFile: log,
@@ -500,7 +530,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             markers: ['redis-server', `127.0.0.1:${port}`],
           });
           await guard('redis', log, proc, () =>
-            waitUntil('redis-server', async () => ((await redisPing(`redis://127.0.0.1:${port}`)) ? true : 'no PONG'), {
+            waitUntil('redis-server', async () => ((await redisPing(`redis://${REDIS_ACL_USERS.verifier}:${passwords.verifier}@127.0.0.1:${port}`)) ? true : 'no PONG'), {
               timeoutMs: readyTimeoutMs,
               alive: proc.running,
             }),
@@ -510,6 +540,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       });
       redisUrl = `redis://127.0.0.1:${port}/0`;
       say('redis', `local redis-server at ${redisUrl} (no persistence; log ${rel(log)}), key prefix "${prefix}"`);
+      say('redis', `ACL users ${REDIS_ACL_USERS.issuer} (auth-service) and ${REDIS_ACL_USERS.verifier} (read-only: verifiers), default user off; passwords in ${rel(redisDir)}`);
     }
     const rUrl = redisUrl as string;
 
@@ -529,13 +560,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       JWT_AUDIENCE: audience,
       JWKS_URL: jwksUrl(),
       REDIS_URL: rUrl,
+      ...(redisAcl ? { REDIS_USERNAME: redisAcl.verifier.username, REDIS_PASSWORD_FILE: redisAcl.verifier.passwordFile } : {}),
       REDIS_PREFIX: prefix,
       LOG_LEVEL: 'info',
     });
     const childEnv = (own: Record<string, string>, kind?: Record<string, string>): NodeJS.ProcessEnv => {
       const base: NodeJS.ProcessEnv = { ...process.env };
       // Never leak the launcher's own settings into a part by accident: every part gets what it needs explicitly.
-      for (const k of ['DATABASE_URL', 'REDIS_URL', 'PORT', 'HOST', 'GRPC_PORT', 'UPSTREAM_URL', 'UPSTREAM_AUTHORITY']) delete base[k];
+      for (const k of ['DATABASE_URL', 'REDIS_URL', 'REDIS_USERNAME', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'PORT', 'HOST', 'GRPC_PORT', 'UPSTREAM_URL', 'UPSTREAM_AUTHORITY']) delete base[k];
       delete base['NODE_OPTIONS'];
       return { ...base, ...verifierEnv(), ...own, ...(options.env?.all ?? {}), ...(kind ?? {}) };
     };
@@ -585,6 +617,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
               PORT: String(plan.auth),
               HOST: '127.0.0.1',
               DATABASE_URL: dbUrl,
+              // The issuer's Redis user (the verifiers' one comes from verifierEnv).
+              ...(redisAcl ? { REDIS_USERNAME: redisAcl.issuer.username, REDIS_PASSWORD_FILE: redisAcl.issuer.passwordFile } : {}),
               // The edge on loopback appends the client's address to x-forwarded-for.
               TRUST_PROXY: 'loopback',
             },
@@ -816,7 +850,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         services: serviceUrls,
       },
       database: { url: dbUrl, embedded: !options.databaseUrl, dataDir: options.databaseUrl ? null : p.pgliteDataDir },
-      redis: { url: rUrl, embedded: !options.redisUrl, prefix },
+      redis: { url: rUrl, embedded: !options.redisUrl, prefix, ...(redisAcl ? { acl: redisAcl } : {}) },
       jwt: { issuer: issuer(), audience },
       users: users.map((u) => ({ ...u })),
       ready: true,

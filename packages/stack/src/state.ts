@@ -62,7 +62,21 @@ export const stackStateSchema = z.object({
     services: z.record(z.string(), serviceUrlsSchema),
   }),
   database: z.object({ url: z.string(), embedded: z.boolean(), dataDir: z.string().nullable() }),
-  redis: z.object({ url: z.string(), embedded: z.boolean(), prefix: z.string() }),
+  redis: z.object({
+    url: z.string(),
+    embedded: z.boolean(),
+    prefix: z.string(),
+    /**
+     * The local redis-server's ACL users (absent with a given REDIS_URL): each user's name and
+     * the file holding its password (mode 0600), as passed to the processes.
+     */
+    acl: z
+      .object({
+        issuer: z.object({ username: z.string(), passwordFile: z.string() }),
+        verifier: z.object({ username: z.string(), passwordFile: z.string() }),
+      })
+      .optional(),
+  }),
   jwt: z.object({ issuer: z.string(), audience: z.string() }),
   users: z.array(userSchema),
   /** Whether the stack finished starting (false while it starts or after it failed). */

@@ -2,7 +2,7 @@
  * What `make up` prints once the stack is ready: the URLs (a table of parts, ports and log
  * files) and a copy-paste walkthrough with curl.
  */
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import type { StackState } from './state.js';
 
 function rel(state: StackState, file: string): string {
@@ -29,7 +29,8 @@ export function partsTable(state: StackState): string {
     state.database.embedded ? `${state.database.url}  (embedded PGlite, data ${rel(state, state.database.dataDir ?? '')})` : redact(state.database.url),
     state.database.embedded ? log('postgres') : '',
   ]);
-  rows.push(['redis', `${redact(state.redis.url)}${state.redis.embedded ? '  (local redis-server)' : ''}`, state.redis.embedded ? log('redis') : '']);
+  const acl = state.redis.acl ? `; ACL users ${state.redis.acl.issuer.username} (auth-service), ${state.redis.acl.verifier.username} (read-only, verifiers), passwords in ${rel(state, join(state.runDir, 'redis'))}` : '';
+  rows.push(['redis', `${redact(state.redis.url)}${state.redis.embedded ? `  (local redis-server${acl})` : ''}`, state.redis.embedded ? log('redis') : '']);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   return rows.map(([a, b, c]) => `  ${a.padEnd(w0)}  ${b}${c ? `\n  ${''.padEnd(w0)}  log: ${c}` : ''}`).join('\n');
 }

@@ -5,7 +5,7 @@
  * the auth-service and the stack's own redis-server), exactly what a parallel suite taking the
  * port between the pick and the bind looks like, and checks the stack still starts.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,7 +92,12 @@ t.test('startStack: ports taken at bind time (auth-service, redis-server) are re
   t.equal((await httpGet(`${stack.state.urls.auth}/readyz`)).status, 200, 'and answers there');
   t.equal(stack.state.jwt.issuer, `http://localhost:${authPort}`, 'the issuer follows the new port');
   t.not(Number(new URL(stack.state.redis.url).port), taken[1], 'redis-server runs on another port');
-  t.ok(await redisPing(stack.state.redis.url, 3000), 'and answers PING');
+  const verifier = stack.state.redis.acl?.verifier;
+  t.ok(verifier, 'the local redis-server has the ACL users');
+  const password = readFileSync(verifier?.passwordFile ?? '', 'utf8').trim();
+  const asVerifier = stack.state.redis.url.replace('redis://', `redis://${verifier?.username}:${password}@`);
+  t.ok(await redisPing(asVerifier, 3000), 'and answers PING (as the verifiers\' user)');
+  t.notOk(await redisPing(stack.state.redis.url, 3000), 'not without credentials (the default user is off)');
   for (const part of ['auth', 'redis']) {
     t.ok(
       lines.some((l) => l.includes(part) && /taken at bind time .*attempt 1 of 3/.test(l)),

@@ -13,3 +13,4 @@ export {
   type ValidationResult,
 } from './envoy.js';
 export { freePort, waitForHttp, waitForTcp, type WaitForHttpOptions, type WaitOptions } from './net.js';
+export { startRedisServer, type RedisServer, type RedisServerOptions } from './redis.js';

@@ -9,6 +9,7 @@ import {
   createVerifier,
   type Authenticator,
   type JwsAlgorithm,
+  type RedisConnectionOptions,
   type RemoteKeySourceStats,
 } from '@jwt-mesh/core';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
@@ -34,6 +35,8 @@ export interface VerifierStackOptions {
   readonly jwksUrl: string;
   /** Redis for the revocation denylist and its pub/sub channel. */
   readonly redisUrl: string;
+  /** The verifier's Redis ACL user, password and `rediss://` CA when not in the URL (core `redisConnectionFromEnv`). */
+  readonly redisConnection?: RedisConnectionOptions;
   /** Redis key prefix (tests use a unique one). Default the core's `jwtmesh:`. */
   readonly revocationPrefix?: string;
   /** What to do when Redis cannot be read: `deny` (default, fail closed) or `allow`. */
@@ -74,6 +77,7 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
   });
   const revocation = createRedisRevocation({
     redisUrl: opts.redisUrl,
+    ...(opts.redisConnection !== undefined ? { connection: opts.redisConnection } : {}),
     ...(opts.revocationPrefix !== undefined ? { prefix: opts.revocationPrefix } : {}),
     ...(opts.revocationOnUnavailable !== undefined ? { onUnavailable: opts.revocationOnUnavailable } : {}),
     ...(opts.revocationCacheTtlMs !== undefined ? { cacheTtlMs: opts.revocationCacheTtlMs } : {}),

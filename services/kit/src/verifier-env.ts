@@ -2,7 +2,8 @@
  * The verifier settings of a service from the environment: the shared variables every verifier
  * reads through the core's `loadVerifierConfig` (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_ALGORITHMS`,
  * `JWT_CLOCK_TOLERANCE_SEC`, `ACCESS_TOKEN_TTL_SEC`, `JWT_MAX_TOKEN_BYTES`, `JWKS_URL`,
- * `REDIS_URL`, `REDIS_PREFIX`, `REVOCATION_FAIL_MODE`, `REVOCATION_CACHE_TTL_MS`), mapped onto
+ * `REDIS_URL`, `REDIS_USERNAME`, `REDIS_PASSWORD_FILE`, `REDIS_TLS_CA_FILE`, `REDIS_PREFIX`,
+ * `REVOCATION_FAIL_MODE`, `REVOCATION_CACHE_TTL_MS`), mapped onto
  * {@link VerifierStackOptions}. Separate from `index.ts` so that building apps in tests never
  * reads the environment.
  */
@@ -26,6 +27,7 @@ export function verifierStackOptionsFromEnv(env: NodeJS.ProcessEnv): Readonly<Ve
     maxTokenBytes: v.maxTokenBytes,
     jwksUrl: String(v.jwksUrl),
     redisUrl: v.redisUrl,
+    redisConnection: v.redisConnection,
     revocationPrefix: v.redisPrefix,
     revocationOnUnavailable: v.revocationFailMode === 'open' ? ('allow' as const) : ('deny' as const),
     revocationCacheTtlMs: v.revocationCacheTtlMs,

@@ -22,8 +22,13 @@
  * connect time and again every second); when they differ (marker missing, written on another
  * server or before a restart or promotion, or the server is a replica) it fails closed
  * (`revocation_unavailable`, 503) until the issuer's re-sync has run on this master. Redis must
- * be read and written on the master; the user needs `INFO` (also from scripts), `MGET`, `SET`,
- * `DEL`, `EVALSHA`/`EVAL` and `SUBSCRIBE`/`PUBLISH` on the prefix.
+ * be read and written on the master.
+ *
+ * Least privilege (Redis 7 ACL users, {@link redisAclRules}): the issuer's user writes the
+ * keys, the marker and the nonces (through the Lua scripts) and publishes; a verifier's user
+ * can only `MGET` the revocation keys and the marker (read-only key patterns), run `INFO` (the
+ * server identity) and `SUBSCRIBE` to the channel. So a compromised verifier cannot delete a
+ * revocation or forge the marker.
  *
  * Each checker keeps a short-lived in-process cache of lookups (`cacheTtlMs`), dropped entry by
  * entry by the pub/sub message. The cache is trusted only while the subscriber connection is
@@ -31,15 +36,22 @@
  * so a missed message cannot keep a revoked token alive.
  */
 import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { AuthError } from '../errors.js';
+import type { RedisConnectionOptions } from '../redis-connection.js';
 import type { RevocationChecker, RevocationPublisher, RevocationTarget } from '../types.js';
 
 /** Options of {@link createRedisRevocation}. */
 export interface RedisRevocationOptions {
   /** `redis://[user:pass@]host:port/db` (or `rediss://`). */
   redisUrl: string;
+  /**
+   * ACL user, password and TLS CA when they are not in `redisUrl` (the core's
+   * `redisConnectionFromEnv`, or `VerifierConfig.redisConnection`). Default none.
+   */
+  connection?: RedisConnectionOptions;
   /** Key prefix. Default `jwtmesh:`. */
   prefix?: string;
   /** Pub/sub channel. Default `<prefix>revocations` (`jwtmesh:revocations`). */
@@ -291,7 +303,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   if (typeof requireSyncMarker !== 'boolean') throw new TypeError('requireSyncMarker must be a boolean');
   const kSynced = `${prefix}rv:synced`;
 
-  const common: RedisOptions = { lazyConnect: false, connectTimeout: 2_000 };
+  const common: RedisOptions = { ...redisClientOptions(opts.redisUrl, opts.connection), lazyConnect: false, connectTimeout: 2_000 };
   const cmd = new Redis(opts.redisUrl, {
     ...common,
     enableOfflineQueue: false,
@@ -593,13 +605,128 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
 }
 
 /**
+ * ioredis options for a Redis connection of jwt-mesh: the ACL user and password (when given
+ * here rather than in the URL; ioredis sends `AUTH <username> <password>`), the CA of a
+ * `rediss://` server, and no `CLIENT SETINFO` (a least-privileged ACL user may not run it:
+ * every connection would leave a denial in `ACL LOG`, where real denials must stand out).
+ *
+ * @param url - the Redis URL the client connects to (TLS options only for `rediss://`)
+ * @param connection - from `redisConnectionFromEnv` / `VerifierConfig.redisConnection`
+ * @returns options to pass beside the URL: `new Redis(url, { ...redisClientOptions(url, c), ... })`
+ * @throws TypeError when `tlsCa` is given for a URL that is not `rediss://`
+ */
+export function redisClientOptions(url: string, connection: RedisConnectionOptions = {}): RedisOptions {
+  const out: RedisOptions = { disableClientInfo: true };
+  if (connection.username !== undefined) out.username = connection.username;
+  if (connection.password !== undefined) out.password = connection.password;
+  if (connection.tlsCa !== undefined) {
+    if (!/^rediss:/i.test(url)) throw new TypeError('tlsCa needs a rediss:// URL');
+    out.tls = { ca: connection.tlsCa };
+  }
+  return out;
+}
+
+/** The Redis ACL user names of jwt-mesh (one issuer user; one user shared by every verifier). */
+export const REDIS_ACL_USERS = Object.freeze({ issuer: 'jwtmesh-issuer', verifier: 'jwtmesh-verifier' });
+
+/** What a Redis ACL user of {@link redisAclRules} may do, as `ACL SETUSER` / ACL-file rules. */
+export interface RedisAclRules {
+  /** The auth-service: the revocation store's writes and reads, its rate-limit counters. */
+  readonly issuer: readonly string[];
+  /** authz-service and the services: read the revocation keys and the marker, subscribe. */
+  readonly verifier: readonly string[];
+}
+
+/**
+ * The least-privilege Redis ACL rules (Redis 7.0+, https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/)
+ * of jwt-mesh's Redis users for key prefix `prefix` (`P`):
+ *
+ * - issuer: keys `P rv:*` (revocation entries, sync marker, re-sync nonces) and `P rl:*` (the
+ *   auth-service's rate-limit counters), channel `P revocations`; commands `GET MGET SET DEL
+ *   EXISTS TTL` (the store and its Lua scripts), `INCR PEXPIRE PTTL` (the rate-limit script),
+ *   `EVAL EVALSHA` (both scripts; every command a script runs is checked against these same
+ *   rules), `PUBLISH SUBSCRIBE`, `INFO` (the server identity, also from the scripts), and the
+ *   connection's own `PING SELECT CLIENT SETNAME`.
+ * - verifier: read-only keys (`%R~`) `P rv:jti:*`, `P rv:sid:*`, `P rv:sub:*` and the marker
+ *   `P rv:synced`, channel `P revocations`; commands `MGET` (the lookup), `INFO` (the server
+ *   identity compared with the marker; ioredis's ready check), `SUBSCRIBE`, and `PING SELECT
+ *   CLIENT SETNAME`. Nothing else: `SET`, `DEL`, `FLUSHALL`, `PUBLISH`, `EVAL` ... get `NOPERM`.
+ *
+ * Both start from `reset`-like rules (`resetkeys resetchannels -@all`), so nothing granted
+ * elsewhere survives. `AUTH` and `QUIT` need no rule.
+ *
+ * @param prefix - the `REDIS_PREFIX` of the issuer and every verifier; default `jwtmesh:`
+ * @throws TypeError when the prefix is not 1-64 of `A-Z a-z 0-9 : . _ -` (the configuration's
+ *   rule; no glob character can reach a pattern)
+ */
+export function redisAclRules(prefix: string = REDIS_REVOCATION_DEFAULTS.prefix): RedisAclRules {
+  if (!/^[A-Za-z0-9:._-]{1,64}$/.test(prefix)) throw new TypeError('prefix must be 1-64 characters of A-Z a-z 0-9 : . _ -');
+  const connection = ['+ping', '+select', '+client|setname'];
+  return Object.freeze({
+    issuer: Object.freeze([
+      'resetkeys',
+      'resetchannels',
+      `~${prefix}rv:*`,
+      `~${prefix}rl:*`,
+      `&${prefix}revocations`,
+      '-@all',
+      ...['+get', '+mget', '+set', '+del', '+exists', '+ttl'],
+      ...['+incr', '+pexpire', '+pttl'],
+      ...['+eval', '+evalsha', '+publish', '+subscribe', '+info'],
+      ...connection,
+    ]),
+    verifier: Object.freeze([
+      'resetkeys',
+      'resetchannels',
+      `%R~${prefix}rv:jti:*`,
+      `%R~${prefix}rv:sid:*`,
+      `%R~${prefix}rv:sub:*`,
+      `%R~${prefix}rv:synced`,
+      `&${prefix}revocations`,
+      '-@all',
+      ...['+mget', '+info', '+subscribe'],
+      ...connection,
+    ]),
+  });
+}
+
+/** One user of {@link redisAclFile}. */
+export interface RedisAclUser {
+  /** 1-128 of `A-Z a-z 0-9 . _ -` (not `default`: the file turns that one off). */
+  readonly name: string;
+  /** Its password: only its SHA-256 is written. */
+  readonly password: string;
+  /** Its rules, e.g. from {@link redisAclRules}. */
+  readonly rules: readonly string[];
+}
+
+/**
+ * The text of a Redis ACL file (`aclfile` directive / `--aclfile`) with these users, each `on`
+ * with its password as a SHA-256 (`#<hex>`, so the file holds no password), and the `default`
+ * user turned off: a connection without credentials can do nothing.
+ * @throws TypeError for a bad user name, an empty password or a rule with a space or newline
+ */
+export function redisAclFile(users: readonly RedisAclUser[]): string {
+  const lines = ['user default off resetkeys resetchannels -@all'];
+  for (const u of users) {
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(u.name) || u.name === 'default') throw new TypeError(`bad ACL user name ${JSON.stringify(u.name)}`);
+    if (typeof u.password !== 'string' || u.password === '') throw new TypeError(`ACL user ${u.name}: empty password`);
+    for (const r of u.rules) if (!/^[!-~]+$/.test(r)) throw new TypeError(`ACL user ${u.name}: bad rule ${JSON.stringify(r)}`);
+    const hash = createHash('sha256').update(u.password, 'utf8').digest('hex');
+    lines.push(['user', u.name, 'on', `#${hash}`, ...u.rules].join(' '));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
  * FOR TESTS AND BENCHMARKS: writes the sync marker for `prefix` on `redisUrl` the way the
  * issuer's re-sync does when its database holds no revocation (`resync` with nothing to
- * publish), so that verifiers of that prefix answer instead of failing closed.
+ * publish), so that verifiers of that prefix answer instead of failing closed. `connection`:
+ * the issuer's ACL user on a Redis with ACL users.
  * @throws Error when Redis is not ready within 5 s; the ioredis error when it cannot be written
  */
-export async function markSyncedForTests(redisUrl: string, prefix: string): Promise<void> {
-  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync' });
+export async function markSyncedForTests(redisUrl: string, prefix: string, connection?: RedisConnectionOptions): Promise<void> {
+  const store = createRedisRevocation({ redisUrl, prefix, clientName: 'jwtmesh-test-resync', ...(connection ? { connection } : {}) });
   try {
     await store.ready();
     await store.resync(async () => undefined);

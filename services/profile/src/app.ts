@@ -87,11 +87,13 @@ export function buildGrpcServer(deps: ProfileDeps & { readonly logger: Logger; r
   const proto = loadProfileProto();
   const profiles = deps.profiles ?? seedProfiles();
   const { metrics, logger } = deps;
+  const failureOf = new WeakMap<object, unknown>();
   const auth = createGrpcAuth({
     authenticator: deps.authenticator,
     realm: SERVICE,
     onDecision: (outcome) => metrics.authDecisions.inc({ transport: 'grpc', outcome }),
-    onError: (err, path) => logger.error({ err, path }, 'gRPC handler failed'),
+    // A handler failure goes on the call's one completion line below, with the error.
+    onError: (err, _path, call) => failureOf.set(call, err),
   });
 
   const getProfile = auth.unary<GetProfileRequest__Output, GetProfileResponse>({ scopes: ['profile:read'] }, async (call, ctx) => {
@@ -113,7 +115,8 @@ export function buildGrpcServer(deps: ProfileDeps & { readonly logger: Logger; r
         const level = err === null ? 'debug' : DENY_CODES.has(err?.code ?? grpc.status.UNKNOWN) ? 'info' : 'error';
         if (logger.isLevelEnabled(level)) {
           const md = call.metadata;
-          logger[level]({ grpc: { method: GRPC_SERVICE + '/GetProfile', code }, reqId: md.get('x-request-id')[0], traceparent: md.get('traceparent')[0] }, 'gRPC call completed');
+          const failure = failureOf.get(call);
+          logger[level]({ grpc: { method: GRPC_SERVICE + '/GetProfile', code }, reqId: md.get('x-request-id')[0], traceparent: md.get('traceparent')[0], ...(failure === undefined ? {} : { err: failure }) }, 'gRPC call completed');
         }
         callback(err, value);
       });

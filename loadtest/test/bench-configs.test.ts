@@ -1,15 +1,16 @@
 /**
  * The benchmark's Envoy configs (modes 1-3) are the generated edge config with only the
  * authentication filter changed, and Envoy itself accepts each of them (`envoy --mode validate`
- * with real certificate files).
+ * with real certificate files); mode chain_noauth is the generated edge without ext_authz and the
+ * generated sidecars unchanged.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { createDevCerts } from '@jwt-mesh/envoy';
+import { buildConfigs, createDevCerts, defaultTopology } from '@jwt-mesh/envoy';
 import { validateEnvoyConfig } from '@jwt-mesh/testkit';
-import { benchEdgeConfig, ENVOY_MODES, filterNames } from '../src/bench/configs.js';
+import { benchEdgeConfig, chainNoauthConfigs, ENVOY_MODES, filterNames } from '../src/bench/configs.js';
 
 const input = (certDir: string) => ({
   ports: {
@@ -61,5 +62,53 @@ t.test('Envoy accepts every bench config', async (t) => {
     const r = await validateEnvoyConfig(benchEdgeConfig(mode, input(dir)), { name: `bench-${mode}` });
     t.ok(r.ok, `${mode}: ${r.ok ? 'OK' : r.output.slice(-1500)}`);
     t.same(r.deprecations, [], `${mode}: no deprecated fields`);
+  }
+});
+
+const chainPorts = {
+  edge: { http: 0, https: 0, admin: 0 },
+  authz: ['127.0.0.1:9001', '127.0.0.1:9002'],
+  auth: { host: '127.0.0.1', port: 4000 },
+  services: {
+    orders: { app: 41001, inbound: 41101, outbound: 41201, admin: 41301 },
+    inventory: { app: 41002, inbound: 41102, outbound: 41202, admin: 41302 },
+    profile: { app: 41003, grpc: 41053, inbound: 41103, outbound: 41203, admin: 41303 },
+  },
+};
+
+t.test('chain_noauth: the generated sidecars unchanged, the edge without ext_authz and the authz cluster, nothing else', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-bench-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cfg = chainNoauthConfigs({ ports: chainPorts, certDir: dir });
+  const gen = buildConfigs(defaultTopology(), 'local', { ports: chainPorts, certDir: dir, bindAddress: '127.0.0.1' }) as Record<string, Obj>;
+  t.same(Object.keys(cfg).sort(), Object.keys(gen).sort());
+  for (const name of Object.keys(gen).filter((n) => n !== 'edge.yaml')) t.same(cfg[name], gen[name], `${name} is the generator's`);
+  const edge = cfg['edge.yaml'] as Obj;
+  const genEdge = structuredClone(gen['edge.yaml']) as Obj;
+  t.same(filterNames(edge), ['envoy.filters.http.header_mutation', 'envoy.filters.http.router']);
+  t.same(filterNames(genEdge), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+  t.notOk(clusters(edge).includes('authz'));
+  t.same(clusters(edge), clusters(genEdge).filter((c) => c !== 'authz'));
+  t.equal(ordersRoute(edge).route.cluster, 'orders', 'orders traffic still goes to the orders sidecar');
+  // Put back exactly what the transform removed: the generator's edge again.
+  for (const l of genEdge.static_resources.listeners) {
+    const f = l.filter_chains[0].filters[0].typed_config.http_filters as Obj[];
+    const i = f.findIndex((x) => x.name === 'envoy.filters.http.ext_authz');
+    if (i >= 0) f.splice(i, 1);
+  }
+  genEdge.static_resources.clusters = genEdge.static_resources.clusters.filter((c: Obj) => c.name !== 'authz');
+  const { node: _a, ...restEdge } = edge;
+  const { node: _b, ...restGen } = genEdge;
+  t.same(restEdge, restGen, 'the edge differs from the generated one only by ext_authz, the authz cluster and its node id');
+});
+
+t.test('Envoy accepts the chain_noauth configs', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-bench-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await createDevCerts({ dir });
+  const cfg = chainNoauthConfigs({ ports: chainPorts, certDir: dir });
+  for (const [name, c] of Object.entries(cfg)) {
+    const r = await validateEnvoyConfig(c, { name: `bench-noauth-${name.replace('.yaml', '')}` });
+    t.ok(r.ok, `${name}: ${r.ok ? 'OK' : r.output.slice(-1500)}`);
   }
 });

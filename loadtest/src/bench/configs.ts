@@ -152,3 +152,40 @@ export function filterNames(config: Obj): string[] {
   const listeners = (config.static_resources as { listeners: Obj[] }).listeners;
   return ((hcmOf(listeners[0] as Obj).http_filters as Obj[]) ?? []).map((f) => String(f.name));
 }
+
+/** What {@link chainNoauthConfigs} needs: the ports of the second chain (and the stack's PKI). */
+export interface ChainNoauthInput {
+  /** Ports of the bench's own orders, inventory, profile and their sidecars (app, grpc, inbound, outbound, admin), and the edge (0 = free). */
+  ports: PortsOverride;
+  certDir: string;
+  topology?: Topology;
+}
+
+/**
+ * The Envoy configs of mode `chain_noauth`: the generated edge and sidecars of the same topology
+ * (`buildConfigs(topology, 'local', ...)`), for a second copy of the chain whose services verify
+ * nothing (./noauth-service.ts). The sidecars are unchanged (mutual TLS between them stays: that
+ * is transport, not the token check); the edge only loses its ext_authz filter and the authz
+ * cluster, as in mode `none`. Everything else (routes to the orders sidecar, retries, header
+ * strip, access log) is the stack's.
+ * @returns the configs keyed by file name (`edge.yaml`, `sidecar-<service>.yaml`)
+ * @throws Error when the edge has no ext_authz filter to remove, or as `buildConfigs`
+ */
+export function chainNoauthConfigs(input: ChainNoauthInput): Record<string, Obj> {
+  const topology = input.topology ?? defaultTopology();
+  const all = structuredClone(buildConfigs(topology, 'local', { ports: input.ports, certDir: input.certDir, bindAddress: '127.0.0.1' })) as Record<string, Obj>;
+  const edge = all['edge.yaml'] as Obj;
+  const resources = edge.static_resources as { listeners: Obj[]; clusters: Obj[] };
+  const seen = new Set<unknown>();
+  for (const listener of resources.listeners) {
+    const filters = hcmOf(listener).http_filters as Obj[];
+    if (seen.has(filters)) continue;
+    seen.add(filters);
+    const i = filters.findIndex((f) => f.name === 'envoy.filters.http.ext_authz');
+    if (i < 0) throw new Error(`bench config: listener ${String(listener.name)} has no ext_authz filter to remove`);
+    filters.splice(i, 1);
+  }
+  resources.clusters = resources.clusters.filter((c) => c.name !== 'authz');
+  edge.node = { id: 'bench-chain_noauth', cluster: 'jwt-mesh-bench' };
+  return all;
+}

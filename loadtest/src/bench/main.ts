@@ -30,8 +30,13 @@ import { benchEdgeConfig, ENVOY_MODES, filterNames, type EnvoyMode } from './con
 import { findCapacity } from './capacity.js';
 import { cpuPerRequest, cpuSnapshot, foreignCores, machineBusyMs, type Accounted } from './procstat.js';
 import { authzVerifier, httpVerifier, propagationTrial, summarisePropagation, type PropagationTrial, type Verifier } from './propagation.js';
-import { evaluateAims, MODE_LABELS, MODES, renderMarkdown, type BenchMode, type BenchResult, type ModeResult, type StepResult } from './report.js';
+import { evaluateAims, MANY_TOKEN_MODES, MODE_LABELS, MODES, renderMarkdown, type BenchMode, type BenchResult, type ModeResult, type StepResult } from './report.js';
 import { runProfile } from './profile.js';
+import { runGeneratorCost } from './generator-cost.js';
+import { rawRs256PerSec } from './machine.js';
+import { createManyTokens, type ManyTokens } from './many-tokens.js';
+import { startChainNoauth, type ChainNoauth } from './chain-noauth.js';
+import type { TokenSource } from '../runner.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const LOADTEST_DIR = resolve(here, '..', '..');
@@ -39,17 +44,28 @@ const REPO = resolve(LOADTEST_DIR, '..');
 
 export const HELP = `make bench [BENCH_ARGS="..."]  /  npm run bench -w @jwt-mesh/loadtest -- [options]
 
-Side-by-side benchmark of the four modes (none, jwt_authn, ext_authz, full) on one machine,
-open model, p99 < 200 ms SLO; capacity search; revocation propagation. Loopback only.
+Side-by-side benchmark on one machine, open model, p99 < 200 ms SLO; capacity search;
+revocation propagation. Loopback only. Prints the machine's raw RS256 rate (node:crypto
+verifications per second on one core) beside the figures. Modes:
+  none            1. the edge without authentication, one plain upstream (the floor)
+  jwt_authn       2. Envoy's native jwt_authn, same upstream
+  ext_authz       3. jwt-mesh ext_authz (both authz replicas over mTLS), same upstream
+  ext_authz_many  3m. mode 3 with --many-tokens distinct tokens (cold verification, revocation cache misses)
+  chain_noauth    5. the same edge, sidecars and services with authentication off at every hop
+                     (edge without ext_authz; bench-only service entry point that verifies nothing)
+  full            4. the full path: edge ext_authz, orders -> inventory -> profile each verifying
+  full_many       4m. mode 4 with --many-tokens distinct tokens
 
 Options:
-  --modes <list>            modes to run (default none,jwt_authn,ext_authz,full)
+  --modes <list>            modes to run (default: all of the above)
   --rates <list>            grid of arrival rates, req/s (default 100,200,400,800,1600)
   --trial-sec <s>           measured seconds per step (default 6)
   --warmup-sec <s>          warm-up per mode at the lowest rate (default 2)
   --search-budget-sec <s>   capacity search time per mode (default 70; 0 = no search)
   --max-rate <n>            never offer more than this (default 12000)
   --pool <n>                sessions (distinct tokens) in the pool (default 16)
+  --many-tokens <n>         distinct tokens of modes ext_authz_many and full_many (default 1000)
+  --many-families <n>       logins those tokens come from, the rest by refresh grants (default 20)
   --connections <n>         keep-alive connections per target (default 64)
   --propagation-trials <n>  revocation trials (default 50; 0 = skip)
   --envoy-concurrency <n>   worker threads of the bench Envoys (default 1, as the stack's)
@@ -57,9 +73,14 @@ Options:
   --quick                   3 s steps, rates 100,400,1600, 25 s search, 20 propagation trials
   --out <dir>               results folder (default loadtest/results)
   --no-readme               do not update the results table in loadtest/README.md
+  --generator-cost          instead: CPU per request of the generator, the Node runner against k6
+                            (constant-arrival-rate), against mode 1 at --generator-rates (k6 as
+                            scripts/k6-bin.sh finds it: K6_BIN, else k6 on PATH, else make k6's venv)
+  --generator-rates <list>  rates of --generator-cost, req/s (default 1000,3000)
   --profile                 instead: CPU-profile authz-service and the services under load (see README)
   --profile-rate <n>        arrival rate of the profile pass through mode 3 (default 600)
   --profile-full-rate <n>   arrival rate of the profile pass through mode 4 (default 150)
+  --profile-low-rate <n>    arrival rate of the low-rate profile pass through mode 4 (default 20; 0 = skip)
   --profile-sec <s>         seconds per mode of the profile pass (default 20)
   -h, --help                this text
 `;
@@ -79,6 +100,8 @@ const optsSchema = z.object({
   searchBudgetSec: z.coerce.number().min(0).max(1800),
   maxRate: z.coerce.number().min(10).max(100_000),
   pool: z.coerce.number().int().min(1).max(500),
+  manyTokens: z.coerce.number().int().min(1).max(20_000),
+  manyFamilies: z.coerce.number().int().min(1).max(500),
   connections: z.coerce.number().int().min(1).max(4096),
   propagationTrials: z.coerce.number().int().min(0).max(1000),
   envoyConcurrency: z.coerce.number().int().min(1).max(64),
@@ -86,8 +109,11 @@ const optsSchema = z.object({
   out: z.string().min(1),
   readme: z.boolean(),
   profile: z.boolean(),
+  generatorCost: z.boolean(),
+  generatorRates: csvNumbers.pipe(z.array(z.number().min(1).max(100_000)).min(1)),
   profileRate: z.coerce.number().min(1).max(100_000),
   profileFullRate: z.coerce.number().min(1).max(100_000),
+  profileLowRate: z.coerce.number().min(0).max(100_000),
   profileSec: z.coerce.number().min(1).max(600),
 });
 export type BenchOptions = z.infer<typeof optsSchema>;
@@ -105,6 +131,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       'search-budget-sec': { type: 'string' },
       'max-rate': { type: 'string' },
       pool: { type: 'string' },
+      'many-tokens': { type: 'string' },
+      'many-families': { type: 'string' },
       connections: { type: 'string' },
       'propagation-trials': { type: 'string' },
       'envoy-concurrency': { type: 'string' },
@@ -113,8 +141,11 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       out: { type: 'string' },
       'no-readme': { type: 'boolean' },
       profile: { type: 'boolean' },
+      'generator-cost': { type: 'boolean' },
+      'generator-rates': { type: 'string' },
       'profile-rate': { type: 'string' },
       'profile-full-rate': { type: 'string' },
+      'profile-low-rate': { type: 'string' },
       'profile-sec': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -129,6 +160,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     searchBudgetSec: values['search-budget-sec'] ?? (q ? '25' : '70'),
     maxRate: values['max-rate'] ?? '12000',
     pool: values.pool ?? '16',
+    manyTokens: values['many-tokens'] ?? '1000',
+    manyFamilies: values['many-families'] ?? '20',
     connections: values.connections ?? '64',
     propagationTrials: values['propagation-trials'] ?? (q ? '20' : '50'),
     envoyConcurrency: values['envoy-concurrency'] ?? '1',
@@ -136,8 +169,11 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     out: values.out ?? join(LOADTEST_DIR, 'results'),
     readme: values['no-readme'] !== true,
     profile: values.profile === true,
+    generatorCost: values['generator-cost'] === true,
+    generatorRates: values['generator-rates'] ?? '1000,3000',
     profileRate: values['profile-rate'] ?? '600',
     profileFullRate: values['profile-full-rate'] ?? '150',
+    profileLowRate: values['profile-low-rate'] ?? '20',
     profileSec: values['profile-sec'] ?? '20',
   };
   const r = optsSchema.safeParse(raw);
@@ -259,10 +295,12 @@ interface Rig {
   targets: Record<BenchMode, string>;
   tokens: TokenPool;
   accounted: Accounted[];
+  /** The second chain of mode `chain_noauth`, when that mode runs. */
+  noauth: ChainNoauth | null;
 }
 
 /** Starts the stack (free ports, own run folder, raised auth rate limits), the upstream and the bench Envoys. */
-export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurrency'>, extraEnv: { authz?: Record<string, string>; services?: Record<string, string> } = {}): Promise<Rig> {
+export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurrency'> & { chainNoauth?: boolean }, extraEnv: { authz?: Record<string, string>; services?: Record<string, string> } = {}): Promise<Rig> {
   const runDir = join(REPO, '.run', 'bench');
   rmSync(join(runDir, 'logs'), { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
@@ -284,7 +322,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
     env: { auth: limits, ...(extraEnv.authz ? { authz: extraEnv.authz } : {}), ...(extraEnv.services ? { services: extraEnv.services } : {}) },
     onProgress: (line) => say(line),
   });
-  const started: { upstream?: { proc: ManagedProcess; port: number }; envoys: Partial<Record<EnvoyMode, EnvoyProcess>> } = { envoys: {} };
+  const started: { upstream?: { proc: ManagedProcess; port: number }; envoys: Partial<Record<EnvoyMode, EnvoyProcess>>; noauth?: ChainNoauth } = { envoys: {} };
   try {
     const st = stack.state;
     const logDir = join(runDir, 'logs');
@@ -306,10 +344,16 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
         });
       }),
     );
-    const targets = { full: st.urls.edge } as Record<BenchMode, string>;
+    const targets = { full: st.urls.edge, full_many: st.urls.edge } as Record<BenchMode, string>;
     for (const mode of ENVOY_MODES) {
       const a = await (started.envoys[mode] as EnvoyProcess).listenerAddress('edge_http');
       targets[mode] = `http://127.0.0.1:${a.port}`;
+    }
+    targets.ext_authz_many = targets.ext_authz;
+    if (opts.chainNoauth) {
+      say('starting the chain without authentication (bench-only services, their sidecars, an edge without ext_authz) ...');
+      started.noauth = await startChainNoauth({ repo: REPO, logDir, runDir, certDir: st.certDir, envoyConcurrency: opts.envoyConcurrency });
+      targets.chain_noauth = started.noauth.edgeUrl;
     }
     const alice = DEMO_USERS.find((u) => u.username === 'alice') ?? DEMO_USERS[0];
     if (!alice) throw new Error('no demo user to log in as');
@@ -318,9 +362,11 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
       ...st.processes.map((p) => ({ name: p.name, pid: p.pid, pgid: p.pgid })),
       ...ENVOY_MODES.map((m) => ({ name: `bench-envoy-${m}`, pid: (started.envoys[m] as EnvoyProcess).pid })),
       { name: 'bench-upstream', pid: started.upstream.proc.record.pid },
+      ...(started.noauth?.accounted ?? []),
     ];
-    return { stack, upstream: started.upstream, envoys: started.envoys, targets, tokens, accounted };
+    return { stack, upstream: started.upstream, envoys: started.envoys, targets, tokens, accounted, noauth: started.noauth ?? null };
   } catch (err) {
+    await started.noauth?.stop();
     await Promise.all(Object.values(started.envoys).map((e) => e?.stop()));
     await started.upstream?.proc.stop(2000);
     await stack.stop();
@@ -331,6 +377,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
 /** Stops everything {@link startRig} started. */
 export async function stopRig(rig: Rig): Promise<void> {
   rig.tokens.close();
+  await rig.noauth?.stop();
   await Promise.all(Object.values(rig.envoys).map((e) => e?.stop()));
   await rig.upstream.proc.stop(2000);
   await rig.stack.stop();
@@ -343,6 +390,9 @@ function pathProcesses(mode: BenchMode, all: readonly Accounted[]): Accounted[] 
     jwt_authn: (n) => n === 'bench-envoy-jwt_authn' || n === 'bench-upstream' || n === 'auth',
     ext_authz: (n) => n === 'bench-envoy-ext_authz' || n === 'bench-upstream' || n.startsWith('authz-') || n === 'redis',
     full: (n) => n === 'edge' || n.startsWith('sidecar-') || n.startsWith('authz-') || ['orders', 'inventory', 'profile', 'redis'].includes(n),
+    ext_authz_many: (n) => want.ext_authz(n),
+    full_many: (n) => want.full(n),
+    chain_noauth: (n) => n.startsWith('noauth-'),
   };
   return all.filter((p) => want[mode](p.name));
 }
@@ -355,7 +405,19 @@ async function runBench(opts: BenchOptions): Promise<number> {
   if (loadBefore[0] !== undefined && loadBefore[0] > cpus().length * 0.5) {
     say(`WARNING: the 1-minute load average (${loadBefore[0].toFixed(2)}) is above half the core count: figures will be noisy`);
   }
-  const rig = await startRig(opts);
+  const rawRs256 = rawRs256PerSec();
+  say(`raw RS256 (node:crypto verify, one core): ${rawRs256.toLocaleString('en-US')}/s`);
+  const rig = await startRig({ ...opts, chainNoauth: opts.modes.includes('chain_noauth') });
+  // Modes 3m and 4m: fresh distinct tokens at the start of each (access tokens live 300 s).
+  let many: ManyTokens | null = null;
+  const freshMany = async (): Promise<ManyTokens> => {
+    const alice = DEMO_USERS.find((u) => u.username === 'alice') ?? (DEMO_USERS[0] as (typeof DEMO_USERS)[number]);
+    const t = Date.now();
+    many = await createManyTokens({ baseUrl: rig.stack.state.urls.auth, user: { username: alice.username, password: alice.password }, count: opts.manyTokens, families: opts.manyFamilies });
+    say(`${many.tokens.length} distinct tokens from ${many.families} logins and their refreshes in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    return many;
+  };
+  const tokensFor = (mode: BenchMode): TokenSource => (MANY_TOKEN_MODES.has(mode) && many ? many : rig.tokens);
   const modes: ModeResult[] = [];
   let propagation: BenchResult['propagation'] = null;
   let halfRate: number | null = null;
@@ -366,6 +428,7 @@ async function runBench(opts: BenchOptions): Promise<number> {
     for (const mode of opts.modes) {
       const url = `${rig.targets[mode]}/api/orders/ord-1001`;
       enforced[mode] = { withToken: await statusOf(url, rig.tokens.accessToken(0)), withoutToken: await statusOf(url, null) };
+      if (mode === 'chain_noauth' && enforced[mode].withoutToken !== 200) throw new Error(`chain_noauth: a request without a token got ${enforced[mode].withoutToken}, expected 200 (authentication off at every hop)`);
       say(`${mode}: ${rig.targets[mode]} with a token -> ${enforced[mode].withToken}, without -> ${enforced[mode].withoutToken}`);
       if (enforced[mode].withToken !== 200) throw new Error(`${mode}: a valid token got ${enforced[mode].withToken}, expected 200 (see .run/bench/logs)`);
     }
@@ -402,11 +465,11 @@ async function runBench(opts: BenchOptions): Promise<number> {
         baseUrl: rig.targets[mode],
         ratePerSec: rate,
         durationSec,
-        tokens: rig.tokens,
-        routes: [orderRoute(mode === 'full')],
+        tokens: tokensFor(mode),
+        routes: [orderRoute(mode === 'full' || mode === 'full_many' || mode === 'chain_noauth')],
         connections: opts.connections,
         timeoutMs: 2000,
-        chainCheckEvery: mode === 'full' ? 50 : 0,
+        chainCheckEvery: mode === 'full' || mode === 'full_many' || mode === 'chain_noauth' ? 50 : 0,
         sloP99Ms: 200,
       });
       const after = cpuSnapshot(procs);
@@ -435,9 +498,16 @@ async function runBench(opts: BenchOptions): Promise<number> {
     };
 
     for (const mode of opts.modes) {
-      const filters = mode === 'full' ? ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router'] : filterNames(benchEdgeConfigFor(rig, mode));
+      const filters =
+        mode === 'full' || mode === 'full_many'
+          ? ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']
+          : mode === 'chain_noauth'
+            ? ['envoy.filters.http.header_mutation', 'envoy.filters.http.router']
+            : filterNames(benchEdgeConfigFor(rig, mode === 'ext_authz_many' ? 'ext_authz' : mode));
       const min = Math.min(...opts.rates);
+      if (MANY_TOKEN_MODES.has(mode)) await freshMany();
       if (opts.warmupSec > 0) {
+        // The warm-up of a many-token mode uses the 16-token pool: every many token stays cold.
         await runLoad({ baseUrl: rig.targets[mode], ratePerSec: min, durationSec: opts.warmupSec, tokens: rig.tokens, routes: [orderRoute(false)], chainCheckEvery: 0, timeoutMs: 2000 });
         await sleep(500);
       }
@@ -486,8 +556,21 @@ async function runBench(opts: BenchOptions): Promise<number> {
     const none = modes.find((m) => m.mode === 'none');
     if (none && none.capacity.rate > 0) {
       halfRate = Math.max(1, Math.round(none.capacity.rate / 2));
-      say(`half of mode 1's capacity: ${halfRate} req/s for every mode`);
-      for (const m of modes) m.half = await step(m.mode, halfRate);
+      say(`half of mode 1's capacity: ${halfRate} req/s for every mode but 5 and 4m`);
+      // Modes 5 and 4m have their own comparison (modes 5 and 4 at half of mode 5's capacity);
+      // half of mode 1's capacity is far beyond what any chain holds.
+      for (const m of modes.filter((x) => x.mode !== 'chain_noauth' && x.mode !== 'full_many')) {
+        if (MANY_TOKEN_MODES.has(m.mode)) await freshMany();
+        m.half = await step(m.mode, halfRate);
+      }
+    }
+    const noauth = modes.find((m) => m.mode === 'chain_noauth');
+    const full = modes.find((m) => m.mode === 'full');
+    if (noauth && full && noauth.capacity.rate > 0) {
+      const rate = Math.max(1, Math.round(noauth.capacity.rate / 2));
+      say(`half of mode 5's capacity: ${rate} req/s for modes 5 and 4 (the cost of authentication in the chain)`);
+      noauth.halfChain = await step('chain_noauth', rate);
+      full.halfChain = await step('full', rate);
     }
 
     if (opts.propagationTrials > 0) propagation = await measurePropagation(rig, opts.propagationTrials);
@@ -504,6 +587,7 @@ async function runBench(opts: BenchOptions): Promise<number> {
       host: { cores: c.length, cpuModel: c[0]?.model.trim() ?? '?', memGiB: Math.round(totalmem() / 2 ** 30), platform: `${platform()} ${release()}` },
       loadavgBefore: loadBefore.map((x) => Math.round(x * 100) / 100),
       loadavgAfter: loadavg().map((x) => Math.round(x * 100) / 100),
+      rawRs256PerSec: rawRs256,
       uptimeBefore,
       uptimeAfter,
       versions: collectVersions(),
@@ -514,6 +598,8 @@ async function runBench(opts: BenchOptions): Promise<number> {
         warmupSec: opts.warmupSec,
         searchBudgetSec: opts.searchBudgetSec,
         pool: opts.pool,
+        manyTokens: opts.manyTokens,
+        manyFamilies: opts.manyFamilies,
         connections: opts.connections,
         envoyConcurrency: opts.envoyConcurrency,
         maxRate: opts.maxRate,
@@ -610,6 +696,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (opts.profile) return runProfile(opts);
+  if (opts.generatorCost) return runGeneratorCost(opts, opts.generatorRates);
   return runBench(opts);
 }
 

@@ -2,13 +2,14 @@
  * The CPU-profile pass (`make bench BENCH_ARGS=--profile`): the same rig as `make bench`, with
  * the V8 sampling profiler (what `node --cpu-prof` runs, started by ./cpu-prof-preload.mjs) on both authz-service replicas and on the three services, driven through
  * mode 3 (the bench Envoy with ext_authz: authz work only) and then mode 4 (the full chain), each
- * at a fixed arrival rate. After the stack stops (the profiles are written at exit), every
+ * at a fixed arrival rate, then mode 4 alone at a low rate (`--profile-low-rate`, default 20 req/s). After the stack stops (the profiles are written at exit), every
  * `.cpuprofile` is summarised: busy CPU per request, the share of time by component (gRPC,
  * protobuf, logging, the verification core, Node internals, GC ...) and the top frames by self
  * time. Writes loadtest/results/profile-latest.{md,json}; the raw profiles stay in
  * loadtest/results/tmp/ (not committed; open them in Chrome DevTools or speedscope).
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runLoad } from '../runner.js';
@@ -181,11 +182,11 @@ function findProfiles(dir: string): string[] {
 }
 
 /** Renders profile summaries as markdown. */
-export function renderProfileMarkdown(parts: Array<{ part: string; requests: number; summary: ProfileSummary }>, meta: { date: string; rate: number; fullRate: number; sec: number }): string {
+export function renderProfileMarkdown(parts: Array<{ part: string; requests: number; summary: ProfileSummary }>, meta: { date: string; rate: number; fullRate: number; lowRate?: number; sec: number }): string {
   const L: string[] = [];
   L.push(`### CPU profile — ${meta.date}`);
   L.push('');
-  L.push(`V8 sampling profiler (as \`node --cpu-prof\`, 1 ms interval) in each process during the load window only (after a warm-up): mode 3 (bench Envoy + ext_authz) at ${meta.rate} req/s, then mode 4 (full chain) at ${meta.fullRate} req/s, ${meta.sec} s each. "busy" = not idle.`);
+  L.push(`V8 sampling profiler (as \`node --cpu-prof\`, 1 ms interval) in each process during the load window only (after a warm-up): mode 3 (bench Envoy + ext_authz) at ${meta.rate} req/s, then mode 4 (full chain) at ${meta.fullRate} req/s, ${meta.sec} s each${meta.lowRate ? `; then a second window, mode 4 alone at a low rate, ${meta.lowRate} req/s (rows "@ ${meta.lowRate} req/s")` : ''}. Load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}. "busy" = not idle.`);
   L.push('');
   L.push('| process | requests seen | busy CPU (ms) | CPU µs / request | where the busy time goes (charged to the nearest package on the stack) |');
   L.push('|---|---:|---:|---:|---|');
@@ -251,18 +252,37 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
     }
     toggle(); // stop them: each process writes its .cpuprofile
     await sleep(1500);
+    if (opts.profileLowRate > 0) {
+      // A second window at a low rate through mode 4: where each hop's CPU goes when nothing
+      // queues (each process writes a second, later .cpuprofile).
+      toggle();
+      process.stdout.write(`profile: full at ${opts.profileLowRate} req/s (low rate) for ${opts.profileSec} s\n`);
+      const r = await runLoad({ baseUrl: rig.targets.full, ratePerSec: opts.profileLowRate, durationSec: opts.profileSec, tokens: rig.tokens, routes: [orderRoute(true)], timeoutMs: 2000, chainCheckEvery: 0 });
+      process.stdout.write(`profile: full (low rate): achieved ${r.achievedRate} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, failed ${r.failed}\n`);
+      counts.low = r.answered;
+      await sleep(500);
+      toggle();
+      await sleep(1500);
+    }
   } finally {
     await stopRig(rig);
   }
   const parts: Array<{ part: string; requests: number; summary: ProfileSummary }> = [];
   const checks = (counts.ext_authz ?? 0) + (counts.full ?? 0);
-  for (const file of [...findProfiles(authzDir), ...findProfiles(servicesDir)]) {
+  // CPU.<time>.<pid>...: per process, the first file is the high-rate window, the second the low-rate one.
+  const files = [...findProfiles(authzDir), ...findProfiles(servicesDir)].sort((a, b) => Number(/CPU\.(\d+)\./.exec(a)?.[1]) - Number(/CPU\.(\d+)\./.exec(b)?.[1]));
+  const seenPid = new Set<number>();
+  for (const file of files) {
     const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(file)?.[1]);
-    const part = pids.get(pid) ?? `pid ${pid}`;
+    const low = seenPid.has(pid);
+    seenPid.add(pid);
+    const name = pids.get(pid) ?? `pid ${pid}`;
+    const part = low ? `${name} @ ${opts.profileLowRate} req/s` : name;
     const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
     // Each edge request is one Check on one of the replicas (least-request balancing: about half each).
     const replicas = rig.stack.state.urls.authzGrpc.length;
-    const requests = part.startsWith('authz-') ? Math.round(checks / replicas) : (counts.full ?? 0);
+    const seen = low ? (counts.low ?? 0) : name.startsWith('authz-') ? checks : (counts.full ?? 0);
+    const requests = name.startsWith('authz-') ? Math.round(seen / replicas) : seen;
     parts.push({ part, requests, summary: summariseProfile(profile, relative(LOADTEST_DIR, file)) });
   }
   parts.sort((a, b) => a.part.localeCompare(b.part));
@@ -270,7 +290,7 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
     process.stderr.write(`profile: no .cpuprofile written under ${profDir} (did the processes exit cleanly?)\n`);
     return 1;
   }
-  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, fullRate: opts.profileFullRate, sec: opts.profileSec });
+  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, fullRate: opts.profileFullRate, lowRate: opts.profileLowRate, sec: opts.profileSec });
   const out = join(LOADTEST_DIR, 'results');
   writeFileSync(join(out, 'profile-latest.md'), md);
   writeFileSync(join(out, 'profile-latest.json'), `${JSON.stringify({ counts, parts }, null, 2)}\n`);

@@ -49,8 +49,12 @@ export interface GrpcAuthOptions {
   readonly realm?: string;
   /** Called once per decision with `'allow'` or the error code (for metrics). Must not throw. */
   readonly onDecision?: (outcome: 'allow' | AuthErrorCode, path: string) => void;
-  /** Called with a handler failure that is not an {@link AuthError} (for logs). Must not throw. */
-  readonly onError?: (err: unknown, path: string) => void;
+  /**
+   * Called with a handler failure that is not an {@link AuthError} (for logs), before the call is
+   * answered `INTERNAL`; `call` lets a host put the error on its one log line for that call.
+   * Must not throw.
+   */
+  readonly onError?: (err: unknown, path: string, call: grpc.ServerUnaryCall<unknown, unknown>) => void;
 }
 
 /** What an authenticated handler receives beside the call. */
@@ -141,7 +145,7 @@ export function createGrpcAuth(opts: GrpcAuthOptions): {
               callback(err);
               return;
             }
-            onError?.(err, path);
+            onError?.(err, path, call as grpc.ServerUnaryCall<unknown, unknown>);
             callback({ code: grpc.status.INTERNAL, details: 'internal error' });
           },
         );

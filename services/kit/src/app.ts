@@ -43,6 +43,17 @@ declare module 'fastify' {
 const PUBLIC = { auth: false } as const;
 
 /**
+ * The pino level of a request's one completion line, by status: a success only at `debug`,
+ * a client error or denial (4xx) at `info`, a server error at `error`. Under the default `info`
+ * level a successful request writes no line at all, and every denial and failure writes exactly
+ * one, with the request (method, redacted URL and headers, so `traceparent` and `x-request-id`),
+ * the status and the response time.
+ */
+export function requestLogLevel(statusCode: number): 'debug' | 'info' | 'error' {
+  return statusCode >= 500 ? 'error' : statusCode >= 400 ? 'info' : 'debug';
+}
+
+/**
  * An application error with its HTTP status and RFC 6749-style body
  * (`{ error, error_description }`), e.g. `new HttpError(404, 'not_found', 'order ord-1 not found')`.
  * Not for authentication or authorization failures: those are the core's `AuthError`.
@@ -93,7 +104,13 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
     // Fastify's own closing answer has its own body shape: the onRequest hook below answers instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Fastify's own request logging writes two lines per request ("incoming request", "request
+    // completed") at info. The onResponse hook below writes at most one, at a level set by the
+    // status (requestLogLevel): the log lines were 15-19 % of each service's CPU under load.
+    disableRequestLogging: true,
   });
+  // What the error handler learnt about a failed request, written on its one completion line.
+  const failureOf = new WeakMap<object, Record<string, unknown>>();
   app.decorate('draining', false);
   app.decorate('listenerClosing', false);
 
@@ -110,7 +127,12 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
   await app.register(fastifyAuth, {
     authenticator: opts.authenticator,
     realm: service,
-    onDecision: (outcome) => metrics.authDecisions.inc({ transport: 'http', outcome }),
+    onDecision: (outcome, request) => {
+      metrics.authDecisions.inc({ transport: 'http', outcome });
+      if (outcome !== 'allow') failureOf.set(request, { auth: { code: outcome } });
+    },
+    // The denial goes on the request's one completion line (onResponse below), with its code.
+    logDenials: false,
   });
 
   app.addHook('onSend', async (request, reply) => {
@@ -123,6 +145,11 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
     metrics.httpRequests.inc(labels);
     metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    const level = requestLogLevel(reply.statusCode);
+    // request.log is the pino child of opts.logger (with the route's logLevel); Fastify's type omits isLevelEnabled.
+    if ((request.log as unknown as Logger).isLevelEnabled(level)) {
+      request.log[level]({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime, ...failureOf.get(request) }, 'request completed');
+    }
   });
 
   app.setNotFoundHandler((request, reply) => {
@@ -131,7 +158,7 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
 
   app.setErrorHandler((err: FastifyError | Error, request, reply) => {
     if (err instanceof DownstreamError) {
-      request.log.info({ downstream: { status: err.status, error: err.body.error } }, 'downstream failure passed back');
+      failureOf.set(request, { downstream: { status: err.status, error: err.body.error } });
       return reply.code(err.status).headers(err.headers).send(err.body);
     }
     if (err instanceof HttpError) {
@@ -148,13 +175,14 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
     if (status !== undefined && status >= 400 && status < 500) {
       return reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : 'invalid_request', error_description: err.message });
     }
-    request.log.error({ err }, 'unhandled error');
+    failureOf.set(request, { err });
     return reply.code(500).send({ error: 'internal_error', error_description: 'the request could not be completed' });
   });
 
   app.get('/healthz', { config: PUBLIC, logLevel: 'warn' }, async () => ({ status: 'ok', service }));
 
-  app.get('/readyz', { config: PUBLIC, logLevel: 'warn' }, async (_request, reply) => {
+  // 'fatal': a 503 here is readiness's answer (warming up, draining), not a failure to log per probe.
+  app.get('/readyz', { config: PUBLIC, logLevel: 'fatal' }, async (_request, reply) => {
     const report = opts.readiness.report();
     const ready = report.ready && !app.draining;
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', service, draining: app.draining, checks: report.checks });

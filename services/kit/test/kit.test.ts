@@ -63,6 +63,44 @@ t.test('the logger redacts credentials wherever they are logged', async (t) => {
   t.ok(text.includes('r1'), 'other headers are kept');
 });
 
+t.test('request logs: at the default level a success writes no line; a denial and a failure write exactly one, with the trace headers and nothing secret', async (t) => {
+  const logs = captureLogs();
+  const app = await createServiceApp({
+    service: 'kit',
+    logger: createLogger({ service: 'kit', stream: logs.stream }),
+    metrics: createMetrics('kit', { defaultMetrics: false }),
+    authenticator: stack.authenticator,
+    readiness: stack.readiness,
+  });
+  app.get('/open', { config: { auth: false } }, async () => ({ ok: true }));
+  app.get('/boom', { config: { auth: false } }, async () => {
+    throw new Error('kaboom');
+  });
+  app.get('/private', async () => ({ ok: true }));
+  t.teardown(() => app.close());
+  const trace = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  const ok = await app.inject({ url: '/open', headers: { 'x-request-id': 'log-ok' } });
+  t.equal(ok.statusCode, 200);
+  const denied = await app.inject({ url: '/private', headers: { authorization: 'Bearer not.a.jwt', traceparent: trace, 'x-request-id': 'log-denied' } });
+  t.equal(denied.statusCode, 401);
+  const failed = await app.inject({ url: '/boom', headers: { cookie: 'c=SECRET', 'x-request-id': 'log-failed' } });
+  t.equal(failed.statusCode, 500);
+  const lines = logs.lines();
+  t.same(lines.filter((l) => l['reqId'] === 'log-ok'), [], 'no line for a success at info');
+  const d = lines.filter((l) => l['reqId'] === 'log-denied') as Array<{ level: number; req: { headers: Record<string, string> }; res: { statusCode: number } }>;
+  t.equal(d.length, 1, 'one line for the denial');
+  t.equal(d[0]?.level, 30, 'at info');
+  t.equal(d[0]?.res.statusCode, 401);
+  t.equal(d[0]?.req.headers['traceparent'], trace, 'traceparent is on the line');
+  t.equal(d[0]?.req.headers['authorization'], '[REDACTED]');
+  t.same((d[0] as unknown as { auth: unknown }).auth, { code: 'token_malformed' }, 'with the denial\'s code');
+  const f = lines.filter((l) => l['reqId'] === 'log-failed') as Array<{ level: number; err?: { message: string }; req: { headers: Record<string, string> } }>;
+  t.equal(f.length, 1, 'one line for the failure');
+  t.equal(f[0]?.level, 50, 'at error');
+  t.equal(f[0]?.err?.message, 'kaboom', 'with the error');
+  t.equal(f[0]?.req.headers['cookie'], '[REDACTED]');
+});
+
 t.test('graceful drain: in-flight requests finish, new connections are refused, closers run after', async (t) => {
   const app = await createServiceApp({
     service: 'kit',

@@ -23,6 +23,9 @@ export const SERVICE = 'profile';
 /** The fully-qualified gRPC service name (also its `grpc.health.v1` service name). */
 export const GRPC_SERVICE = 'jwtmesh.profile.v1.ProfileService';
 
+/** gRPC statuses of the core's denials (see `toDenial`): logged at `info`, not as errors. */
+const DENY_CODES: ReadonlySet<number> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED, grpc.status.INVALID_ARGUMENT]);
+
 /** Seed profiles by subject. Unknown subjects get a generated standard profile. */
 export function seedProfiles(): Map<string, Profile> {
   return new Map<string, Profile>([
@@ -84,11 +87,13 @@ export function buildGrpcServer(deps: ProfileDeps & { readonly logger: Logger; r
   const proto = loadProfileProto();
   const profiles = deps.profiles ?? seedProfiles();
   const { metrics, logger } = deps;
+  const failureOf = new WeakMap<object, unknown>();
   const auth = createGrpcAuth({
     authenticator: deps.authenticator,
     realm: SERVICE,
     onDecision: (outcome) => metrics.authDecisions.inc({ transport: 'grpc', outcome }),
-    onError: (err, path) => logger.error({ err, path }, 'gRPC handler failed'),
+    // A handler failure goes on the call's one completion line below, with the error.
+    onError: (err, _path, call) => failureOf.set(call, err),
   });
 
   const getProfile = auth.unary<GetProfileRequest__Output, GetProfileResponse>({ scopes: ['profile:read'] }, async (call, ctx) => {
@@ -105,8 +110,14 @@ export function buildGrpcServer(deps: ProfileDeps & { readonly logger: Logger; r
         const code = grpc.status[err?.code ?? grpc.status.OK] ?? 'UNKNOWN';
         end({ code });
         metrics.grpcHandled.inc({ method: 'GetProfile', code });
-        const headers = call.metadata.get('x-request-id');
-        logger.info({ grpc: { method: GRPC_SERVICE + '/GetProfile', code }, reqId: headers[0] }, 'gRPC call completed');
+        // One line per call at most, at a level set by the outcome (as the HTTP side's
+        // requestLogLevel): OK only at debug, a deny at info, anything else at error.
+        const level = err === null ? 'debug' : DENY_CODES.has(err?.code ?? grpc.status.UNKNOWN) ? 'info' : 'error';
+        if (logger.isLevelEnabled(level)) {
+          const md = call.metadata;
+          const failure = failureOf.get(call);
+          logger[level]({ grpc: { method: GRPC_SERVICE + '/GetProfile', code }, reqId: md.get('x-request-id')[0], traceparent: md.get('traceparent')[0], ...(failure === undefined ? {} : { err: failure }) }, 'gRPC call completed');
+        }
         callback(err, value);
       });
     },

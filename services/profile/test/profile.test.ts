@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { createLogger, createMetrics } from '@jwt-mesh/service-kit';
-import { readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/service-kit/testing';
+import { captureLogs, readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/service-kit/testing';
 import { service as healthService } from 'grpc-health-check';
 import t from 'tap';
 import { buildApp, buildGrpcServer, GRPC_SERVICE } from '../src/app.js';
@@ -102,4 +102,38 @@ t.test('grpc.health.v1 reports what the server sets', async (t) => {
   const status = await new Promise<string>((resolve, reject) => hc.check({ service: GRPC_SERVICE }, (err, res) => (err ? reject(err) : resolve(res.status))));
   t.equal(status, 'SERVING');
   hc.close();
+});
+
+t.test('gRPC logs: one line for a deny (info) and one for a handler failure (error, with the error), no token', async (t) => {
+  const logs = captureLogs();
+  const log = createLogger({ service: 'profile', stream: logs.stream });
+  const failing = new Map() as Map<string, never>;
+  failing.get = () => {
+    throw new Error('profile store down');
+  };
+  const g = buildGrpcServer({ authenticator: stack.authenticator, readiness: stack.readiness, logger: log, metrics: createMetrics('profile', { defaultMetrics: false }), profiles: failing });
+  const port = await new Promise<number>((resolve, reject) => g.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const c = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  t.teardown(async () => {
+    c.close();
+    await new Promise<void>((r) => g.server.tryShutdown(() => r()));
+  });
+  const ask = (md: grpc.Metadata) => new Promise<grpc.ServiceError | null>((resolve) => c.GetProfile({ subject: '' }, md, { deadline: Date.now() + 5000 }, (err) => resolve(err)));
+  const denied = new grpc.Metadata();
+  denied.set('x-request-id', 'log-deny');
+  t.equal((await ask(denied))?.code, grpc.status.UNAUTHENTICATED);
+  const failed = new grpc.Metadata();
+  failed.set('authorization', `Bearer ${await issuer.mint({ scope: 'profile:read' })}`);
+  failed.set('x-request-id', 'log-fail');
+  t.equal((await ask(failed))?.code, grpc.status.INTERNAL);
+  log.flush();
+  const lines = logs.lines();
+  const d = lines.filter((l) => l['reqId'] === 'log-deny');
+  t.equal(d.length, 1, 'one line for the deny');
+  t.equal(d[0]?.['level'], 30, 'at info');
+  const f = lines.filter((l) => l['reqId'] === 'log-fail') as Array<{ level: number; err?: { message: string } }>;
+  t.equal(f.length, 1, 'one line for the failure');
+  t.equal(f[0]?.level, 50, 'at error');
+  t.equal(f[0]?.err?.message, 'profile store down', 'with the error');
+  t.notOk(logs.text().includes('Bearer '), 'no token in the logs');
 });

@@ -188,7 +188,10 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
   state.urls.authzMetrics.forEach((u, i) => (metricsUrls[`authz-${i + 1}`] = u));
   for (const [name, s] of Object.entries(state.urls.services)) metricsUrls[name] = `${s.app}/metrics`;
   const verifiers = Object.keys(metricsUrls).filter((n) => n !== 'auth');
-  const before = await meshSnapshot(procs, state.redis.url, metricsUrls);
+  // make up's Redis refuses its default user: read INFO as the issuer's ACL user (allowed INFO).
+  const issuerAcl = state.redis.acl?.issuer;
+  const redisAs = issuerAcl ? { username: issuerAcl.username, password: readFileSync(issuerAcl.passwordFile, 'utf8').trim() } : {};
+  const before = await meshSnapshot(procs, state.redis.url, metricsUrls, redisAs);
   const loadavgBefore = loadavg().map((x) => Math.round(x * 100) / 100);
   const startedAt = new Date().toISOString();
   const totalSec = knobs.RAMP + knobs.HOLD + knobs.RAMP_DOWN;
@@ -223,7 +226,7 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
   });
   const runSec = (Date.now() - t0) / 1000;
   const { peakRssBytes, lastCpuMs } = sampler.stop();
-  const read = await meshSnapshot(procs, state.redis.url, metricsUrls);
+  const read = await meshSnapshot(procs, state.redis.url, metricsUrls, redisAs);
   // k6 has exited by now: its CPU is the last value the sampler saw (it started at 0).
   const after = { ...read, cpuMs: { ...read.cpuMs, k6: lastCpuMs['k6'] ?? 0 } };
   const mesh: MeshRecord = {

@@ -2,15 +2,17 @@
  * What the mesh did during a k6 run, read from the mesh itself (for `make loadtest-10k`'s report):
  *
  * - every verifier's and the auth-service's Prometheus `/metrics` text, before and after;
- * - Redis `INFO commandstats` (calls per command), before and after (a tiny RESP client: one
- *   inline command, one bulk-string answer; nothing is written to Redis);
+ * - Redis `INFO commandstats` (calls per command), before and after (ioredis, as the issuer's ACL
+ *   user when the stack runs Redis with ACL users; nothing is written to Redis);
  * - CPU milliseconds per process (`/proc/<pid>/stat`, utime + stime) before and after, and the
  *   peak resident set size (`VmRSS` of `/proc/<pid>/status`) sampled during the run.
  *
  * Processes come from the stack's state file (`.run/stack.json` of `make up`), plus k6.
  */
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { redisClientOptions } from '@jwt-mesh/core/redis';
+import type { RedisConnectionOptions } from '@jwt-mesh/core';
+import { Redis } from 'ioredis';
 import { cpuSnapshot, type Accounted } from './bench/procstat.js';
 
 /** A process to watch: its part name and pid. */
@@ -62,41 +64,40 @@ export function sampleProcesses(procs: () => readonly Watched[], intervalMs = 10
 }
 
 /**
- * Calls per command from Redis `INFO commandstats` (`cmdstat_get:calls=12,...` -> `{ get: 12 }`).
- * @param url `redis://host:port[/db]` (no TLS; a password in the URL is sent with AUTH first).
- * @throws Error when Redis cannot be reached within `timeoutMs` or answers an error.
+ * Calls per command from Redis `INFO commandstats` (`cmdstat_get:calls=12,...` -> `{ get: 12 }`),
+ * read with ioredis (nothing is written to Redis).
+ *
+ * @param url - `redis://` or `rediss://` URL (a user and password in it are used)
+ * @param connection - the ACL user to read as when the URL carries none (`make up`'s Redis
+ *   refuses its `default` user: pass the issuer's, whose rules allow `INFO`)
+ * @param timeoutMs - connect and command deadline, milliseconds
+ * @throws Error when Redis cannot be reached within `timeoutMs` or answers an error (e.g. NOPERM)
  */
-export async function redisCommandCalls(url: string, timeoutMs = 5000): Promise<Record<string, number>> {
-  const u = new URL(url);
-  if (u.protocol !== 'redis:') throw new Error(`REDIS_URL: ${u.protocol} is not supported here (redis:// only)`);
-  const text = await new Promise<string>((resolve, reject) => {
-    const socket = connect({ host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) });
-    let buf = '';
-    const fail = (err: Error) => {
-      socket.destroy();
-      reject(err);
-    };
-    socket.setTimeout(timeoutMs, () => fail(new Error(`redis ${u.host}: no answer to INFO within ${timeoutMs} ms`)));
-    socket.on('error', fail);
-    socket.on('connect', () => {
-      const auth = u.password ? `AUTH ${u.username ? `${decodeURIComponent(u.username)} ` : ''}${decodeURIComponent(u.password)}\r\n` : '';
-      socket.write(`${auth}INFO commandstats\r\n`);
-    });
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buf += chunk;
-      if (u.password && buf.startsWith('+OK\r\n')) buf = buf.slice(5);
-      if (buf.startsWith('-')) return fail(new Error(`redis ${u.host}: ${buf.split('\r\n')[0]}`));
-      const m = /^\$(\d+)\r\n/.exec(buf);
-      if (m && Buffer.byteLength(buf) >= m[0].length + Number(m[1])) {
-        socket.end();
-        resolve(buf.slice(m[0].length));
-      }
-    });
+export async function redisCommandCalls(url: string, connection: RedisConnectionOptions = {}, timeoutMs = 5000): Promise<Record<string, number>> {
+  const redis = new Redis(url, {
+    ...redisClientOptions(url, connection),
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
   });
-  const calls: Record<string, number> = {};
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1] as string] = Number(m[2]);
-  return calls;
+  // ioredis closes a connection whose ready check Redis refuses, and the command then only says
+  // "Connection is closed": keep Redis's own answer (NOAUTH, WRONGPASS, NOPERM) for the error.
+  let cause: Error | undefined;
+  redis.on('error', (err: Error) => (cause ??= err));
+  try {
+    await redis.connect();
+    const text = await redis.info('commandstats');
+    const calls: Record<string, number> = {};
+    for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1] as string] = Number(m[2]);
+    return calls;
+  } catch (err) {
+    const host = new URL(url).host;
+    throw new Error(`redis ${host}: INFO commandstats failed: ${(cause ?? (err as Error)).message}`, { cause: cause ?? err });
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** `GET url` of a Prometheus text endpoint; null when it does not answer 200 within `timeoutMs`. */
@@ -141,11 +142,16 @@ export interface MeshSnapshot {
 }
 
 /** Reads one {@link MeshSnapshot}: CPU, Redis commandstats, and every `/metrics` URL of `metricsUrls`. */
-export async function meshSnapshot(procs: readonly Watched[], redisUrl: string, metricsUrls: Readonly<Record<string, string>>): Promise<MeshSnapshot> {
+export async function meshSnapshot(
+  procs: readonly Watched[],
+  redisUrl: string,
+  metricsUrls: Readonly<Record<string, string>>,
+  redisConnection: RedisConnectionOptions = {},
+): Promise<MeshSnapshot> {
   const entries = await Promise.all(Object.entries(metricsUrls).map(async ([name, url]) => [name, await scrapeMetrics(url)] as const));
   let redisCalls: Record<string, number> = {};
   try {
-    redisCalls = await redisCommandCalls(redisUrl);
+    redisCalls = await redisCommandCalls(redisUrl, redisConnection);
   } catch {
     redisCalls = {};
   }

@@ -52,7 +52,7 @@ bench-verify: ## verifications per second and p50/p99 for the core, beside raw n
 	npm run bench -w @jwt-mesh/core
 
 .PHONY: bench-authz
-bench-authz: ## ext_authz Check over gRPC at fixed rates (500..4000/s, open model) against a child server: p50/p90/p99 per rate (RATES=, DURATION=)
+bench-authz: ## ext_authz Check over gRPC at fixed rates (500..4000/s, open model) against a child server: p50/p90/p99, server CPU per Check and GC pauses per rate, beside the raw RS256 rate (RATES=, DURATION=)
 	npm run bench -w @jwt-mesh/authz-service -- $(if $(RATES),--rates $(RATES)) $(if $(DURATION),--duration $(DURATION))
 
 # --- Envoy configs and dev certificates: envoy/README.md ------------------------------------------

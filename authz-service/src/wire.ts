@@ -13,8 +13,9 @@
  * without being decoded. A submessage or string field sent twice replaces the first, as in
  * protobufjs.
  *
- * Malformed input (truncated, a length past the end, an invalid wire type, field number 0,
- * nesting deeper than protobufjs's recursion limit) never throws: it decodes to a
+ * Malformed input (truncated, a length past the end of the buffer or of the enclosing message,
+ * an invalid wire type, field number 0, nesting deeper than protobufjs's recursion limit) never
+ * throws: it decodes to a
  * {@link MalformedCheckRequest}, which the handler answers with a deny `CheckResponse`
  * (grpc-js would turn a throwing deserializer into a gRPC INTERNAL error).
  *
@@ -80,6 +81,25 @@ function end(r: Reader): number {
   return e;
 }
 
+/**
+ * A string field, its length checked against the buffer first: protobufjs's `BufferReader`
+ * clamps a string's length to the end of the buffer instead of throwing.
+ */
+function str(r: Reader): string {
+  const start = r.pos;
+  end(r);
+  r.pos = start;
+  return r.string();
+}
+
+/**
+ * Ends the loop over a message's fields: a field (string, bytes, submessage or skipped) whose
+ * length ran past the message's end `e` read bytes that belong to the enclosing message.
+ */
+function closed(r: Reader, e: number): void {
+  if (r.pos !== e) throw new RangeError(`a field runs past the end of its message (offset ${e}) to ${r.pos}`);
+}
+
 /** One `map<string,string>` entry into `into` (key 1, value 2; absent = ''). */
 function mapEntry(r: Reader, into: Record<string, string>): void {
   const e = end(r);
@@ -87,10 +107,11 @@ function mapEntry(r: Reader, into: Record<string, string>): void {
   let value = '';
   while (r.pos < e) {
     const t = tag(r);
-    if (t === ((1 << 3) | LEN)) key = r.string();
-    else if (t === ((2 << 3) | LEN)) value = r.string();
+    if (t === ((1 << 3) | LEN)) key = str(r);
+    else if (t === ((2 << 3) | LEN)) value = str(r);
     else r.skipType(t & 7);
   }
+  closed(r, e);
   into[key] = value;
 }
 
@@ -100,11 +121,12 @@ function headerValue(r: Reader): HeaderValueView {
   const h: HeaderValueView = { key: '', value: '', raw_value: EMPTY };
   while (r.pos < e) {
     const t = tag(r);
-    if (t === ((1 << 3) | LEN)) h.key = r.string();
-    else if (t === ((2 << 3) | LEN)) h.value = r.string();
+    if (t === ((1 << 3) | LEN)) h.key = str(r);
+    else if (t === ((2 << 3) | LEN)) h.value = str(r);
     else if (t === ((3 << 3) | LEN)) h.raw_value = r.bytes() as Buffer;
     else r.skipType(t & 7);
   }
+  closed(r, e);
   return h;
 }
 const EMPTY = Buffer.alloc(0);
@@ -118,6 +140,7 @@ function headerMap(r: Reader): { headers: HeaderValueView[] } {
     if (t === ((1 << 3) | LEN)) headers.push(headerValue(r));
     else r.skipType(t & 7);
   }
+  closed(r, e);
   return { headers };
 }
 
@@ -131,16 +154,16 @@ function httpRequest(r: Reader): HttpView {
     const t = tag(r);
     switch (t) {
       case (1 << 3) | LEN:
-        http.id = r.string();
+        http.id = str(r);
         break;
       case (2 << 3) | LEN:
-        http.method = r.string();
+        http.method = str(r);
         break;
       case (3 << 3) | LEN:
         mapEntry(r, (http.headers ??= Object.create(null) as Record<string, string>));
         break;
       case (4 << 3) | LEN:
-        http.path = r.string();
+        http.path = str(r);
         break;
       case (13 << 3) | LEN:
         http.header_map = headerMap(r);
@@ -149,6 +172,7 @@ function httpRequest(r: Reader): HttpView {
         r.skipType(t & 7);
     }
   }
+  closed(r, e);
   return http;
 }
 
@@ -161,6 +185,7 @@ function request(r: Reader): NonNullable<NonNullable<CheckRequestView['attribute
     if (t === ((2 << 3) | LEN)) req.http = httpRequest(r);
     else r.skipType(t & 7);
   }
+  closed(r, e);
   return req;
 }
 
@@ -173,6 +198,7 @@ function attributes(r: Reader): NonNullable<CheckRequestView['attributes']> {
     if (t === ((4 << 3) | LEN)) attrs.request = request(r);
     else r.skipType(t & 7);
   }
+  closed(r, e);
   return attrs;
 }
 

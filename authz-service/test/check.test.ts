@@ -116,6 +116,25 @@ t.test('duplicated Authorization: 400 invalid_request', async (t) => {
   }
 });
 
+t.test('a token already in the verified-token cache, sent twice: still 400 (the fast path takes only one plain Bearer value)', async (t) => {
+  const token = await issuer.mint();
+  t.equal((await srv.check(fixture('get-orders', token))).status?.code, GRPC.OK, 'allowed once: now cached');
+  const mixed = fixture('get-orders-header-map', token);
+  // One line in `value`, one in `raw_value`, names in different case: still two credentials.
+  mixed.attributes!.request!.http!.header_map!.headers!.push({ key: 'AUTHORIZATION', value: `Bearer ${token}` });
+  const cases = {
+    'get-orders-joined-authorization': fixture('get-orders-joined-authorization', token),
+    'get-orders-header-map-duplicate-authorization': fixture('get-orders-header-map-duplicate-authorization', token),
+    'header_map, value and raw_value': mixed,
+  };
+  for (const [name, req] of Object.entries(cases)) {
+    const d = denied(await srv.check(req));
+    t.equal(d.http, 400, name);
+    t.equal(d.body.error, 'invalid_request', name);
+  }
+  t.equal((await srv.check(fixture('get-orders', token))).status?.code, GRPC.OK, 'the single value is still allowed');
+});
+
 t.test('query string: ignored for matching, a token in it is never read', async (t) => {
   const token = await issuer.mint();
   const inQuery = denied(await srv.check(fixture('get-orders-query-token', token)));

@@ -78,3 +78,43 @@ t.test('an identity claim that cannot be an HTTP header value: 503, not a broken
   t.teardown(() => srv.close());
   expect503(t, await srv.check(fixture('get-orders', await issuer.mint({ sub: 'evil\r\nx-jwt-mesh-roles: admin' }))), 'CRLF in sub');
 });
+
+t.test('one deadline timer under load: every Check answered exactly once, the slow ones denied at the deadline, the fast ones allowed', async (t) => {
+  const deadlineMs = 100;
+  const identity = Object.freeze({ sub: 'u', jti: 'j', sid: undefined, clientId: undefined, scopes: Object.freeze([]), roles: Object.freeze([]), exp: 0, iat: 0, claims: {} }) as never;
+  // Fault injection: request ids say how long the authenticator takes (ms), then it allows.
+  const delayed: Authenticator = {
+    decide: (req) =>
+      new Promise((resolve) => setTimeout(() => resolve({ allow: true, identity }), Number(req.headers['x-delay'])).unref()),
+  };
+  const handler = buildCheckHandler({ authenticator: delayed, deadlineMs, logger: pino({ level: 'silent' }) });
+  const calls: Array<Promise<{ delay: number; answers: number; code: number | undefined }>> = [];
+  const started = performance.now();
+  for (let i = 0; i < 600; i++) {
+    // Spread over ~300 ms so the queue is armed, emptied and re-armed; delays well clear of the deadline.
+    const delay = i % 3 === 0 ? deadlineMs * 4 : i % 7;
+    await new Promise((r) => (i % 50 === 0 ? setTimeout(r, 25) : setImmediate(r)));
+    const req = { attributes: { request: { http: { method: 'GET', path: '/api/orders', headers: { 'x-delay': String(delay) } } } } };
+    calls.push(
+      new Promise((resolve) => {
+        let answers = 0;
+        let code: number | undefined;
+        handler({ request: req } as never, (_err, res) => {
+          answers++;
+          code ??= (res as { status?: { code?: number } } | undefined)?.status?.code;
+          // Wait past the slow authenticator's own answer: a second callback would show here.
+          if (answers === 1) setTimeout(() => resolve({ delay, answers, code }), deadlineMs * 5);
+        });
+      }),
+    );
+    if (i === 300) {
+      const until = performance.now() + deadlineMs * 1.5; // a blocked event loop, as under CPU load
+      while (performance.now() < until);
+    }
+  }
+  const results = await Promise.all(calls);
+  t.comment(`600 Checks in ${Math.round(performance.now() - started)} ms`);
+  t.same(results.filter((r) => r.answers !== 1), [], 'each call answered exactly once');
+  t.same(results.filter((r) => r.delay > deadlineMs && r.code !== GRPC.UNAVAILABLE), [], 'slower than the deadline: denied (503)');
+  t.same(results.filter((r) => r.delay < deadlineMs && r.code !== GRPC.OK), [], 'well inside the deadline: allowed');
+});

@@ -195,3 +195,24 @@ t.test('over gRPC: undecodable bytes are answered with a 503 deny CheckResponse,
   // The same server still decides well-formed requests.
   t.equal((await srv.check(fixture('get-orders', await issuer.mint()))).status?.code, GRPC.OK);
 });
+
+t.test('a field longer than its own message, or than the buffer, is malformed (no clamped or borrowed bytes)', async (t) => {
+  // Hand-built so that each length can lie: attributes { request { http { ... } } }, then `after`.
+  const ld = (field: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([(field << 3) | 2, body.length]), body]);
+  const lying = (field: number, claimed: number, body: string): Buffer => Buffer.concat([Buffer.from([(field << 3) | 2, claimed]), Buffer.from(body)]);
+  const msg = (http: Buffer, after: Buffer = Buffer.alloc(0)): Buffer => Buffer.concat([ld(1, ld(4, ld(2, http))), after]);
+  const get = ld(2, Buffer.from('GET'));
+  const pad = ld(2, Buffer.from('xx')); // a whole top-level field, skipped: the 4 bytes each lie below borrows
+  const cases: Record<string, Buffer> = {
+    // protobufjs's BufferReader.string clamps a string's length to the end of the buffer.
+    'path string past the end of the buffer': msg(Buffer.concat([get, lying(4, 100, '/healthz')])),
+    // The path's length runs into the next top-level field: those bytes are not the path's.
+    'path string past the end of its message': msg(Buffer.concat([get, lying(4, 12, '/healthz')]), pad),
+    'header value past the end of its HeaderValue': msg(
+      Buffer.concat([get, ld(13, ld(1, Buffer.concat([ld(1, Buffer.from('authorization')), lying(2, 12, 'Bearer x')])))]),
+      pad,
+    ),
+    'unknown field past the end of its message': msg(Buffer.concat([get, lying(15, 6, 'ab')]), pad),
+  };
+  for (const [name, bytes] of Object.entries(cases)) t.type(decodeCheckRequest(bytes), MalformedCheckRequest, name);
+});

@@ -572,6 +572,53 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         { timeoutMs: readyTimeoutMs, alive: proc.running },
       );
 
+    // ---- Envoy configs (one source: envoy/src/render.ts, local target) -----------------------------
+    // Rendered at each Envoy start, so a part started again on new ports gets a matching config.
+    const renderAll = () => {
+      const portsOverride: PortsOverride = {
+        edge: plan.edge,
+        authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
+        auth: { host: '127.0.0.1', port: plan.auth },
+        services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
+      };
+      return renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
+    };
+    const envoyLogDir = join(p.logDir, 'envoy');
+    const envoyPart = (name: string, file: string, portsOf: () => number[], repick?: () => Promise<void>): PartDef => ({
+      name,
+      ...(free && repick ? { repick } : {}),
+      start: async () => {
+        const config = renderAll()[file] as string;
+        await release(...portsOf());
+        let e: EnvoyProcess;
+        try {
+          e = await startEnvoy({ config, name, logDir: envoyLogDir, readyTimeoutMs, cwd: p.runDir });
+        } catch (err) {
+          throw new StackStartError(name, (err as Error).message.split('\n')[0] ?? 'Envoy did not start', latestEnvoyLog(envoyLogDir, name));
+        }
+        envoys.set(name, e);
+        const link = logOf(name);
+        try {
+          if (existsSync(link) || isSymlink(link)) unlinkSync(link);
+          symlinkSync(relative(p.logDir, e.logFile), link);
+        } catch {
+          // the symlink is a convenience; the real file is e.logFile
+        }
+        let exited = false;
+        void e.exited.then(() => (exited = true));
+        return {
+          record: { name, pid: e.pid, pgid: null, markers: [e.configFile], log: e.logFile },
+          running: () => !exited,
+          kill: (sig) => {
+            if (!exited) process.kill(e.pid, sig);
+          },
+          stop: async () => {
+            if (!exited) process.kill(e.pid, 'SIGCONT');
+            await e.stop();
+          },
+        };
+      },
+    });
     // ---- auth-service --------------------------------------------------------------------------
     const authDir = join(REPO_ROOT, 'auth-service');
     await launch(
@@ -707,53 +754,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       say('services', SERVICES.map((n) => `${n} ${serviceUrls[n]?.app}${serviceUrls[n]?.grpc ? ` (gRPC ${serviceUrls[n]?.grpc})` : ''}`).join(', '));
     }
 
-    // ---- Envoy configs (one source: envoy/src/render.ts, local target) -----------------------------
-    // Rendered at each Envoy start, so a part started again on new ports gets a matching config.
-    const renderAll = () => {
-      const portsOverride: PortsOverride = {
-        edge: plan.edge,
-        authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
-        auth: { host: '127.0.0.1', port: plan.auth },
-        services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
-      };
-      return renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
-    };
-    const envoyLogDir = join(p.logDir, 'envoy');
-    const envoyPart = (name: string, file: string, portsOf: () => number[], repick?: () => Promise<void>): PartDef => ({
-      name,
-      ...(free && repick ? { repick } : {}),
-      start: async () => {
-        const config = renderAll()[file] as string;
-        await release(...portsOf());
-        let e: EnvoyProcess;
-        try {
-          e = await startEnvoy({ config, name, logDir: envoyLogDir, readyTimeoutMs, cwd: p.runDir });
-        } catch (err) {
-          throw new StackStartError(name, (err as Error).message.split('\n')[0] ?? 'Envoy did not start', latestEnvoyLog(envoyLogDir, name));
-        }
-        envoys.set(name, e);
-        const link = logOf(name);
-        try {
-          if (existsSync(link) || isSymlink(link)) unlinkSync(link);
-          symlinkSync(relative(p.logDir, e.logFile), link);
-        } catch {
-          // the symlink is a convenience; the real file is e.logFile
-        }
-        let exited = false;
-        void e.exited.then(() => (exited = true));
-        return {
-          record: { name, pid: e.pid, pgid: null, markers: [e.configFile], log: e.logFile },
-          running: () => !exited,
-          kill: (sig) => {
-            if (!exited) process.kill(e.pid, sig);
-          },
-          stop: async () => {
-            if (!exited) process.kill(e.pid, 'SIGCONT');
-            await e.stop();
-          },
-        };
-      },
-    });
     const sidecars = [...(parts.services ? SERVICES : []), ...extras.map((x) => x.name)];
     if (sidecars.length > 0) {
       // No repick: the sidecar's outbound port is already in its running service's UPSTREAM_URL,

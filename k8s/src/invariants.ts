@@ -29,7 +29,12 @@
  *   k8s/create-secrets.sh, or is issued by a cert-manager Certificate.
  * - `network-policy`: a default-deny policy exists; every connection the mesh needs (each Envoy
  *   cluster, each JWKS_URL, the declared app connections) is allowed by egress and ingress rules;
- *   the datastores are reachable from exactly their declared clients.
+ *   the datastores (PostgreSQL: auth and the migration Job; Redis: the issuer and the verifiers)
+ *   and the auth sidecar (the edge and the verifiers) are reachable from exactly their declared clients.
+ * - `jwks-tls`: every container that reads a JWKS_URL fetches it over https, pins the issuer's
+ *   identity (JWKS_SERVER_ID is the `auth` SPIFFE ID), and presents a client certificate:
+ *   JWKS_CA_FILE, JWKS_CERT_FILE and JWKS_KEY_FILE are set and lie under a volume mounted into
+ *   that container.
  */
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
@@ -57,7 +62,8 @@ export type RuleId =
   | 'ports'
   | 'images'
   | 'references'
-  | 'network-policy';
+  | 'network-policy'
+  | 'jwks-tls';
 
 export const RULES: readonly RuleId[] = [
   'probes',
@@ -69,6 +75,7 @@ export const RULES: readonly RuleId[] = [
   'images',
   'references',
   'network-policy',
+  'jwks-tls',
 ];
 
 /** One broken invariant. */
@@ -121,8 +128,10 @@ export interface CheckContext {
   externalSecrets: readonly string[];
   /** Connections the apps open that no manifest shows. */
   appConnections: readonly AppConnection[];
-  /** Datastores and the exact set of workloads allowed to reach them on `port`. */
+  /** Datastores (and the auth sidecar) and the exact set of workloads allowed to reach them on `port`. */
   exclusiveAccess: Readonly<Record<string, { port: number; clients: readonly string[] }>>;
+  /** The identity every verifier must pin for the JWK Set (JWKS_SERVER_ID): the issuer's SPIFFE ID. */
+  issuerIdentity: string;
 }
 
 const NAME_LABEL = 'app.kubernetes.io/name';
@@ -809,6 +818,32 @@ export function checkNetworkPolicies(objects: readonly K8sObject[], ctx: Pick<Ch
   return out;
 }
 
+/** Rule `jwks-tls`. */
+export function checkJwksTls(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'issuerIdentity'>): Violation[] {
+  const out: Violation[] = [];
+  for (const pod of podTemplates(objects)) {
+    for (const { container } of containersOf(pod)) {
+      const url = envValue(objects, pod, container, 'JWKS_URL');
+      if (!url) continue;
+      if (!/^https:\/\//i.test(url)) out.push(v('jwks-tls', pod, `JWKS_URL ${url} is not https: anyone on the path could serve signing keys`, container.name));
+      const serverId = envValue(objects, pod, container, 'JWKS_SERVER_ID');
+      if (serverId !== ctx.issuerIdentity) {
+        out.push(v('jwks-tls', pod, `JWKS_SERVER_ID is ${serverId ?? '(unset)'}, not the issuer's identity ${ctx.issuerIdentity}`, container.name));
+      }
+      for (const name of ['JWKS_CA_FILE', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE']) {
+        const file = envValue(objects, pod, container, name);
+        if (!file) {
+          out.push(v('jwks-tls', pod, `${name} is not set: the JWK Set fetch needs the mesh CA and a client certificate`, container.name));
+          continue;
+        }
+        const mounted = (container.volumeMounts ?? []).some((vm) => file.startsWith(`${vm.mountPath.replace(/\/$/, '')}/`));
+        if (!mounted) out.push(v('jwks-tls', pod, `${name} ${file} lies under no volume mounted into the container`, container.name));
+      }
+    }
+  }
+  return out;
+}
+
 /** Every rule over the objects; violations sorted by rule, then object. */
 export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext): Violation[] {
   return [
@@ -821,5 +856,6 @@ export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext
     ...checkImages(objects, ctx),
     ...checkReferences(objects, ctx),
     ...checkNetworkPolicies(objects, ctx),
+    ...checkJwksTls(objects, ctx),
   ];
 }

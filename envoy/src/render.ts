@@ -462,9 +462,12 @@ function hcm(opts: {
  * of the other API errors, `{"error":"temporarily_unavailable",...}` (the RFC 6749 error code),
  * and `retry-after: 1`, instead of Envoy's plain-text "upstream connect error ...". ext_authz
  * answers (flag UAEX, including its own 503s) keep the body the authz-service chose.
+ * A sidecar's inbound listener gives the same answer when its own app is down, naming the
+ * workload (`upstream`), so the edge passes on one shape whichever proxy found the app gone.
  * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/local_reply
+ * @param upstream - the `upstream` member of the body; default the Envoy cluster name
  */
-function upstreamUnavailableReply(): Obj {
+function upstreamUnavailableReply(upstream = '%UPSTREAM_CLUSTER%'): Obj {
   return {
     mappers: [
       {
@@ -481,7 +484,7 @@ function upstreamUnavailableReply(): Obj {
           json_format: {
             error: 'temporarily_unavailable',
             error_description: 'the upstream service is unavailable; retry later',
-            upstream: '%UPSTREAM_CLUSTER%',
+            upstream,
           },
         },
       },
@@ -841,6 +844,7 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
             forwardClientCert: 'SANITIZE_SET',
             useRemoteAddress: false,
             accessLogExtra: { peer: '%DOWNSTREAM_PEER_URI_SAN%' },
+            localReplyConfig: upstreamUnavailableReply(service),
           }),
         ],
         transport_socket: inboundTls(topology, plan, service, callers),

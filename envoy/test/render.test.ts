@@ -190,6 +190,9 @@ t.test('sidecar inbound: client certificate required, from the mesh CA, with an 
       const hcm = hcmOf(inbound);
       t.equal(hcm.forward_client_cert_details, 'SANITIZE_SET');
       t.same(hcm.set_current_client_cert_details, { uri: true }, 'the app sees the caller SPIFFE ID');
+      const unavailable = hcm.local_reply_config.mappers[0];
+      t.equal(unavailable.body_format_override.json_format.error, 'temporarily_unavailable', `${target} ${s.name}: app down -> JSON 503`);
+      t.equal(unavailable.body_format_override.json_format.upstream, s.name, `${target} ${s.name}: the answer names the workload`);
       t.notOk(httpFilter(hcm, 'ExtAuthz'), `${target} ${s.name}: no ext_authz on the sidecar by default`);
       t.equal(hcm.normalize_path, true);
       t.equal(listener(cfg, 'outbound').address.socket_address.address, '127.0.0.1', `${target} ${s.name}: outbound on loopback`);

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { exportJWK, SignJWT } from 'jose';
 import t from 'tap';
+import { runDemo } from '@jwt-mesh/stack';
 import { counterSum, send, startE2e, type E2e } from './helpers.js';
 
 t.setTimeout(420_000);
@@ -135,4 +136,12 @@ t.test('an impostor on the JWKS address: no verifier accepts its key; known keys
   await e2e.stack.startPart('sidecar-auth');
   const back = await send({ base: e2e.edge, path: '/api/orders/ord-1001', headers: bearer(access) });
   t.equal(back.status, 200, 'the auth sidecar back: everything still works');
+});
+
+t.test('make demo against this stack: every check passes, the auth hop over mTLS among them', async (t) => {
+  const lines: string[] = [];
+  const failed = await runDemo(e2e.stack.state, (l) => lines.push(l));
+  t.equal(failed, 0, lines.filter((l) => /FAIL/.test(l)).join('\n') || 'no failed check');
+  t.ok(lines.some((l) => /ok\s+every connection of the edge's auth cluster was a TLS handshake/.test(l)), 'the auth-hop step ran and passed');
+  t.ok(lines.some((l) => /ok\s+the auth sidecar refuses a TLS client without a mesh certificate/.test(l)), 'the auth sidecar step ran and passed');
 });

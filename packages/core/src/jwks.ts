@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
-import type { PeerCertificate } from 'node:tls';
+import { createSecureContext, type PeerCertificate } from 'node:tls';
 import { importJWK, type JWK } from 'jose';
 import { isSupportedAlgorithm, jwkMatchesAlg, keyObjectMatchesAlg, type JwsAlgorithm } from './algorithms.js';
 import { AuthError } from './errors.js';
@@ -386,7 +386,7 @@ function getJwksDocument(url: URL, tls: JwksTlsOptions | undefined, timeoutMs: n
       const code = err.code ?? '';
       if (code === 'ERR_JWKS_SERVER_IDENTITY' || code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
         fail(new JwksFetchError('identity', err.message, { cause: err }));
-      } else if (TLS_ERROR_CODE.test(code) || /ssl|tls|certificate/i.test(err.message)) {
+      } else if (TLS_ERROR_CODE.test(code)) {
         fail(new JwksFetchError('tls', `TLS handshake with the JWKS server failed (${code || err.message})`, { cause: err }));
       } else {
         fail(new JwksFetchError('network', `cannot reach the JWKS server (${code || err.message})`, { cause: err }));
@@ -418,7 +418,8 @@ function getJwksDocument(url: URL, tls: JwksTlsOptions | undefined, timeoutMs: n
  * @param opts - see {@link RemoteKeySourceOptions}
  * @returns the key source, plus `stats()` (fetch count, last success) for metrics and tests
  * @throws TypeError for a non-http(s) URL, plain http to a non-loopback host, TLS settings with
- *   an http URL or a cert without its key; RangeError for a negative duration
+ *   an http URL, a cert without its key, or PEM that is not a usable CA, certificate or key;
+ *   RangeError for a negative duration
  */
 export function createRemoteKeySource(opts: RemoteKeySourceOptions): KeySource & { stats(): RemoteKeySourceStats } {
   const url = new URL(opts.url);
@@ -430,6 +431,15 @@ export function createRemoteKeySource(opts: RemoteKeySourceOptions): KeySource &
   if (tls !== undefined) {
     if (url.protocol !== 'https:') throw new TypeError(`JWKS TLS settings need an https url: ${url.href}`);
     if ((tls.cert === undefined) !== (tls.key === undefined)) throw new TypeError('JWKS TLS: cert and key go together');
+    try {
+      // Unusable PEM (not a certificate, a key that does not match) fails here, at start-up, not on every fetch.
+      createSecureContext({
+        ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+        ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+      });
+    } catch (err) {
+      throw new TypeError(`JWKS TLS: unusable certificate or key (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    }
   }
   const onFetchFailure = opts.onFetchFailure;
   const cacheMaxAgeMs = opts.cacheMaxAgeMs ?? REMOTE_KEY_SOURCE_DEFAULTS.cacheMaxAgeMs;

@@ -119,5 +119,6 @@ t.test('plain http only on loopback; TLS settings need https; cert and key toget
   }
   t.throws(() => createRemoteKeySource({ url: 'http://127.0.0.1/j', tls: { ca: 'x' } }), /need an https url/);
   t.throws(() => createRemoteKeySource({ url: 'https://a/j', tls: { ca: 'x', cert: 'y' } }), /cert and key go together/);
+  t.throws(() => createRemoteKeySource({ url: 'https://a/j', tls: { ca: 'not a PEM', cert: 'nor this', key: 'nor this' } }), /JWKS TLS: unusable certificate or key/);
   t.throws(() => readJwksTlsFiles({ caFile: '/nonexistent/ca.crt' }), /JWKS_CA_FILE: cannot read \/nonexistent\/ca\.crt/);
 });

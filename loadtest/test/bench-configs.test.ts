@@ -68,7 +68,6 @@ t.test('Envoy accepts every bench config', async (t) => {
 const chainPorts = {
   edge: { http: 0, https: 0, admin: 0 },
   authz: ['127.0.0.1:9001', '127.0.0.1:9002'],
-  auth: { host: '127.0.0.1', port: 4000 },
   services: {
     orders: { app: 41001, inbound: 41101, outbound: 41201, admin: 41301 },
     inventory: { app: 41002, inbound: 41102, outbound: 41202, admin: 41302 },

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Secrets the jwt-mesh manifests reference and the repository never contains:
 #
-#   mesh-<workload>      for edge authz orders inventory profile: the workload's mesh certificate
+#   mesh-<workload>      for edge authz auth orders inventory profile: the workload's mesh certificate
 #                        (X.509-SVID, URI SAN spiffe://jwt-mesh.local/ns/jwt-mesh/sa/<workload>)
 #                        as tls.crt, its key as tls.key, the mesh CA as ca.crt (type
 #                        kubernetes.io/tls: the same layout cert-manager writes)
@@ -31,7 +31,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-MESH_WORKLOADS=(edge authz orders inventory profile)
+MESH_WORKLOADS=(edge authz auth orders inventory profile)
 CREDENTIAL_SECRETS=(postgres-credentials redis-acl redis-issuer-credentials redis-verifier-credentials)
 REDIS_SECRETS=(redis-acl redis-issuer-credentials redis-verifier-credentials)
 # Least-privilege Redis ACL rules for the key prefix jwtmesh: (k8s/test checks them against the

@@ -13,7 +13,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
-import { createAuthenticator, createRemoteKeySource, createVerifier } from '@jwt-mesh/core';
+import { Counter } from 'prom-client';
+import {
+  JWKS_FETCH_FAILURE_REASONS,
+  createAuthenticator,
+  createRemoteKeySource,
+  createVerifier,
+  readJwksTlsFiles,
+  type JwksTlsOptions,
+} from '@jwt-mesh/core';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
 import { ConfigError, loadConfig, type AuthzConfig } from './config.js';
 import { startHttpServer } from './http.js';
@@ -86,9 +94,11 @@ async function main(): Promise<void> {
   let config: AuthzConfig;
   let tls: TlsMaterial | 'insecure-plaintext';
   let policy;
+  let jwksTls: JwksTlsOptions | undefined;
   try {
     config = loadConfig(process.env);
     tls = readTls(config);
+    jwksTls = readJwksTlsFiles(config.verifier.jwksTls);
     policy = loadPolicyFile(config.policyFile);
   } catch (err) {
     // A setting, file or field is wrong: the message names it; a stack trace would only hide it.
@@ -107,7 +117,27 @@ async function main(): Promise<void> {
   }
 
   const v = config.verifier;
-  const keys = createRemoteKeySource({ url: v.jwksUrl });
+  // Registered on the server's registry once that exists: it needs the authenticator built below.
+  const jwksFailures = new Counter({
+    name: 'jwtmesh_jwks_fetch_failures_total',
+    help: 'Failed fetches of the JWK Set, by reason (tls, identity, network, timeout, http_status, invalid); the last good set stays in use.',
+    labelNames: ['reason'],
+    registers: [],
+  });
+  for (const reason of JWKS_FETCH_FAILURE_REASONS) jwksFailures.inc({ reason }, 0);
+  const lastJwksWarn = new Map<string, number>();
+  const keys = createRemoteKeySource({
+    url: v.jwksUrl,
+    ...(jwksTls ? { tls: jwksTls } : {}),
+    onFetchFailure: (err) => {
+      jwksFailures.inc({ reason: err.reason });
+      // A refused or impersonated issuer repeats on every attempt: one line per reason per 10 s.
+      const now = Date.now();
+      if (now - (lastJwksWarn.get(err.reason) ?? 0) < 10_000) return;
+      lastJwksWarn.set(err.reason, now);
+      log.warn({ reason: err.reason, err: err.message, jwksUrl: v.jwksUrl }, 'JWK Set fetch failed; the keys already known stay in use');
+    },
+  });
   const verifier = createVerifier({
     issuer: v.issuer,
     audience: v.audience,
@@ -143,6 +173,7 @@ async function main(): Promise<void> {
     deadlineMs: config.deadlineMs,
   });
   const metrics = createMetrics({ defaultMetrics: true, caches: { authenticator, revocation } });
+  metrics.registry.registerMetric(jwksFailures);
   const authz = buildServer({ authenticator, deadlineMs: config.deadlineMs, logger: log, metrics, tls });
 
   let serving = false;

@@ -127,6 +127,7 @@ t.test('a full start over mTLS: SERVING, /healthz, /metrics, Check, then SIGTERM
   t.match(metrics, /jwtmesh_verified_token_cache_lookups_total\{result="miss"\} 1\n/, 'the one token was verified by signature once');
   t.match(metrics, /jwtmesh_verified_token_cache_lookups_total\{result="hit"\} 0\n/);
   t.match(metrics, /jwtmesh_revocation_cache_lookups_total\{result="miss"\} 1\n/, 'its revocation lookup made one Redis round trip');
+  t.match(metrics, /jwtmesh_jwks_fetch_failures_total\{reason="tls"\} 0\n/, 'the failed JWK Set fetches on the same registry, every reason from the start');
   t.match(metrics, /jwtmesh_authz_check_duration_seconds_bucket/);
   t.match(metrics, /process_cpu_user_seconds_total/, 'default process metrics');
 

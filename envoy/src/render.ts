@@ -67,7 +67,6 @@ export const portsOverrideSchema = z
   .object({
     edge: z.object({ http: portSchema, https: portSchema, admin: portSchema, health: portSchema }).partial().strict(),
     authz: z.array(hostPortSchema).min(1),
-    auth: hostPortSchema,
     services: z.record(
       z.string(),
       z
@@ -118,7 +117,6 @@ export function resolvePlan(topology: Topology, target: Target, options: RenderO
   const ports = parsed.data;
   if (ports.edge) plan.edge = { ...plan.edge, ...ports.edge };
   if (ports.authz) plan.authz = ports.authz;
-  if (ports.auth) plan.auth = ports.auth;
   for (const [name, override] of Object.entries(ports.services ?? {})) {
     const current = plan.services[name];
     if (!current) throw new Error(`render: ports override names unknown service "${name}"`);
@@ -169,6 +167,7 @@ const T = {
   extAuthz: 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
   headerMutation: 'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation',
   healthCheck: 'type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck',
+  rbac: 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
   upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
@@ -356,6 +355,32 @@ function serviceRoutes(opts: { name?: string; match: Obj; cluster: string; timeo
   ];
 }
 
+/**
+ * Envoy RBAC (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/rbac_filter)
+ * for a sidecar whose spec sets `meshCallersLimitedToPrefixes`: the edge (when it is a caller) may
+ * reach every path, every other allowed caller only the service's `meshPrefixes` (the path itself
+ * or below it, as `path_separated_prefix`). Principals are the callers' verified SPIFFE IDs (the
+ * URI SAN of the client certificate the TLS handshake already checked); anything else gets 403.
+ */
+function meshCallersRbacFilter(topology: Topology, spec: ServiceSpec, callers: string[]): Obj {
+  const principal = (w: string) => ({
+    authenticated: { principal_name: { exact: spiffeId(w, topology.namespace, topology.trustDomain) } },
+  });
+  const meshCallers = callers.filter((w) => w !== 'edge');
+  const policies: Obj = {};
+  if (callers.includes('edge')) policies['edge'] = { permissions: [{ any: true }], principals: [principal('edge')] };
+  if (meshCallers.length > 0) {
+    policies['mesh-callers'] = {
+      permissions: spec.meshPrefixes.flatMap((p) => [
+        { url_path: { path: { exact: p } } },
+        { url_path: { path: { prefix: `${p}/` } } },
+      ]),
+      principals: meshCallers.map(principal),
+    };
+  }
+  return { name: 'envoy.filters.http.rbac', typed_config: { '@type': T.rbac, rules: { action: 'ALLOW', policies } } };
+}
+
 function routerFilter(): Obj {
   return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router, suppress_envoy_headers: true } };
 }
@@ -437,9 +462,12 @@ function hcm(opts: {
  * of the other API errors, `{"error":"temporarily_unavailable",...}` (the RFC 6749 error code),
  * and `retry-after: 1`, instead of Envoy's plain-text "upstream connect error ...". ext_authz
  * answers (flag UAEX, including its own 503s) keep the body the authz-service chose.
+ * A sidecar's inbound listener gives the same answer when its own app is down, naming the
+ * workload (`upstream`), so the edge passes on one shape whichever proxy found the app gone.
  * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/local_reply
+ * @param upstream - the `upstream` member of the body; default the Envoy cluster name
  */
-function upstreamUnavailableReply(): Obj {
+function upstreamUnavailableReply(upstream = '%UPSTREAM_CLUSTER%'): Obj {
   return {
     mappers: [
       {
@@ -456,7 +484,7 @@ function upstreamUnavailableReply(): Obj {
           json_format: {
             error: 'temporarily_unavailable',
             error_description: 'the upstream service is unavailable; retry later',
-            upstream: '%UPSTREAM_CLUSTER%',
+            upstream,
           },
         },
       },
@@ -659,8 +687,8 @@ function healthListener(plan: TargetPlan, port: number, proxy: string, topology:
  * The edge Envoy bootstrap: listeners `edge_http` and `edge_https` (server certificate
  * `edge-https` from the dev CA), both through the same filter chain:
  * header_mutation (remove client-sent identity headers) -> ext_authz (gRPC, cluster `authz`) -> router.
- * Routes: `healthPath` answered locally, `authPrefixes` -> `auth`, each service's `edgePrefixes`
- * -> that service's sidecar (mTLS), anything else 404. Every route is checked by ext_authz; which
+ * Routes: `healthPath` answered locally, each service's `edgePrefixes` (the auth-service's `/auth`
+ * and `/.well-known` included) -> that service's sidecar (mTLS), anything else 404. Every route is checked by ext_authz; which
  * routes are public is the authz policy's decision. Routes upstream retry as {@link IDEMPOTENT_RETRY}
  * says (GET/HEAD on connection-level failures only, never on a 5xx answer).
  */
@@ -673,9 +701,6 @@ export function buildEdgeConfig(topology: Topology, plan: TargetPlan): Obj {
       match: { path: topology.edge.healthPath },
       direct_response: { status: 200, body: { inline_string: 'ok\n' } },
     },
-    ...topology.edge.authPrefixes.flatMap((p) =>
-      serviceRoutes({ name: `auth:${p}`, match: { path_separated_prefix: p }, cluster: 'auth', timeout: '10s', otherHosts: true }),
-    ),
     ...edgeServices.flatMap((s) =>
       s.edgePrefixes.flatMap((p) =>
         serviceRoutes({ name: `${s.name}:${p}`, match: { path_separated_prefix: p }, cluster: s.name, timeout: '15s', otherHosts: true }),
@@ -732,14 +757,8 @@ export function buildEdgeConfig(topology: Topology, plan: TargetPlan): Obj {
   ];
   if (plan.edge.health !== undefined) listeners.push(healthListener(plan, plan.edge.health, 'edge', topology));
 
-  const authTls = topology.auth.tls ? upstreamTls(topology, plan, 'edge', 'auth') : undefined;
   const clusters: Obj[] = [
     authzCluster(topology, plan, 'edge'),
-    cluster('auth', [plan.auth], {
-      protocol: 'http1',
-      connectTimeoutMs: 1000,
-      ...(authTls ? { transportSocket: authTls } : {}),
-    }),
     ...edgeServices.map((s) => {
       const ports = servicePorts(plan, s.name);
       return cluster(s.name, [{ host: ports.host, port: ports.inbound }], {
@@ -802,9 +821,11 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
   // The app is one process on loopback: its restart (or a closing keep-alive connection) is what
   // the GET/HEAD retries bridge; gRPC above is POST and is not retried beyond the caller's sidecar.
   inboundRoutes.push(...serviceRoutes({ match: { prefix: '/' }, cluster: 'local_app', timeout: '15s', otherHosts: false }));
-  const inboundFilters = spec.extAuthz
-    ? [stripIdentityHeadersFilter(topology), extAuthzFilter(topology), routerFilter()]
-    : [routerFilter()];
+  const inboundFilters = [
+    ...(spec.meshCallersLimitedToPrefixes ? [meshCallersRbacFilter(topology, spec, callers)] : []),
+    ...(spec.extAuthz ? [stripIdentityHeadersFilter(topology), extAuthzFilter(topology)] : []),
+    routerFilter(),
+  ];
 
   const inbound: Obj = {
     name: 'inbound',
@@ -823,6 +844,7 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
             forwardClientCert: 'SANITIZE_SET',
             useRemoteAddress: false,
             accessLogExtra: { peer: '%DOWNSTREAM_PEER_URI_SAN%' },
+            localReplyConfig: upstreamUnavailableReply(service),
           }),
         ],
         transport_socket: inboundTls(topology, plan, service, callers),

@@ -95,6 +95,14 @@ export interface ServiceSpec {
   extAuthz?: boolean;
   /** Extra workloads allowed to call this sidecar's inbound listener, beyond the edge (if it routes here) and the callers. */
   extraAllowedCallers?: string[];
+  /**
+   * Restrict callers other than the edge to {@link ServiceSpec.meshPrefixes} (an Envoy RBAC filter
+   * on the inbound listener, keyed on the caller's verified SPIFFE ID): the edge may reach every
+   * path it routes here, other callers only the mesh prefixes. Default false (callers reach every
+   * path). The auth-service uses it: verifiers may fetch its JWK Set and nothing else, so no
+   * workload but the edge (and its ext_authz) reaches the login, token and revocation endpoints.
+   */
+  meshCallersLimitedToPrefixes?: boolean;
 }
 
 /** The edge proxy's behaviour (ports are in the plan). */
@@ -105,8 +113,6 @@ export interface EdgeSpec {
   extAuthzTimeoutMs: number;
   /** HTTP status returned when the authz service fails or cannot be reached (never allow on error). */
   authzStatusOnError: 503;
-  /** Path prefixes sent to the auth-service (`path_separated_prefix`, no trailing slash). */
-  authPrefixes: string[];
   /** Exact path answered by the edge itself with 200 (still checked by ext_authz; the policy makes it public). */
   healthPath: string;
 }
@@ -126,12 +132,17 @@ export interface Topology {
   identityHeaders: readonly string[];
   edge: EdgeSpec;
   authz: AuthzSpec;
-  /** The auth-service (HTTP). `tls: true` makes the edge speak mTLS to it (it must then serve the `auth` mesh certificate). */
-  auth: { tls: boolean };
+  /**
+   * Every workload behind its own sidecar, the auth-service included: the edge reaches each one
+   * over mTLS (its sidecar's inbound listener), and each app listens on loopback only.
+   */
   services: ServiceSpec[];
 }
 
-/** The default jwt-mesh topology: orders -> inventory -> profile, orders exposed at the edge. */
+/**
+ * The default jwt-mesh topology: orders -> inventory -> profile, orders exposed at the edge, and
+ * the auth-service (`/auth`, `/.well-known`) behind its sidecar like every other workload.
+ */
 export function defaultTopology(): Topology {
   return {
     trustDomain: TRUST_DOMAIN,
@@ -141,11 +152,9 @@ export function defaultTopology(): Topology {
       maxRequestHeadersKb: 16,
       extAuthzTimeoutMs: 250,
       authzStatusOnError: 503,
-      authPrefixes: ['/auth', '/.well-known'],
       healthPath: '/healthz',
     },
     authz: { healthServiceName: '', allowedHeaders: ['authorization'] },
-    auth: { tls: false },
     services: [
       {
         name: 'orders',
@@ -167,9 +176,29 @@ export function defaultTopology(): Topology {
         calls: [],
         grpc: true,
       },
+      {
+        // The issuer. Last, so the services keep their local port numbers (orders 1, inventory 2, profile 3).
+        name: 'auth',
+        edgePrefixes: ['/auth', '/.well-known'],
+        // Verifiers fetch the JWK Set from here over mTLS, pinning the `auth` SPIFFE ID; the same
+        // document stays public for external clients through the edge (RFC 7517).
+        meshPrefixes: [JWKS_PATH],
+        calls: [],
+        extraAllowedCallers: [...JWKS_FETCHERS],
+        meshCallersLimitedToPrefixes: true,
+      },
     ],
   };
 }
+
+/** The JWK Set path of the issuer (RFC 8414 `jwks_uri`). */
+export const JWKS_PATH = '/.well-known/jwks.json';
+
+/**
+ * The verifiers: the workloads that fetch the issuer's JWK Set (authz-service and the services),
+ * and so the only callers besides the edge that the auth sidecar admits (for {@link JWKS_PATH} only).
+ */
+export const JWKS_FETCHERS = ['authz', 'orders', 'inventory', 'profile'] as const;
 
 /** A host and port. `host` is an IP literal (STATIC cluster) or a DNS name (STRICT_DNS cluster). */
 export interface HostPort {
@@ -210,18 +239,17 @@ export interface TargetPlan {
   edge: { http: number; https: number; admin: number; health?: number };
   /** The authz-service replicas. In Kubernetes one headless-Service name resolves to every ready pod. */
   authz: HostPort[];
-  auth: HostPort;
   services: Record<string, ServicePorts>;
 }
 
 /**
  * The default plan for a target.
  * - `local`: everything on 127.0.0.1, certificates under `certs/` (relative to where Envoy runs).
- *   Edge 10000 (HTTP) / 10443 (HTTPS) / 9901 (admin); authz replicas 9001, 9002; auth 4000;
- *   service i (orders=1, inventory=2, profile=3): app 3000+i, gRPC 3050+i, inbound 3100+i,
- *   outbound 3200+i, admin 3300+i.
+ *   Edge 10000 (HTTP) / 10443 (HTTPS) / 9901 (admin); authz replicas 9001, 9002;
+ *   service i (orders=1, inventory=2, profile=3, auth=4): app 3000+i, gRPC 3050+i, inbound 3100+i,
+ *   outbound 3200+i, admin 3300+i (`make up` moves the auth-service's app to 4000).
  * - `k8s`: Service DNS names, the same ports in every pod (app 8080, gRPC 9090, inbound 8443,
- *   outbound 15001, admin 9901, health 15021; edge 8080/8443; authz 9000; auth 4000), certificates
+ *   outbound 15001, admin 9901, health 15021; edge 8080/8443; authz 9000), certificates
  *   under `/etc/jwt-mesh/certs`. `authz.jwt-mesh.svc.cluster.local` must be a headless Service so
  *   Envoy's STRICT_DNS cluster sees (and health-checks, and ejects) every replica.
  */
@@ -248,7 +276,6 @@ export function defaultPlan(target: 'local' | 'k8s', topology: Topology = defaul
         { host: '127.0.0.1', port: 9001 },
         { host: '127.0.0.1', port: 9002 },
       ],
-      auth: { host: '127.0.0.1', port: 4000 },
       services,
     };
   }
@@ -270,7 +297,6 @@ export function defaultPlan(target: 'local' | 'k8s', topology: Topology = defaul
     certDir: '/etc/jwt-mesh/certs',
     edge: { http: 8080, https: 8443, admin: 9901, health: 15021 },
     authz: [{ host: k8sServiceHost('authz', topology.namespace), port: 9000 }],
-    auth: { host: k8sServiceHost('auth', topology.namespace), port: 4000 },
     services,
   };
 }
@@ -305,7 +331,7 @@ export function validateTopology(topology: Topology): void {
   for (const s of topology.services) {
     spiffeId(s.name, topology.namespace, topology.trustDomain);
     if (names.has(s.name)) throw new Error(`topology: duplicate service "${s.name}"`);
-    if (['edge', 'authz', 'auth'].includes(s.name)) throw new Error(`topology: service name "${s.name}" is reserved`);
+    if (['edge', 'authz', 'client'].includes(s.name)) throw new Error(`topology: service name "${s.name}" is reserved`);
     names.add(s.name);
   }
   for (const s of topology.services) {
@@ -315,8 +341,12 @@ export function validateTopology(topology: Topology): void {
     }
     for (const p of [...s.edgePrefixes, ...s.meshPrefixes]) checkPrefix(p, `service "${s.name}"`);
     for (const w of s.extraAllowedCallers ?? []) spiffeId(w, topology.namespace, topology.trustDomain);
+    if (s.meshCallersLimitedToPrefixes && s.meshPrefixes.length === 0) {
+      throw new Error(`topology: service "${s.name}" limits mesh callers to its meshPrefixes but has none`);
+    }
   }
-  for (const p of topology.edge.authPrefixes) checkPrefix(p, 'edge.authPrefixes');
+  const edgeRouted = topology.services.flatMap((s) => s.edgePrefixes);
+  if (new Set(edgeRouted).size !== edgeRouted.length) throw new Error('topology: two services claim the same edge prefix');
   if (!topology.edge.healthPath.startsWith('/')) throw new Error('topology: edge.healthPath must start with "/"');
   if (!(topology.edge.extAuthzTimeoutMs > 0)) throw new Error('topology: edge.extAuthzTimeoutMs must be > 0');
   if (!(topology.edge.maxRequestHeadersKb >= 1 && topology.edge.maxRequestHeadersKb <= 8192)) {

@@ -1,6 +1,7 @@
 /**
  * A real edge Envoy, rendered by the generator (local target, real dev certificates), in front of
- * a real orders sidecar (mTLS) with a recording upstream, a recording auth upstream, and two
+ * a real orders sidecar (mTLS) with a recording upstream, a real auth sidecar (mTLS) with a
+ * recording auth upstream, and two
  * stand-in ext_authz replicas (see ./standin-authz.ts; the real authz-service is driven through the
  * same config by the end-to-end suite). It checks Envoy's half of the contract: what reaches
  * ext_authz and the upstream, and that every failure fails closed.
@@ -10,7 +11,7 @@ import { connect as h2connect } from 'node:http2';
 import { startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
 import t from 'tap';
 import { renderConfigs } from '../src/render.js';
-import { IDENTITY_HEADERS, defaultTopology } from '../src/topology.js';
+import { IDENTITY_HEADERS, defaultTopology, spiffeId } from '../src/topology.js';
 import { recordingUpstream, send, tempCerts, type Recorded } from './helpers.js';
 import { startStandinAuthz, type SeenCheck, type StandinAuthz } from './standin-authz.js';
 
@@ -31,18 +32,24 @@ t.test('edge Envoy', async (t) => {
 
   const sidecarFiles = renderConfigs(topology, 'local', {
     certDir: certs.dir,
-    ports: { services: { orders: { app: orders.port, inbound: 0, outbound: 0, admin: 0 } } },
+    ports: {
+      services: {
+        orders: { app: orders.port, inbound: 0, outbound: 0, admin: 0 },
+        auth: { app: auth.port, inbound: 0, outbound: 0, admin: 0 },
+      },
+    },
   });
   const sidecar = await startEnvoy({ config: sidecarFiles['sidecar-orders.yaml'] as string, name: 'edge-test-sidecar-orders', teardown: t });
   const ordersInbound = (await sidecar.listenerAddress('inbound')).port;
+  const authSidecar = await startEnvoy({ config: sidecarFiles['sidecar-auth.yaml'] as string, name: 'edge-test-sidecar-auth', teardown: t });
+  const authInbound = (await authSidecar.listenerAddress('inbound')).port;
 
   const edgeFiles = renderConfigs(topology, 'local', {
     certDir: certs.dir,
     ports: {
       edge: { http: 0, https: 0, admin: 0 },
       authz: replicas.map((r) => ({ host: '127.0.0.1', port: r.port })),
-      auth: { host: '127.0.0.1', port: auth.port },
-      services: { orders: { inbound: ordersInbound } },
+      services: { orders: { inbound: ordersInbound }, auth: { inbound: authInbound } },
     },
   });
   const edge: EnvoyProcess = await startEnvoy({ config: edgeFiles['edge.yaml'] as string, name: 'edge', teardown: t });
@@ -169,7 +176,7 @@ t.test('edge Envoy', async (t) => {
     t.equal(underscore.status, 400, 'a header with underscores (x_jwt_mesh_sub) is rejected');
   });
 
-  t.test('routes: /healthz local, /auth and /.well-known to auth, unknown paths 404', async (t) => {
+  t.test('routes: /healthz local, /auth and /.well-known to auth (through its sidecar, mTLS), unknown paths 404', async (t) => {
     const health = await send({ url: `${http}/healthz` });
     t.equal(health.status, 200);
     t.equal(health.body, 'ok\n');
@@ -177,6 +184,10 @@ t.test('edge Envoy', async (t) => {
     t.equal((await send({ url: `${http}/.well-known/jwks.json` })).status, 200);
     t.equal((await send({ url: `${http}/auth/login`, method: 'POST' })).status, 200);
     t.same(auth.seen.slice(beforeAuth).map((r) => r.url), ['/.well-known/jwks.json', '/auth/login']);
+    const fromEdge = auth.seen.slice(beforeAuth).map((r) => r.headers['x-forwarded-client-cert']);
+    for (const xfcc of fromEdge) t.match(String(xfcc), new RegExp(`;URI=${spiffeId('edge')}$`), 'the auth-service sees the verified edge identity');
+    const authStats = await authSidecar.stats('^listener\\..*\\.ssl\\.handshake$');
+    t.ok(Object.values(authStats).some((v) => Number(v) >= 1), 'the edge -> auth hop is a TLS handshake at the auth sidecar');
     const unknown = await send({ url: `${http}/admin`, headers: { authorization: 'Bearer good' } });
     t.equal(unknown.status, 404);
     t.same(JSON.parse(unknown.body), { error: 'not_found' });

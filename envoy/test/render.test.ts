@@ -17,7 +17,7 @@ const k8s = buildConfigs(topology, 'k8s') as Record<string, Obj>;
 const edge = local['edge.yaml'] as Obj;
 
 t.test('one file per proxy: edge.yaml and sidecar-<service>.yaml, for both targets', async (t) => {
-  const expected = ['edge.yaml', 'sidecar-inventory.yaml', 'sidecar-orders.yaml', 'sidecar-profile.yaml'];
+  const expected = ['edge.yaml', 'sidecar-auth.yaml', 'sidecar-inventory.yaml', 'sidecar-orders.yaml', 'sidecar-profile.yaml'];
   for (const target of TARGETS) {
     const files = renderConfigs(topology, target);
     t.same(Object.keys(files).sort(), expected, target);
@@ -81,7 +81,7 @@ t.test('edge filter chain: identity headers removed, then ext_authz (fail closed
   t.notMatch(JSON.stringify(hcm.route_config), /request_headers_to_remove/);
 });
 
-t.test('edge routes: /auth and /.well-known to auth, /api/orders to the orders sidecar, /healthz local, else 404', async (t) => {
+t.test('edge routes: /auth and /.well-known to the auth sidecar, /api/orders to the orders sidecar, /healthz local, else 404', async (t) => {
   const routes = hcmOf(listener(edge, 'edge_http')).route_config.virtual_hosts[0].routes as Obj[];
   t.same(routes[0]?.match, { path: '/healthz' });
   t.equal(routes[0]?.direct_response.status, 200);
@@ -97,6 +97,35 @@ t.test('edge routes: /auth and /.well-known to auth, /api/orders to the orders s
   t.equal(tls.common_tls_context.tls_certificates[0].certificate_chain.filename, 'certs/edge.crt', 'edge presents its client cert');
   t.same(tls.common_tls_context.validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: spiffeId('orders') } }]);
   t.equal(tls.sni, 'orders.jwt-mesh.svc.cluster.local');
+  // The auth hop is no special case: the auth sidecar's inbound listener, mTLS, peer must be sa/auth.
+  const auth = cluster(edge, 'auth');
+  t.same(endpointsOf(auth), [{ host: '127.0.0.1', port: 3104 }], 'auth sidecar inbound');
+  const authTls = auth.transport_socket.typed_config;
+  t.equal(authTls.common_tls_context.tls_certificates[0].certificate_chain.filename, 'certs/edge.crt');
+  t.same(authTls.common_tls_context.validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: spiffeId('auth') } }]);
+  t.same(authTls.common_tls_context.tls_params, { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_3' });
+  t.notMatch(JSON.stringify(edge.static_resources.clusters), /"port_value":4000/, 'nothing reaches the auth-service app port directly');
+});
+
+t.test('auth sidecar: the edge reaches every path, the verifiers only the JWK Set (RBAC on their SPIFFE IDs)', async (t) => {
+  t.same(allowedCallers(topology, 'auth'), ['authz', 'edge', 'inventory', 'orders', 'profile']);
+  for (const cfgs of [local, k8s]) {
+    const hcm = hcmOf(listener(cfgs['sidecar-auth.yaml'] as Obj, 'inbound'));
+    t.same((hcm.http_filters as Obj[]).map((f) => f.name), ['envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    const rules = (hcm.http_filters as Obj[])[0]?.typed_config.rules as Obj;
+    t.equal(rules.action, 'ALLOW');
+    t.same(rules.policies.edge, { permissions: [{ any: true }], principals: [{ authenticated: { principal_name: { exact: spiffeId('edge') } } }] });
+    const mesh = rules.policies['mesh-callers'] as Obj;
+    t.same(mesh.permissions, [{ url_path: { path: { exact: '/.well-known/jwks.json' } } }, { url_path: { path: { prefix: '/.well-known/jwks.json/' } } }]);
+    t.same(
+      (mesh.principals as Obj[]).map((p) => p.authenticated.principal_name.exact),
+      ['authz', 'inventory', 'orders', 'profile'].map((w) => spiffeId(w)),
+    );
+    t.same(Object.keys(rules.policies).sort(), ['edge', 'mesh-callers'], 'nobody else');
+  }
+  for (const s of ['orders', 'inventory', 'profile']) {
+    t.notOk(httpFilter(hcmOf(listener(local[`sidecar-${s}.yaml`] as Obj, 'inbound')), 'RBAC'), `${s}: no RBAC unless asked for`);
+  }
 });
 
 t.test('authz cluster: two replicas, HTTP/2, mTLS, gRPC health checks, outlier detection, circuit breakers', async (t) => {
@@ -138,7 +167,12 @@ t.test('admin on 127.0.0.1 only, in every config of both targets', async (t) => 
 });
 
 t.test('sidecar inbound: client certificate required, from the mesh CA, with an allowed SPIFFE ID', async (t) => {
-  const expectedCallers: Record<string, string[]> = { orders: ['edge'], inventory: ['orders'], profile: ['inventory'] };
+  const expectedCallers: Record<string, string[]> = {
+    orders: ['edge'],
+    inventory: ['orders'],
+    profile: ['inventory'],
+    auth: ['authz', 'edge', 'inventory', 'orders', 'profile'],
+  };
   for (const s of topology.services) {
     t.same(allowedCallers(topology, s.name), expectedCallers[s.name], `${s.name} callers`);
     for (const [target, cfgs] of [['local', local], ['k8s', k8s]] as const) {
@@ -156,6 +190,9 @@ t.test('sidecar inbound: client certificate required, from the mesh CA, with an 
       const hcm = hcmOf(inbound);
       t.equal(hcm.forward_client_cert_details, 'SANITIZE_SET');
       t.same(hcm.set_current_client_cert_details, { uri: true }, 'the app sees the caller SPIFFE ID');
+      const unavailable = hcm.local_reply_config.mappers[0];
+      t.equal(unavailable.body_format_override.json_format.error, 'temporarily_unavailable', `${target} ${s.name}: app down -> JSON 503`);
+      t.equal(unavailable.body_format_override.json_format.upstream, s.name, `${target} ${s.name}: the answer names the workload`);
       t.notOk(httpFilter(hcm, 'ExtAuthz'), `${target} ${s.name}: no ext_authz on the sidecar by default`);
       t.equal(hcm.normalize_path, true);
       t.equal(listener(cfg, 'outbound').address.socket_address.address, '127.0.0.1', `${target} ${s.name}: outbound on loopback`);
@@ -258,7 +295,7 @@ t.test('k8s target: Service DNS names, 0.0.0.0 listeners, certs from mounted Sec
   t.equal(authz.type, 'STRICT_DNS', 'a headless Service resolves to every replica');
   t.same(endpointsOf(authz), [{ host: 'authz.jwt-mesh.svc.cluster.local', port: 9000 }]);
   t.same(endpointsOf(cluster(e, 'orders')), [{ host: 'orders.jwt-mesh.svc.cluster.local', port: 8443 }]);
-  t.same(endpointsOf(cluster(e, 'auth')), [{ host: 'auth.jwt-mesh.svc.cluster.local', port: 4000 }]);
+  t.same(endpointsOf(cluster(e, 'auth')), [{ host: 'auth.jwt-mesh.svc.cluster.local', port: 8443 }], 'the auth sidecar, not the app');
   t.equal(
     authz.transport_socket.typed_config.common_tls_context.tls_certificates[0].certificate_chain.filename,
     '/etc/jwt-mesh/certs/edge/tls.crt',
@@ -304,6 +341,8 @@ t.test('topology validation names the problem', async (t) => {
   t.throws(bad((x) => x.services[0]?.edgePrefixes.push('/api/x/')), /must start with "\/", not end with "\/"/);
   t.throws(bad((x) => x.services.push({ name: 'Bad_Name', edgePrefixes: [], meshPrefixes: [], calls: [] })), /DNS-1123/);
   t.throws(bad((x) => x.services.push({ name: 'edge', edgePrefixes: [], meshPrefixes: [], calls: [] })), /reserved/);
+  t.throws(bad((x) => x.services.push({ name: 'other', edgePrefixes: ['/auth'], meshPrefixes: [], calls: [] })), /same edge prefix/);
+  t.throws(bad((x) => x.services.push({ name: 'x', edgePrefixes: ['/x'], meshPrefixes: [], calls: [], meshCallersLimitedToPrefixes: true })), /has none/);
   t.throws(() => buildConfigs({ ...defaultTopology(), services: [{ name: 'lonely', edgePrefixes: [], meshPrefixes: [], calls: [] }] }, 'local'), /nobody may call service "lonely"/);
 });
 
@@ -319,7 +358,7 @@ t.test('every rendered config passes envoy --mode validate, both targets, with n
   for (const [name, text] of Object.entries(renderConfigs(withAuthz, 'local', { certDir: certs.dir }))) {
     if (name.startsWith('sidecar-')) jobs.push([`local+extAuthz/${name}`, text]);
   }
-  t.equal(jobs.length, 11);
+  t.equal(jobs.length, 14);
   // Two at a time: each validation is a full Envoy start on a small machine.
   const results: Array<[string, Awaited<ReturnType<typeof validateEnvoyConfig>>]> = [];
   for (let i = 0; i < jobs.length; i += 2) {
@@ -340,7 +379,7 @@ t.test('CLI: --help, and a render into a directory with --ports-json', async (t)
   const out = tempDir(t);
   const ports = JSON.stringify({ edge: { http: 18080 }, authz: ['127.0.0.1:19001', '127.0.0.1:19002'] });
   const r = await run(tsx, [script, '--target', 'local', '--out', out, '--ports-json', ports, '--cert-dir', '/tmp/some-certs']);
-  t.same(readdirSync(out).sort(), ['edge.yaml', 'sidecar-inventory.yaml', 'sidecar-orders.yaml', 'sidecar-profile.yaml']);
+  t.same(readdirSync(out).sort(), ['edge.yaml', 'sidecar-auth.yaml', 'sidecar-inventory.yaml', 'sidecar-orders.yaml', 'sidecar-profile.yaml']);
   t.match(r.stdout, /edge\.yaml/);
   const e = YAML.parse(readFileSync(join(out, 'edge.yaml'), 'utf8')) as Obj;
   t.equal(listener(e, 'edge_http').address.socket_address.port_value, 18080);

@@ -177,3 +177,37 @@ t.test('inventory outbound -> profile inbound: HTTP/1.1 and gRPC over HTTP/2, mT
   t.equal(grpcSeen[0]?.headers.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
   t.equal(profileHttp.seen.length, 2, 'the HTTP app got no gRPC');
 });
+
+t.test('auth sidecar inbound: the edge reaches every path; verifiers only the JWK Set; others nothing', async (t) => {
+  const certs = await tempCerts(t);
+  const upstream = await recordingUpstream(t, 'auth');
+  const files = renderConfigs(topology, 'local', {
+    certDir: certs.dir,
+    ports: { services: { auth: { app: upstream.port, inbound: 0, outbound: 0, admin: 0 } } },
+  });
+  const envoy = await startEnvoy({ config: files['sidecar-auth.yaml'] as string, name: 'sidecar-auth', teardown: t });
+  const { port } = await envoy.listenerAddress('inbound');
+  const ca = readFileSync(certs.ca.cert);
+  const as = (w: string) => {
+    const c = certs.workloads[w] as { cert: string; key: string };
+    return { ca, cert: readFileSync(c.cert), key: readFileSync(c.key), servername: 'auth.jwt-mesh.svc.cluster.local' };
+  };
+  const base = `https://127.0.0.1:${port}`;
+
+  t.equal((await send({ url: `${base}/auth/login`, method: 'POST', ...as('edge') })).status, 200, 'edge -> /auth/login');
+  t.equal((await send({ url: `${base}/.well-known/jwks.json`, ...as('edge') })).status, 200, 'edge -> JWKS');
+  for (const verifier of ['authz', 'orders', 'inventory', 'profile']) {
+    t.equal((await send({ url: `${base}/.well-known/jwks.json`, ...as(verifier) })).status, 200, `${verifier} -> JWKS`);
+  }
+  const before = upstream.seen.length;
+  for (const path of ['/auth/login', '/auth/token', '/auth/introspect', '/.well-known/openid-configuration', '/.well-known/jwks.jsonx', '/metrics']) {
+    const r = await send({ url: `${base}${path}`, method: 'POST', ...as('orders') });
+    t.equal(r.status, 403, `a verifier gets 403 for ${path}`);
+  }
+  t.equal(upstream.seen.length, before, 'the auth-service saw none of the refused requests');
+  await t.rejects(send({ url: `${base}/.well-known/jwks.json`, ...as('client') }), 'a mesh identity that is not a caller is refused at the handshake');
+  await t.rejects(
+    send({ url: `${base}/.well-known/jwks.json`, ca, cert: readFileSync(certs.untrusted.leaf.cert), key: readFileSync(certs.untrusted.leaf.key) }),
+    'an untrusted-CA certificate claiming the edge is refused',
+  );
+});

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultTopology } from '@jwt-mesh/envoy/topology';
+import { defaultTopology, JWKS_FETCHERS, spiffeId } from '@jwt-mesh/envoy/topology';
 import type { AppConnection, BuiltImage, CheckContext, DockerfileInfo } from './invariants.js';
 import { IMAGES_TSV, K8S_DIR, REPO_ROOT } from './paths.js';
 import { k8sToolPath, runTool } from './tools.js';
@@ -22,10 +22,15 @@ export const APP_CONNECTIONS: readonly AppConnection[] = [
   ...['auth', 'authz', 'orders', 'inventory', 'profile'].map((from) => ({ from, to: 'redis', port: 6379 })),
 ];
 
-/** Who may reach the datastores, exactly. */
+/**
+ * Who may reach the datastores and the auth sidecar, exactly: PostgreSQL only the issuer and the
+ * migration Job; Redis only the issuer and the verifiers; the auth sidecar (8443) only the edge and
+ * the verifiers, whom its RBAC rule limits to the JWK Set (envoy/src/topology.ts).
+ */
 export const EXCLUSIVE_ACCESS = {
   postgres: { port: 5432, clients: ['auth', 'auth-migrate'] },
   redis: { port: 6379, clients: ['auth', 'authz', 'orders', 'inventory', 'profile'] },
+  auth: { port: 8443, clients: ['edge', ...JWKS_FETCHERS] },
 } as const;
 
 /** The Redis ACL users' Secrets (k8s/create-secrets.sh): the issuer's only for auth. */
@@ -88,5 +93,6 @@ export async function repoContext(): Promise<CheckContext> {
     appConnections: APP_CONNECTIONS,
     exclusiveAccess: EXCLUSIVE_ACCESS,
     redisCredentials: REDIS_CREDENTIALS,
+    issuerIdentity: spiffeId('auth'),
   };
 }

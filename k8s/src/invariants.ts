@@ -29,11 +29,16 @@
  *   k8s/create-secrets.sh, or is issued by a cert-manager Certificate.
  * - `network-policy`: a default-deny policy exists; every connection the mesh needs (each Envoy
  *   cluster, each JWKS_URL, the declared app connections) is allowed by egress and ingress rules;
- *   the datastores are reachable from exactly their declared clients.
+ *   the datastores (PostgreSQL: auth and the migration Job; Redis: the issuer and the verifiers)
+ *   and the auth sidecar (the edge and the verifiers) are reachable from exactly their declared clients.
  * - `redis-credentials`: least privilege on Redis. Only the issuer's pods reference the issuer's
  *   Redis credentials (its Secret, by env, envFrom or volume); every other Redis client (the
  *   verifiers: authz-service and the services) references the verifiers' Secret instead, and a
  *   Redis client's container sets no password in `REDIS_URL`'s literal value.
+ * - `jwks-tls`: every container that reads a JWKS_URL fetches it over https, pins the issuer's
+ *   identity (JWKS_SERVER_ID is the `auth` SPIFFE ID), and presents a client certificate:
+ *   JWKS_CA_FILE, JWKS_CERT_FILE and JWKS_KEY_FILE are set and lie under a volume mounted into
+ *   that container.
  */
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
@@ -62,7 +67,8 @@ export type RuleId =
   | 'images'
   | 'references'
   | 'network-policy'
-  | 'redis-credentials';
+  | 'redis-credentials'
+  | 'jwks-tls';
 
 export const RULES: readonly RuleId[] = [
   'probes',
@@ -75,6 +81,7 @@ export const RULES: readonly RuleId[] = [
   'references',
   'network-policy',
   'redis-credentials',
+  'jwks-tls',
 ];
 
 /** One broken invariant. */
@@ -127,7 +134,7 @@ export interface CheckContext {
   externalSecrets: readonly string[];
   /** Connections the apps open that no manifest shows. */
   appConnections: readonly AppConnection[];
-  /** Datastores and the exact set of workloads allowed to reach them on `port`. */
+  /** Datastores (and the auth sidecar) and the exact set of workloads allowed to reach them on `port`. */
   exclusiveAccess: Readonly<Record<string, { port: number; clients: readonly string[] }>>;
   /**
    * The Redis ACL users' Secrets: `issuerSecret` (the issuer's user, which writes the revocation
@@ -135,6 +142,8 @@ export interface CheckContext {
    * `appConnections`) must reference `verifierSecret` (the read-only user).
    */
   redisCredentials: { issuerSecret: string; verifierSecret: string; issuers: readonly string[] };
+  /** The identity every verifier must pin for the JWK Set (JWKS_SERVER_ID): the issuer's SPIFFE ID. */
+  issuerIdentity: string;
 }
 
 const NAME_LABEL = 'app.kubernetes.io/name';
@@ -857,6 +866,32 @@ export function checkRedisCredentials(objects: readonly K8sObject[], ctx: Pick<C
   return out;
 }
 
+/** Rule `jwks-tls`. */
+export function checkJwksTls(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'issuerIdentity'>): Violation[] {
+  const out: Violation[] = [];
+  for (const pod of podTemplates(objects)) {
+    for (const { container } of containersOf(pod)) {
+      const url = envValue(objects, pod, container, 'JWKS_URL');
+      if (!url) continue;
+      if (!/^https:\/\//i.test(url)) out.push(v('jwks-tls', pod, `JWKS_URL ${url} is not https: anyone on the path could serve signing keys`, container.name));
+      const serverId = envValue(objects, pod, container, 'JWKS_SERVER_ID');
+      if (serverId !== ctx.issuerIdentity) {
+        out.push(v('jwks-tls', pod, `JWKS_SERVER_ID is ${serverId ?? '(unset)'}, not the issuer's identity ${ctx.issuerIdentity}`, container.name));
+      }
+      for (const name of ['JWKS_CA_FILE', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE']) {
+        const file = envValue(objects, pod, container, name);
+        if (!file) {
+          out.push(v('jwks-tls', pod, `${name} is not set: the JWK Set fetch needs the mesh CA and a client certificate`, container.name));
+          continue;
+        }
+        const mounted = (container.volumeMounts ?? []).some((vm) => file.startsWith(`${vm.mountPath.replace(/\/$/, '')}/`));
+        if (!mounted) out.push(v('jwks-tls', pod, `${name} ${file} lies under no volume mounted into the container`, container.name));
+      }
+    }
+  }
+  return out;
+}
+
 /** Every rule over the objects; violations sorted by rule, then object. */
 export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext): Violation[] {
   return [
@@ -870,5 +905,6 @@ export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext
     ...checkReferences(objects, ctx),
     ...checkNetworkPolicies(objects, ctx),
     ...checkRedisCredentials(objects, ctx),
+    ...checkJwksTls(objects, ctx),
   ];
 }

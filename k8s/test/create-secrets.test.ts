@@ -46,7 +46,7 @@ t.test('makes exactly the Secrets it lists, valid, in namespace jwt-mesh', async
 t.test('mesh-<workload>: kubernetes.io/tls with tls.crt, tls.key, ca.crt; the SPIFFE ID of the workload; key matches', async (t) => {
   const secrets = await dryRun();
   const ca = readFileSync(join(certsDir, 'ca.crt'), 'utf8');
-  for (const w of ['edge', 'authz', 'orders', 'inventory', 'profile']) {
+  for (const w of ['edge', 'authz', 'auth', 'orders', 'inventory', 'profile']) {
     const s = secrets.find((x) => x.metadata.name === `mesh-${w}`) as K8sObject;
     t.equal(s['type'], 'kubernetes.io/tls', w);
     t.same(Object.keys(s['data'] as object).sort(), ['ca.crt', 'tls.crt', 'tls.key']);

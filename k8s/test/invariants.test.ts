@@ -11,6 +11,7 @@ import {
   checkEnvoyMounts,
   checkImages,
   checkInvariants,
+  checkJwksTls,
   checkNetworkPolicies,
   checkPorts,
   checkProbes,
@@ -42,7 +43,7 @@ t.test('the kind, minikube and cert-manager overlays hold every invariant', asyn
     const violations = checkInvariants(await overlayObjects(overlay), ctx);
     t.same(messages(violations), [], overlay);
   }
-  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'network-policy', 'ports', 'probes', 'redis-credentials', 'references', 'resources', 'security-context', 'sidecar']);
+  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'jwks-tls', 'network-policy', 'ports', 'probes', 'redis-credentials', 'references', 'resources', 'security-context', 'sidecar']);
 });
 
 t.test('probes: a missing readiness or liveness probe is reported; Jobs are exempt', async (t) => {
@@ -160,7 +161,7 @@ t.test('ports: Service targetPorts, headless ports, probe ports, Envoy listeners
     const redis = find(objects, 'Service', 'redis');
     (redis['spec'] as { selector: Record<string, string> }).selector = { 'app.kubernetes.io/name': 'rediss' };
     const v = checkPorts(objects);
-    reports(t, v, 'ports', /Service\/auth: port http: targetPort web is not a container port of Deployment\/auth/);
+    reports(t, v, 'ports', /Service\/auth: port mesh: targetPort web is not a container port of Deployment\/auth/);
     reports(t, v, 'ports', /Service\/authz: headless Service port 9191 differs from the container port 9000/);
     reports(t, v, 'ports', /Service\/redis: selector .* matches no pod template/);
     // The edge's STRICT_DNS cluster authz still says 9000, which the Service no longer has.
@@ -287,7 +288,7 @@ t.test('network-policy: what the mesh needs is allowed, the datastores are reach
     const auth = find(objects, 'NetworkPolicy', 'auth');
     const ingress = (auth['spec'] as { ingress: Array<{ from: Array<{ podSelector: { matchLabels: Record<string, string> } }> }> }).ingress;
     ingress[0]!.from = ingress[0]!.from.filter((p) => p.podSelector.matchLabels['app.kubernetes.io/name'] !== 'profile');
-    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /Deployment\/profile: JWKS_URL of container app: NetworkPolicies block Deployment\/profile -> Deployment\/auth port 4000/);
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /Deployment\/profile: JWKS_URL of container app: NetworkPolicies block Deployment\/profile -> Deployment\/auth port 8443/);
   }
   {
     const objects = await overlayObjects();
@@ -310,6 +311,33 @@ t.test('network-policy: what the mesh needs is allowed, the datastores are reach
     reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /StatefulSet\/postgres: Deployment\/orders can reach postgres:5432; only auth, auth-migrate may/);
   }
   {
+    // The auth sidecar opened to a pod that is neither the edge nor a verifier (the migration Job).
+    const objects = await overlayObjects();
+    objects.push({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'migrate-to-auth', namespace: 'jwt-mesh' },
+      spec: {
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'auth-migrate' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'auth' } } }] }],
+      },
+    });
+    const auth = find(objects, 'NetworkPolicy', 'auth');
+    const ingress = (auth['spec'] as { ingress: Array<{ from: Array<Record<string, unknown>> }> }).ingress;
+    ingress[0]!.from.push({ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'auth-migrate' } } });
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /Deployment\/auth: Job\/auth-migrate can reach auth:8443; only edge, authz, orders, inventory, profile may/);
+  }
+  {
+    // Redis opened to the migration Job: only the issuer and the verifiers may reach it.
+    const objects = await overlayObjects();
+    const redis = find(objects, 'NetworkPolicy', 'redis');
+    (redis['spec'] as { ingress: Array<{ from: Array<Record<string, unknown>> }> }).ingress[0]!.from.push({ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'auth-migrate' } } });
+    const migrate = find(objects, 'NetworkPolicy', 'auth-migrate');
+    (migrate['spec'] as { egress: unknown[] }).egress.push({ to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'redis' } } }] });
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /redis: Job\/auth-migrate can reach redis:6379; only auth, authz, orders, inventory, profile may/);
+  }
+  {
     const objects = (await overlayObjects()).filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'default-deny'));
     reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /namespace jwt-mesh: no default-deny NetworkPolicy/);
   }
@@ -323,6 +351,41 @@ t.test('network-policy: what the mesh needs is allowed, the datastores are reach
     t.notOk(connectionAllowed(objects, pod('orders'), pod('postgres'), 5432), 'orders -> postgres');
     t.notOk(connectionAllowed(objects, pod('authz'), pod('redis'), 6380), 'authz -> redis on another port');
     t.notOk(connectionAllowed(objects, pod('profile'), pod('orders'), 8443), 'profile -> orders: no call goes back up the chain');
+    t.ok(connectionAllowed(objects, pod('edge'), pod('auth'), 8443), 'edge -> auth sidecar');
+    t.notOk(connectionAllowed(objects, pod('edge'), pod('auth'), 8080), 'edge -> the auth app port: never');
+    t.notOk(connectionAllowed(objects, pod('auth-migrate'), pod('auth'), 8443), 'the migration Job -> auth sidecar');
+  }
+});
+
+t.test('jwks-tls: every verifier fetches the JWK Set over https, pinning the issuer, with its certificate mounted', async (t) => {
+  t.same(messages(checkJwksTls(await overlayObjects(), ctx)), [], 'the kind overlay holds it');
+  const setEnv = (objects: K8sObject[], deployment: string, c: string, name: string, value: string) => {
+    const env = container(find(objects, 'Deployment', deployment), c).env ?? [];
+    const e = env.find((x) => x.name === name);
+    if (e) e.value = value;
+    else env.push({ name, value });
+  };
+  {
+    const objects = await overlayObjects();
+    setEnv(objects, 'orders', 'app', 'JWKS_URL', 'http://auth:8443/.well-known/jwks.json');
+    reports(t, checkJwksTls(objects, ctx), 'jwks-tls', /Deployment\/orders \[app\]: JWKS_URL http:\/\/auth:8443\/\.well-known\/jwks\.json is not https/);
+  }
+  {
+    const objects = await overlayObjects();
+    setEnv(objects, 'authz', 'authz', 'JWKS_SERVER_ID', 'spiffe://jwt-mesh.local/ns/jwt-mesh/sa/orders');
+    reports(t, checkJwksTls(objects, ctx), 'jwks-tls', /Deployment\/authz \[authz\]: JWKS_SERVER_ID is spiffe:\/\/jwt-mesh\.local\/ns\/jwt-mesh\/sa\/orders, not the issuer's identity/);
+  }
+  {
+    const objects = await overlayObjects();
+    const app = container(find(objects, 'Deployment', 'profile'), 'app');
+    app.volumeMounts = app.volumeMounts?.filter((m) => m.name !== 'mesh-cert');
+    reports(t, checkJwksTls(objects, ctx), 'jwks-tls', /Deployment\/profile \[app\]: JWKS_CERT_FILE \/etc\/jwt-mesh\/certs\/profile\/tls\.crt lies under no volume/);
+  }
+  {
+    const objects = await overlayObjects();
+    const app = container(find(objects, 'Deployment', 'inventory'), 'app');
+    app.env = app.env?.filter((e) => e.name !== 'JWKS_KEY_FILE');
+    reports(t, checkJwksTls(objects, ctx), 'jwks-tls', /Deployment\/inventory \[app\]: JWKS_KEY_FILE is not set/);
   }
 });
 

@@ -24,6 +24,7 @@ for (const [name, dir] of Object.entries(OVERLAYS)) {
     t.same(report.violations, []);
     t.same(report.envoy.map((e) => e.configMap.replace(/-[a-z0-9]{10}$/, '')).sort(), [
       'envoy-edge',
+      'envoy-sidecar-auth',
       'envoy-sidecar-inventory',
       'envoy-sidecar-orders',
       'envoy-sidecar-profile',
@@ -69,7 +70,7 @@ t.test('cert-manager: a CA chain and one Certificate per mesh Secret, with the S
   const objects = await overlayObjects('kind-cert-manager');
   const certs = objects.filter((o) => o.kind === 'Certificate');
   const bySecret = new Map(certs.map((c) => [(c['spec'] as { secretName: string }).secretName, c['spec'] as { uris?: string[]; issuerRef: { name: string } }]));
-  for (const w of ['edge', 'authz', 'orders', 'inventory', 'profile']) {
+  for (const w of ['edge', 'authz', 'auth', 'orders', 'inventory', 'profile']) {
     t.same(bySecret.get(`mesh-${w}`)?.uris, [`spiffe://jwt-mesh.local/ns/jwt-mesh/sa/${w}`], `mesh-${w}`);
     t.equal(bySecret.get(`mesh-${w}`)?.issuerRef.name, 'jwt-mesh-ca');
   }

@@ -16,7 +16,7 @@ const input = (certDir: string) => ({
   ports: {
     edge: { http: 0, https: 0, admin: 0 },
     authz: ['127.0.0.1:9001', '127.0.0.1:9002'],
-    auth: { host: '127.0.0.1', port: 4000 },
+    services: { auth: { inbound: 4104 } },
   },
   certDir,
   upstreamPort: 3999,
@@ -43,7 +43,7 @@ t.test('the modes differ only in the authentication filter', async (t) => {
   const provider = jwt.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.providers.jwt_mesh;
   t.equal(provider.issuer, 'http://localhost:4000');
   t.same(provider.audiences, ['jwt-mesh']);
-  t.equal(provider.remote_jwks.http_uri.uri, 'http://127.0.0.1:4000/.well-known/jwks.json');
+  t.equal(provider.remote_jwks.http_uri.uri, 'https://auth.jwt-mesh.svc.cluster.local/.well-known/jwks.json');
   t.equal(provider.remote_jwks.http_uri.cluster, 'auth');
   // Everything else (connection manager settings, listeners) is the generator's, unchanged.
   const hcmOf = (c: Obj) => {
@@ -68,7 +68,6 @@ t.test('Envoy accepts every bench config', async (t) => {
 const chainPorts = {
   edge: { http: 0, https: 0, admin: 0 },
   authz: ['127.0.0.1:9001', '127.0.0.1:9002'],
-  auth: { host: '127.0.0.1', port: 4000 },
   services: {
     orders: { app: 41001, inbound: 41101, outbound: 41201, admin: 41301 },
     inventory: { app: 41002, inbound: 41102, outbound: 41202, admin: 41302 },

@@ -7,7 +7,7 @@
  *
  * 1. `none`: the ext_authz filter and the authz cluster are removed (the floor).
  * 2. `jwt_authn`: ext_authz is replaced by Envoy's native `envoy.filters.http.jwt_authn` with the
- *    auth service's JWK Set (`remote_jwks`, fetched through the existing `auth` cluster, prefetched
+ *    auth service's JWK Set (`remote_jwks`, fetched through the existing `auth` cluster, the auth sidecar, prefetched
  *    at start, verified-JWT cache on). It checks signature, `iss`, `aud`, `exp`/`nbf`; it does not
  *    check `typ`, scopes or revocation (it cannot revoke).
  * 3. `ext_authz`: the edge filter chain unchanged (header strip, ext_authz to both authz replicas
@@ -22,7 +22,7 @@
  * benchmark as a small, tested transform of the generator's output rather than as switches in
  * the product's config generator.
  */
-import { buildConfigs, defaultTopology, type PortsOverride, type Topology } from '@jwt-mesh/envoy';
+import { buildConfigs, defaultTopology, k8sServiceHost, type PortsOverride, type Topology } from '@jwt-mesh/envoy';
 
 /** The benchmark modes served by the dedicated Envoys. Mode 4 (`full`) is the stack's edge. */
 export const ENVOY_MODES = ['none', 'jwt_authn', 'ext_authz'] as const;
@@ -32,7 +32,7 @@ type Obj = Record<string, unknown>;
 
 /** What the bench configs need to know about the running stack. */
 export interface BenchConfigInput {
-  /** The stack's ports (authz replicas, auth service, services): as passed to `renderConfigs`. */
+  /** The stack's ports (authz replicas, services including the auth sidecar): as passed to `renderConfigs`. */
   ports: PortsOverride;
   /** The dev PKI folder of the stack (mesh CA, `edge` and `edge-https` certificates). */
   certDir: string;
@@ -54,9 +54,7 @@ const JWT_AUTHN_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.jwt_au
  * cluster, `Authorization: Bearer` only, 30 s clock skew (as JWT_CLOCK_TOLERANCE_SEC), required on
  * every `/api` path. Reference: Envoy v3 API `extensions.filters.http.jwt_authn.v3.JwtAuthentication`.
  */
-export function jwtAuthnFilter(input: Pick<BenchConfigInput, 'issuer' | 'audience' | 'jwksPath' | 'ports'>): Obj {
-  const auth = input.ports.auth;
-  const authHostPort = typeof auth === 'string' ? auth : auth ? `${auth.host}:${auth.port}` : '127.0.0.1:4000';
+export function jwtAuthnFilter(input: Pick<BenchConfigInput, 'issuer' | 'audience' | 'jwksPath'>): Obj {
   return {
     name: 'envoy.filters.http.jwt_authn',
     typed_config: {
@@ -66,7 +64,8 @@ export function jwtAuthnFilter(input: Pick<BenchConfigInput, 'issuer' | 'audienc
           issuer: input.issuer,
           audiences: [input.audience],
           remote_jwks: {
-            http_uri: { uri: `http://${authHostPort}${input.jwksPath ?? '/.well-known/jwks.json'}`, cluster: 'auth', timeout: '1s' },
+            // The `auth` cluster is the auth sidecar (mTLS, the edge certificate); the URI names the host only.
+            http_uri: { uri: `https://${k8sServiceHost('auth')}${input.jwksPath ?? '/.well-known/jwks.json'}`, cluster: 'auth', timeout: '1s' },
             cache_duration: '300s',
             async_fetch: { fast_listener: false },
           },
@@ -124,8 +123,8 @@ export function benchEdgeConfig(mode: EnvoyMode, input: BenchConfigInput): Obj {
       }
     }
   }
-  const edgeServiceNames = new Set(topology.services.filter((s) => s.edgePrefixes.length > 0).map((s) => s.name));
-  resources.clusters = resources.clusters.filter((c) => !edgeServiceNames.has(String(c.name)) && (mode === 'ext_authz' || c.name !== 'authz'));
+  // Only the cluster whose routes now go to bench_upstream; the auth sidecar's stays (login, JWKS).
+  resources.clusters = resources.clusters.filter((c) => c.name !== orders.name && (mode === 'ext_authz' || c.name !== 'authz'));
   resources.clusters.push({
     name: 'bench_upstream',
     type: 'STATIC',

@@ -330,7 +330,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
     const ports: PortsOverride = {
       edge: { http: 0, https: 0, admin: 0 },
       authz: st.urls.authzGrpc,
-      auth: st.urls.auth.replace(/^http:\/\//, ''),
+      services: { auth: { inbound: authSidecarPort(st) } },
     };
     const input = { ports, certDir: st.certDir, upstreamPort: started.upstream.port, issuer: st.jwt.issuer, audience: st.jwt.audience };
     await Promise.all(
@@ -627,10 +627,15 @@ async function runBench(opts: BenchOptions): Promise<number> {
   return 0;
 }
 
+/** The auth sidecar's inbound port: the bench edges reach the auth-service through it, as the stack's edge does. */
+function authSidecarPort(st: Rig['stack']['state']): number {
+  return Number(new URL(st.urls.services['auth']?.inbound ?? 'https://127.0.0.1:0').port);
+}
+
 function benchEdgeConfigFor(rig: Rig, mode: EnvoyMode): Record<string, unknown> {
   const st = rig.stack.state;
   return benchEdgeConfig(mode, {
-    ports: { edge: { http: 0, https: 0, admin: 0 }, authz: st.urls.authzGrpc, auth: st.urls.auth.replace(/^http:\/\//, '') },
+    ports: { edge: { http: 0, https: 0, admin: 0 }, authz: st.urls.authzGrpc, services: { auth: { inbound: authSidecarPort(st) } } },
     certDir: st.certDir,
     upstreamPort: rig.upstream.port,
     issuer: st.jwt.issuer,

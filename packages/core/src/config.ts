@@ -22,8 +22,19 @@ export interface VerifierConfig {
   readonly accessTokenTtlSec: number;
   /** `JWT_MAX_TOKEN_BYTES`: size cap of a token in bytes, 512..65536. Default 8192. */
   readonly maxTokenBytes: number;
-  /** `JWKS_URL`: the issuer's JWK Set (http or https). Default `http://localhost:4000/.well-known/jwks.json`. */
+  /**
+   * `JWKS_URL`: the issuer's JWK Set: https, or http to a loopback address only. Default
+   * `http://localhost:4000/.well-known/jwks.json`.
+   */
   readonly jwksUrl: string;
+  /**
+   * TLS of the JWK Set fetch, from `JWKS_CA_FILE` (PEM file of the CA the server must chain to,
+   * replacing the system CAs), `JWKS_CERT_FILE` + `JWKS_KEY_FILE` (PEM client certificate and key,
+   * for mTLS) and `JWKS_SERVER_ID` (the URI SAN, e.g. SPIFFE ID, the server's certificate must
+   * carry, checked instead of the host name). File names: read them with `readJwksTlsFiles`.
+   * `undefined` when none is set. Any of them needs an https `JWKS_URL`.
+   */
+  readonly jwksTls?: Readonly<{ caFile?: string; certFile?: string; keyFile?: string; serverId?: string }>;
   /** `REDIS_URL`: revocation store. Default `redis://127.0.0.1:6379/0`. */
   readonly redisUrl: string;
   /**
@@ -56,6 +67,10 @@ export const VERIFIER_CONFIG_DEFAULTS = Object.freeze({
   ACCESS_TOKEN_TTL_SEC: '300',
   JWT_MAX_TOKEN_BYTES: '8192',
   JWKS_URL: 'http://localhost:4000/.well-known/jwks.json',
+  JWKS_CA_FILE: '',
+  JWKS_CERT_FILE: '',
+  JWKS_KEY_FILE: '',
+  JWKS_SERVER_ID: '',
   REDIS_URL: 'redis://127.0.0.1:6379/0',
   REDIS_PREFIX: 'jwtmesh:',
   REVOCATION_FAIL_MODE: 'closed',
@@ -96,7 +111,18 @@ const schema = z.object({
   JWT_CLOCK_TOLERANCE_SEC: int(0, 300),
   ACCESS_TOKEN_TTL_SEC: int(1, 86_400),
   JWT_MAX_TOKEN_BYTES: int(512, 65_536),
-  JWKS_URL: url(['http:', 'https:']),
+  JWKS_URL: url(['http:', 'https:']).refine((v) => {
+    if (!URL.canParse(v)) return true; // reported by url() above
+    const u = new URL(v);
+    return u.protocol === 'https:' || /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname);
+  }, 'must be https (plain http only to localhost, 127.0.0.0/8 or [::1]: anyone on the path could serve signing keys)'),
+  JWKS_CA_FILE: z.string().trim(),
+  JWKS_CERT_FILE: z.string().trim(),
+  JWKS_KEY_FILE: z.string().trim(),
+  JWKS_SERVER_ID: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(v), 'must be a URI, e.g. spiffe://jwt-mesh.local/ns/jwt-mesh/sa/auth'),
   REDIS_URL: url(['redis:', 'rediss:']),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -'),
   REVOCATION_FAIL_MODE: z.enum(['closed', 'open'], { error: 'must be closed or open' }),
@@ -118,7 +144,17 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
     const v = env[name];
     input[name] = v === undefined || v.trim() === '' ? fallback : v;
   }
-  const res = schema.safeParse(input);
+  const res = schema
+    .superRefine((d, ctx) => {
+      const tlsSet = ['JWKS_CA_FILE', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE', 'JWKS_SERVER_ID'].filter((k) => d[k as keyof typeof d] !== '');
+      if (tlsSet.length > 0 && !d.JWKS_URL.startsWith('https:')) {
+        ctx.addIssue({ code: 'custom', path: [tlsSet[0] as string], message: 'needs an https JWKS_URL' });
+      }
+      if ((d.JWKS_CERT_FILE === '') !== (d.JWKS_KEY_FILE === '')) {
+        ctx.addIssue({ code: 'custom', path: [d.JWKS_CERT_FILE === '' ? 'JWKS_CERT_FILE' : 'JWKS_KEY_FILE'], message: 'JWKS_CERT_FILE and JWKS_KEY_FILE go together' });
+      }
+    })
+    .safeParse(input);
   if (!res.success) {
     const lines = res.error.issues.map((i) => {
       const name = String(i.path[0] ?? '(env)');
@@ -143,6 +179,15 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
     accessTokenTtlSec: d.ACCESS_TOKEN_TTL_SEC,
     maxTokenBytes: d.JWT_MAX_TOKEN_BYTES,
     jwksUrl: d.JWKS_URL,
+    ...(d.JWKS_CA_FILE || d.JWKS_CERT_FILE || d.JWKS_SERVER_ID
+      ? {
+          jwksTls: Object.freeze({
+            ...(d.JWKS_CA_FILE ? { caFile: d.JWKS_CA_FILE } : {}),
+            ...(d.JWKS_CERT_FILE ? { certFile: d.JWKS_CERT_FILE, keyFile: d.JWKS_KEY_FILE } : {}),
+            ...(d.JWKS_SERVER_ID ? { serverId: d.JWKS_SERVER_ID } : {}),
+          }),
+        }
+      : {}),
     redisUrl: d.REDIS_URL,
     redisConnection,
     redisPrefix: d.REDIS_PREFIX,

@@ -9,7 +9,12 @@
  * jose's `createRemoteJWKSet` is not used as-is: once its cache is older than `cacheMaxAge`
  * it refetches on every lookup and throws for known keys when the endpoint is down.
  */
-import { KeyObject } from 'node:crypto';
+import { KeyObject, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { createSecureContext, type PeerCertificate } from 'node:tls';
 import { importJWK, type JWK } from 'jose';
 import { isSupportedAlgorithm, jwkMatchesAlg, keyObjectMatchesAlg, type JwsAlgorithm } from './algorithms.js';
 import { AuthError } from './errors.js';
@@ -145,10 +150,98 @@ export function createLocalKeySource(jwks: { keys: JWK[] }): KeySource & { updat
   };
 }
 
+/**
+ * TLS settings of the JWK Set fetch (the fetch path of the verifiers: the issuer's identity is
+ * pinned, so nobody else who can answer on that address can hand out keys).
+ * PEM contents, not file names (see {@link readJwksTlsFiles}).
+ */
+export interface JwksTlsOptions {
+  /** CA certificate(s) the JWKS server's chain must end in (the mesh CA). Replaces the system CAs; absent: the system CAs. */
+  ca?: string | Buffer;
+  /** Client certificate (chain) for mTLS, with {@link JwksTlsOptions.key}. The issuer's sidecar requires one. */
+  cert?: string | Buffer;
+  /** Private key of {@link JwksTlsOptions.cert}. */
+  key?: string | Buffer;
+  /**
+   * The identity the server's certificate must carry, checked instead of the host name: a URI
+   * SAN such as the SPIFFE ID `spiffe://jwt-mesh.local/ns/jwt-mesh/sa/auth` (X.509-SVID), matched
+   * exactly. When absent the host name of the URL is checked against the certificate (RFC 6125).
+   */
+  serverId?: string;
+}
+
+/**
+ * Why a JWK Set fetch failed (label `reason` of `jwtmesh_jwks_fetch_failures_total`):
+ * - `tls`: the TLS handshake failed (certificate from an untrusted CA, expired, no client certificate accepted, ...);
+ * - `identity`: the chain was trusted but the certificate is not the issuer's ({@link JwksTlsOptions.serverId}, host name);
+ * - `network`: connection refused or reset, DNS;
+ * - `timeout`: no complete answer within `timeoutMs`;
+ * - `http_status`: an answer other than 2xx (redirects included: they are never followed);
+ * - `invalid`: not a JWK Set (not JSON, no `keys` array, larger than 512 KiB).
+ */
+export type JwksFetchFailureReason = 'tls' | 'identity' | 'network' | 'timeout' | 'http_status' | 'invalid';
+
+/** Every {@link JwksFetchFailureReason}, for metrics that pre-declare their label values. */
+export const JWKS_FETCH_FAILURE_REASONS: readonly JwksFetchFailureReason[] = Object.freeze([
+  'tls',
+  'identity',
+  'network',
+  'timeout',
+  'http_status',
+  'invalid',
+]);
+
+/** A failed JWK Set fetch; `reason` says which kind (see {@link JwksFetchFailureReason}). */
+export class JwksFetchError extends Error {
+  readonly reason: JwksFetchFailureReason;
+  constructor(reason: JwksFetchFailureReason, message: string, opts?: { cause?: unknown }) {
+    super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Reads the PEM files named by the `JWKS_*_FILE` settings (`VerifierConfig.jwksTls` of
+ * `loadVerifierConfig`) into {@link JwksTlsOptions}. Read once at start-up: a renewed
+ * certificate takes effect on restart.
+ * @param files - `caFile`, `certFile`, `keyFile` (paths), `serverId`; `undefined` gives `undefined`
+ * @throws Error naming the variable and file that cannot be read
+ */
+export function readJwksTlsFiles(
+  files: Readonly<{ caFile?: string; certFile?: string; keyFile?: string; serverId?: string }> | undefined,
+): JwksTlsOptions | undefined {
+  if (files === undefined) return undefined;
+  const read = (variable: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`invalid configuration: ${variable}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    }
+  };
+  return {
+    ...(files.caFile !== undefined ? { ca: read('JWKS_CA_FILE', files.caFile) } : {}),
+    ...(files.certFile !== undefined ? { cert: read('JWKS_CERT_FILE', files.certFile) } : {}),
+    ...(files.keyFile !== undefined ? { key: read('JWKS_KEY_FILE', files.keyFile) } : {}),
+    ...(files.serverId !== undefined ? { serverId: files.serverId } : {}),
+  };
+}
+
 /** Options of {@link createRemoteKeySource}. All durations in milliseconds. */
 export interface RemoteKeySourceOptions {
-  /** The JWK Set URL, e.g. `http://auth:4000/.well-known/jwks.json`. Redirects are refused. */
+  /**
+   * The JWK Set URL, e.g. `https://auth.jwt-mesh.svc.cluster.local:8443/.well-known/jwks.json`.
+   * Redirects are refused. Plain `http:` only to a loopback address (`localhost`, 127.0.0.0/8,
+   * `::1`): anyone who can answer on a network path could otherwise hand out signing keys.
+   */
   url: string | URL;
+  /** TLS of the fetch: trusted CA, client certificate, pinned server identity. Needs an `https:` URL. */
+  tls?: JwksTlsOptions;
+  /**
+   * Called once per failed fetch (after the last good set was kept), for a counter and a
+   * throttled log line. Must not throw.
+   */
+  onFetchFailure?: (err: JwksFetchError) => void;
   /**
    * After this age the set is refreshed in the background on the next lookup; lookups never
    * wait for it and a failed refresh keeps the old set. Default 60_000 (1 min): the issuer's
@@ -179,6 +272,128 @@ export interface RemoteKeySourceStats {
   readonly lastSuccessAt: number | null;
   /** Whether the most recent fetch failed. */
   readonly lastFetchFailed: boolean;
+  /** Failed fetches by reason. */
+  readonly failures: Readonly<Record<JwksFetchFailureReason, number>>;
+}
+
+/** True for `localhost` and loopback IP literals. */
+function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1';
+  return false;
+}
+
+/** Node TLS error codes of a handshake whose certificate chain or peer was refused. */
+const TLS_ERROR_CODE = /^(ERR_SSL_|ERR_TLS_|UNABLE_TO_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_OSSL_)/;
+
+/** The URI SANs of a peer certificate (`subjectaltname` is `URI:a, DNS:b, ...`). */
+function uriSans(cert: PeerCertificate): string[] {
+  const out: string[] = [];
+  if (cert.raw) {
+    // X509Certificate parses the SAN extension properly (a comma inside a URI cannot split it).
+    const san = new X509Certificate(cert.raw).subjectAltName ?? '';
+    for (const part of san.split(/,\s*(?=[A-Za-z ]+:)/)) if (part.startsWith('URI:')) out.push(part.slice(4));
+  }
+  return out;
+}
+
+/**
+ * GETs a JWK Set over http(s) with node:http(s): no redirect followed, `timeoutMs` for connect
+ * plus body, at most {@link MAX_JWKS_BYTES}, and with `tls` the chain checked against `tls.ca`
+ * only and the server identity against `tls.serverId`.
+ * @throws JwksFetchError with its reason
+ */
+function getJwksDocument(url: URL, tls: JwksTlsOptions | undefined, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolveDoc, reject) => {
+    let settled = false;
+    const fail = (err: JwksFetchError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.destroy();
+      reject(err);
+    };
+    const headers = { accept: 'application/jwk-set+json, application/json' };
+    const onResponse = (res: IncomingMessage) => {
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status > 299) {
+        res.resume();
+        fail(new JwksFetchError('http_status', `JWKS endpoint answered HTTP ${status}`));
+        return;
+      }
+      if (Number(res.headers['content-length'] ?? '0') > MAX_JWKS_BYTES) {
+        fail(new JwksFetchError('invalid', 'JWKS document too large'));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_JWKS_BYTES) fail(new JwksFetchError('invalid', 'JWKS document too large'));
+        else chunks.push(c);
+      });
+      res.on('error', (err) => fail(new JwksFetchError('network', 'JWKS response broke off', { cause: err })));
+      res.on('end', () => {
+        if (settled) return;
+        let doc: unknown;
+        try {
+          doc = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch (err) {
+          fail(new JwksFetchError('invalid', 'JWKS document is not JSON', { cause: err }));
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        resolveDoc(doc);
+      });
+    };
+    const req =
+      url.protocol === 'https:'
+        ? httpsRequest(
+            url,
+            {
+              method: 'GET',
+              headers,
+              agent: false,
+              ...(tls
+                ? {
+                    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+                    ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+                    ...(tls.key !== undefined ? { key: tls.key } : {}),
+                    ...(tls.serverId !== undefined
+                      ? {
+                          // The chain is already verified against `ca` (rejectUnauthorized stays on);
+                          // this replaces the host-name check with the pinned identity.
+                          checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+                            if (uriSans(cert).includes(tls.serverId as string)) return undefined;
+                            const err = new Error(`the JWKS server's certificate is not ${tls.serverId}`) as Error & { code: string };
+                            err.code = 'ERR_JWKS_SERVER_IDENTITY';
+                            return err;
+                          },
+                        }
+                      : {}),
+                  }
+                : {}),
+            },
+            onResponse,
+          )
+        : httpRequest(url, { method: 'GET', headers, agent: false }, onResponse);
+    const timer = setTimeout(() => fail(new JwksFetchError('timeout', `no JWK Set within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref?.();
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? '';
+      if (code === 'ERR_JWKS_SERVER_IDENTITY' || code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+        fail(new JwksFetchError('identity', err.message, { cause: err }));
+      } else if (TLS_ERROR_CODE.test(code)) {
+        fail(new JwksFetchError('tls', `TLS handshake with the JWKS server failed (${code || err.message})`, { cause: err }));
+      } else {
+        fail(new JwksFetchError('network', `cannot reach the JWKS server (${code || err.message})`, { cause: err }));
+      }
+    });
+    req.end();
+  });
 }
 
 /**
@@ -191,8 +406,9 @@ export interface RemoteKeySourceStats {
  *   than `cooldownMs` ago; lookups arriving while a fetch is in flight wait for that fetch.
  *   The first load and background refreshes do not open a cooldown, so a key rotated right
  *   after start-up is still picked up at once.
- * - A failed fetch (network error, timeout, non-2xx, not a JWK Set) keeps the last good set,
- *   so known keys keep working while the endpoint is down. A successful fetch replaces the
+ * - A failed fetch (network error, timeout, non-2xx, not a JWK Set, a TLS peer that is not the
+ *   issuer) keeps the last good set, so known keys keep working while the endpoint is down or
+ *   impersonated; it is counted by reason in `stats().failures` and reported to `onFetchFailure`. A successful fetch replaces the
  *   set, so a key removed by the issuer stops verifying.
  *
  * Errors of `getKey`: `token_key_unknown` when the `kid` is absent from a set fetched
@@ -201,11 +417,31 @@ export interface RemoteKeySourceStats {
  *
  * @param opts - see {@link RemoteKeySourceOptions}
  * @returns the key source, plus `stats()` (fetch count, last success) for metrics and tests
- * @throws TypeError for a non-http(s) URL; RangeError for a negative duration
+ * @throws TypeError for a non-http(s) URL, plain http to a non-loopback host, TLS settings with
+ *   an http URL, a cert without its key, or PEM that is not a usable CA, certificate or key;
+ *   RangeError for a negative duration
  */
 export function createRemoteKeySource(opts: RemoteKeySourceOptions): KeySource & { stats(): RemoteKeySourceStats } {
   const url = new URL(opts.url);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`JWKS url must be http(s): ${url.href}`);
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    throw new TypeError(`JWKS url must be https unless it is on loopback (anyone on the path could serve keys): ${url.href}`);
+  }
+  const tls = opts.tls;
+  if (tls !== undefined) {
+    if (url.protocol !== 'https:') throw new TypeError(`JWKS TLS settings need an https url: ${url.href}`);
+    if ((tls.cert === undefined) !== (tls.key === undefined)) throw new TypeError('JWKS TLS: cert and key go together');
+    try {
+      // Unusable PEM (not a certificate, a key that does not match) fails here, at start-up, not on every fetch.
+      createSecureContext({
+        ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+        ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+      });
+    } catch (err) {
+      throw new TypeError(`JWKS TLS: unusable certificate or key (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    }
+  }
+  const onFetchFailure = opts.onFetchFailure;
   const cacheMaxAgeMs = opts.cacheMaxAgeMs ?? REMOTE_KEY_SOURCE_DEFAULTS.cacheMaxAgeMs;
   const cooldownMs = opts.cooldownMs ?? REMOTE_KEY_SOURCE_DEFAULTS.cooldownMs;
   const timeoutMs = opts.timeoutMs ?? REMOTE_KEY_SOURCE_DEFAULTS.timeoutMs;
@@ -221,26 +457,16 @@ export function createRemoteKeySource(opts: RemoteKeySourceOptions): KeySource &
   let lastFailed = false;
   let lastError: unknown;
   let fetches = 0;
+  const failures: Record<JwksFetchFailureReason, number> = { tls: 0, identity: 0, network: 0, timeout: 0, http_status: 0, invalid: 0 };
   let inflight: Promise<void> | null = null;
 
   async function download(): Promise<KeyIndex> {
-    const res = await fetch(url, {
-      redirect: 'error',
-      headers: { accept: 'application/jwk-set+json, application/json' },
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    if (!res.ok) {
-      await res.body?.cancel().catch(() => undefined);
-      throw new Error(`JWKS endpoint answered HTTP ${res.status}`);
+    const doc = await getJwksDocument(url, tls, timeoutMs);
+    try {
+      return new KeyIndex(doc);
+    } catch (err) {
+      throw new JwksFetchError('invalid', (err as Error).message, { cause: err });
     }
-    const length = Number(res.headers.get('content-length') ?? '0');
-    if (length > MAX_JWKS_BYTES) {
-      await res.body?.cancel().catch(() => undefined);
-      throw new Error('JWKS document too large');
-    }
-    const body = await res.arrayBuffer();
-    if (body.byteLength > MAX_JWKS_BYTES) throw new Error('JWKS document too large');
-    return new KeyIndex(JSON.parse(Buffer.from(body).toString('utf8')));
   }
 
   /** Starts a fetch unless one is in flight (single-flight). */
@@ -260,6 +486,13 @@ export function createRemoteKeySource(opts: RemoteKeySourceOptions): KeySource &
           lastFailed = true;
           lastError = err;
           cooldownFrom = now();
+          const failure = err instanceof JwksFetchError ? err : new JwksFetchError('network', String(err), { cause: err });
+          failures[failure.reason]++;
+          try {
+            onFetchFailure?.(failure);
+          } catch {
+            // a metrics or logging hook must not break key lookups
+          }
         },
       )
       .finally(() => {
@@ -292,7 +525,7 @@ export function createRemoteKeySource(opts: RemoteKeySourceOptions): KeySource &
       throw new AuthError('token_key_unknown', 'no key with this kid fits this alg');
     },
     stats() {
-      return { fetches, lastSuccessAt: index === null ? null : fetchedAt, lastFetchFailed: lastFailed };
+      return { fetches, lastSuccessAt: index === null ? null : fetchedAt, lastFetchFailed: lastFailed, failures: { ...failures } };
     },
   };
 }

@@ -7,9 +7,11 @@
  * the subject and trace id each hop verified -> bob (orders:read only) gets 403
  * insufficient_scope from inventory, the second hop -> refresh (rotation) -> log out -> the same
  * token is rejected at the edge and by orders called directly on its own port (no Envoy), the
- * earlier token of the same session too, and the rotated refresh token no longer works -> HTTPS
- * at the edge -> a verifier's Redis credentials read the revocation store but are refused
- * (NOPERM) on every write.
+ * earlier token of the same session too, and the rotated refresh token no longer works -> HTTPS at
+ * the edge -> the edge -> auth-service hop is mTLS (the edge's `auth` cluster counts a TLS
+ * handshake for every connection it opened; the auth sidecar refuses a caller without a mesh
+ * client certificate) -> a verifier's Redis credentials read the revocation store but are
+ * refused (NOPERM) on every write.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -76,8 +78,10 @@ function httpsGet(url: string, ca: Buffer): Promise<number> {
 export async function runDemo(state: StackState, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
   const edge = state.urls.edge;
   const ordersDirect = state.urls.services['orders']?.app;
-  const alice = state.users.find((u) => u.username === 'alice');
-  const bob = state.users.find((u) => u.username === 'bob');
+  // The demo users, also with the unique suffix the end-to-end suites give them (`alice-1a2b3c`).
+  const user = (name: string) => state.users.find((u) => u.username === name || u.username.startsWith(`${name}-`));
+  const alice = user('alice');
+  const bob = user('bob');
   let failed = 0;
   let passed = 0;
   let stepNo = 0;
@@ -223,6 +227,24 @@ export async function runDemo(state: StackState, out: (line: string) => void = (
   check(httpsStatus === 200, 'the HTTPS listener answered 200 with a certificate from the dev CA', `status ${httpsStatus}`);
 
   // 9 ---------------------------------------------------------------------------------------------
+  const authInbound = state.urls.services['auth']?.inbound;
+  step(`The edge -> auth-service hop is mTLS (through the auth sidecar${authInbound ? ` at ${authInbound}` : ''})`);
+  const edgeStats = await call(`${state.urls.edgeAdmin}/stats?format=json&filter=${encodeURIComponent('^cluster\\.auth\\.(ssl\\.handshake|upstream_cx_total)$')}`).catch(() => null);
+  const stat = (name: string): number => {
+    const list = (edgeStats?.json?.['stats'] as Array<{ name?: string; value?: number }> | undefined) ?? [];
+    return Number(list.find((x) => x.name === name)?.value ?? 0);
+  };
+  const handshakes = stat('cluster.auth.ssl.handshake');
+  const connections = stat('cluster.auth.upstream_cx_total');
+  check(
+    connections > 0 && handshakes === connections,
+    "every connection of the edge's auth cluster was a TLS handshake (edge admin /stats)",
+    `cluster.auth.upstream_cx_total ${connections}, cluster.auth.ssl.handshake ${handshakes}`,
+  );
+  const noClientCert = authInbound && ca ? await httpsGet(`${authInbound}/.well-known/jwks.json`, ca) : -1;
+  check(noClientCert === 0, 'the auth sidecar refuses a TLS client without a mesh certificate', `status ${noClientCert === 0 ? 'none: handshake refused' : noClientCert}`);
+
+  // 10 --------------------------------------------------------------------------------------------
   const acl = state.redis.acl;
   if (acl) {
     const v = acl.verifier;

@@ -7,8 +7,13 @@
  * Order: Envoy binary -> certificates -> PostgreSQL (DATABASE_URL or embedded PGlite) ->
  * migrations -> Redis (REDIS_URL, or a local redis-server with the least-privilege ACL users of
  * the core's `redisAclRules`: the auth-service connects as the issuer's user, every verifier as
- * the verifiers' read-only user, passwords generated into `<runDir>/redis/`) -> auth-service -> demo users ->
- * authz-service replicas (mTLS) -> services -> sidecar Envoys -> edge Envoy.
+ * the verifiers' read-only user, passwords generated into `<runDir>/redis/`) -> auth-service ->
+ * its sidecar Envoy -> demo users -> authz-service replicas (mTLS) -> services -> their sidecar
+ * Envoys -> edge Envoy.
+ *
+ * Every verifier fetches the JWK Set from the auth sidecar over mTLS, with its own mesh
+ * certificate, pinning the `auth` SPIFFE ID (`JWKS_URL` https, `JWKS_CA_FILE`, `JWKS_CERT_FILE`,
+ * `JWKS_KEY_FILE`, `JWKS_SERVER_ID`).
  *
  * Failure: the part that did not start is named with its log file and the last lines of that
  * log, everything already started is stopped, and {@link StackStartError} is thrown.
@@ -25,8 +30,10 @@ import { REDIS_ACL_USERS, redisAclFile, redisAclRules } from '@jwt-mesh/core/red
 import {
   createDevCerts,
   defaultTopology,
+  JWKS_PATH,
   MESH_WORKLOADS,
   renderConfigs,
+  spiffeId,
   sidecarFileName,
   k8sServiceHost,
   type DevCerts,
@@ -47,8 +54,9 @@ export const SERVICES = ['profile', 'inventory', 'orders'] as const;
 /**
  * Fixed ports of `make up` (ports: 'fixed'). The edge's can be changed with EDGE_PORT,
  * EDGE_HTTPS_PORT, EDGE_ADMIN_PORT (see the CLI); the others follow the local plan of
- * envoy/src/topology.ts (`defaultPlan('local')`): service i (orders 1, inventory 2, profile 3)
- * app 3000+i, gRPC 3050+i, sidecar inbound 3100+i, outbound 3200+i, admin 3300+i.
+ * envoy/src/topology.ts (`defaultPlan('local')`): service i (orders 1, inventory 2, profile 3,
+ * auth 4) app 3000+i (the auth-service's: 4000), gRPC 3050+i, sidecar inbound 3100+i, outbound
+ * 3200+i, admin 3300+i.
  */
 export const FIXED_PORTS = Object.freeze({
   edgeHttp: 8080,
@@ -341,7 +349,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         https: await pick(options.edgePorts?.https ?? FIXED_PORTS.edgeHttps, 'edge.https'),
         admin: await pick(options.edgePorts?.admin ?? FIXED_PORTS.edgeAdmin, 'edge.admin'),
       },
-      auth: await pick(FIXED_PORTS.auth, 'auth'),
       authz: [] as number[],
       authzMetrics: [] as number[],
       services: {} as Record<string, { app: number; grpc?: number; inbound: number; outbound: number; admin: number }>,
@@ -354,7 +361,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const extra = extras.find((e) => e.name === s.name);
       const n = i + 1;
       plan.services[s.name] = {
-        app: extra ? extra.port : await pick(3000 + n, `${s.name}.app`),
+        // The auth-service's app port keeps its own name and number (4000; `auth` in port reservations).
+        app: extra ? extra.port : s.name === 'auth' ? await pick(FIXED_PORTS.auth, 'auth') : await pick(3000 + n, `${s.name}.app`),
         ...(s.grpc ? { grpc: await pick(3050 + n, `${s.name}.grpc`) } : {}),
         inbound: await pick(3100 + n, `sidecar-${s.name}.inbound`),
         outbound: await pick(3200 + n, `sidecar-${s.name}.outbound`),
@@ -366,7 +374,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         [plan.edge.http, 'edge HTTP', 'EDGE_PORT'],
         [plan.edge.https, 'edge HTTPS', 'EDGE_HTTPS_PORT'],
         [plan.edge.admin, 'edge admin', 'EDGE_ADMIN_PORT'],
-        [plan.auth, 'auth-service', ''],
         ...plan.authz.map((port, i): [number, string, string] => [port, `authz-${i + 1}`, '']),
         ...plan.authzMetrics.map((port, i): [number, string, string] => [port, `authz-${i + 1} metrics`, '']),
         ...Object.entries(plan.services).flatMap(([name, s]): Array<[number, string, string]> => [
@@ -391,11 +398,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
     }
 
-    // Functions of plan.auth: the auth-service may move to another port if its own was taken.
-    const authUrl = () => `http://127.0.0.1:${plan.auth}`;
-    const issuer = () => `http://localhost:${plan.auth}`;
+    // Functions of the auth ports: the auth-service may move to another port if its own was taken.
+    const authPorts = () => plan.services['auth'] as (typeof plan.services)[string];
+    const authUrl = () => `http://127.0.0.1:${authPorts().app}`;
+    const issuer = () => `http://localhost:${authPorts().app}`;
     const audience = options.env?.all?.JWT_AUDIENCE ?? 'jwt-mesh';
     const jwksUrl = () => `${authUrl()}/.well-known/jwks.json`;
+    /** Where verifiers fetch the JWK Set: the auth sidecar, mTLS, the `auth` SPIFFE ID pinned. */
+    const meshJwksUrl = () => `https://127.0.0.1:${authPorts().inbound}${JWKS_PATH}`;
 
     // ---- PostgreSQL ----------------------------------------------------------------------------
     let databaseUrl = options.databaseUrl;
@@ -558,7 +568,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const verifierEnv = (): Record<string, string> => ({
       JWT_ISSUER: issuer(),
       JWT_AUDIENCE: audience,
-      JWKS_URL: jwksUrl(),
+      JWKS_URL: meshJwksUrl(),
+      JWKS_CA_FILE: certs.ca.cert,
+      JWKS_SERVER_ID: spiffeId('auth'),
       REDIS_URL: rUrl,
       ...(redisAcl ? { REDIS_USERNAME: redisAcl.verifier.username, REDIS_PASSWORD_FILE: redisAcl.verifier.passwordFile } : {}),
       REDIS_PREFIX: prefix,
@@ -567,7 +579,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const childEnv = (own: Record<string, string>, kind?: Record<string, string>): NodeJS.ProcessEnv => {
       const base: NodeJS.ProcessEnv = { ...process.env };
       // Never leak the launcher's own settings into a part by accident: every part gets what it needs explicitly.
-      for (const k of ['DATABASE_URL', 'REDIS_URL', 'REDIS_USERNAME', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'PORT', 'HOST', 'GRPC_PORT', 'UPSTREAM_URL', 'UPSTREAM_AUTHORITY']) delete base[k];
+      for (const k of ['DATABASE_URL', 'REDIS_URL', 'REDIS_USERNAME', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'PORT', 'HOST', 'GRPC_PORT', 'UPSTREAM_URL', 'UPSTREAM_AUTHORITY', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE']) delete base[k];
       delete base['NODE_OPTIONS'];
       return { ...base, ...verifierEnv(), ...own, ...(options.env?.all ?? {}), ...(kind ?? {}) };
     };
@@ -604,6 +616,52 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         { timeoutMs: readyTimeoutMs, alive: proc.running },
       );
 
+    // ---- Envoy configs (one source: envoy/src/render.ts, local target) -----------------------------
+    // Rendered at each Envoy start, so a part started again on new ports gets a matching config.
+    const renderAll = () => {
+      const portsOverride: PortsOverride = {
+        edge: plan.edge,
+        authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
+        services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
+      };
+      return renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
+    };
+    const envoyLogDir = join(p.logDir, 'envoy');
+    const envoyPart = (name: string, file: string, portsOf: () => number[], repick?: () => Promise<void>): PartDef => ({
+      name,
+      ...(free && repick ? { repick } : {}),
+      start: async () => {
+        const config = renderAll()[file] as string;
+        await release(...portsOf());
+        let e: EnvoyProcess;
+        try {
+          e = await startEnvoy({ config, name, logDir: envoyLogDir, readyTimeoutMs, cwd: p.runDir });
+        } catch (err) {
+          throw new StackStartError(name, (err as Error).message.split('\n')[0] ?? 'Envoy did not start', latestEnvoyLog(envoyLogDir, name));
+        }
+        envoys.set(name, e);
+        const link = logOf(name);
+        try {
+          if (existsSync(link) || isSymlink(link)) unlinkSync(link);
+          symlinkSync(relative(p.logDir, e.logFile), link);
+        } catch {
+          // the symlink is a convenience; the real file is e.logFile
+        }
+        let exited = false;
+        void e.exited.then(() => (exited = true));
+        return {
+          record: { name, pid: e.pid, pgid: null, markers: [e.configFile], log: e.logFile },
+          running: () => !exited,
+          kill: (sig) => {
+            if (!exited) process.kill(e.pid, sig);
+          },
+          stop: async () => {
+            if (!exited) process.kill(e.pid, 'SIGCONT');
+            await e.stop();
+          },
+        };
+      },
+    });
     // ---- auth-service --------------------------------------------------------------------------
     const authDir = join(REPO_ROOT, 'auth-service');
     await launch(
@@ -614,7 +672,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         () =>
           childEnv(
             {
-              PORT: String(plan.auth),
+              PORT: String(authPorts().app),
               HOST: '127.0.0.1',
               DATABASE_URL: dbUrl,
               // The issuer's Redis user (the verifiers' one comes from verifierEnv).
@@ -625,13 +683,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             options.env?.auth,
           ),
         () => httpReady('auth-service /readyz', () => `${authUrl()}/readyz`),
-        () => [plan.auth],
+        () => [authPorts().app],
         async () => {
-          plan.auth = await reserve('auth');
+          authPorts().app = await reserve('auth');
         },
       ),
     );
     say('auth', `${authUrl()} ready (issuer ${issuer()}; log ${rel(logOf('auth'))})`);
+    // The edge and every verifier reach the auth-service only through its sidecar (mTLS).
+    await launch(envoyPart('sidecar-auth', sidecarFileName('auth'), () => [authPorts().inbound, authPorts().outbound, authPorts().admin]));
+    say('sidecar-auth', `mTLS inbound https://127.0.0.1:${authPorts().inbound} (callers: the edge; verifiers for ${JWKS_PATH} only)`);
 
     // ---- demo users ----------------------------------------------------------------------------
     try {
@@ -666,6 +727,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
                   AUTHZ_TLS_CERT: authzCert.cert,
                   AUTHZ_TLS_KEY: authzCert.key,
                   AUTHZ_TLS_CA: certs.ca.cert,
+                  JWKS_CERT_FILE: authzCert.cert,
+                  JWKS_KEY_FILE: authzCert.key,
                   AUTHZ_METRICS_PORT: String(plan.authzMetrics[i]),
                   AUTHZ_METRICS_HOST: '127.0.0.1',
                   ...(policyFile ? { AUTHZ_POLICY_FILE: policyFile } : {}),
@@ -709,6 +772,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     setServiceUrls();
     if (parts.services) {
       const ports = (name: string) => plan.services[name] as (typeof plan.services)[string];
+      /** The service's own mesh certificate, presented to the auth sidecar when it fetches the JWK Set. */
+      const jwksClientCert = (name: string): Record<string, string> => {
+        const c = certs.workloads[name] as { cert: string; key: string };
+        return { JWKS_CERT_FILE: c.cert, JWKS_KEY_FILE: c.key };
+      };
       const envFor = (): Record<string, Record<string, string>> => ({
         profile: { PORT: String(ports('profile').app), HOST: '127.0.0.1', GRPC_PORT: String(ports('profile').grpc) },
         inventory: {
@@ -726,7 +794,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             name,
             join(dir, 'src', 'main.ts'),
             dir,
-            () => childEnv(envFor()[name] as Record<string, string>, options.env?.services),
+            () => childEnv({ ...(envFor()[name] as Record<string, string>), ...jwksClientCert(name) }, options.env?.services),
             () => httpReady(`${name} /readyz`, () => `http://127.0.0.1:${ports(name).app}/readyz`),
             () => [ports(name).app, ports(name).grpc],
             async () => {
@@ -741,53 +809,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       say('services', SERVICES.map((n) => `${n} ${serviceUrls[n]?.app}${serviceUrls[n]?.grpc ? ` (gRPC ${serviceUrls[n]?.grpc})` : ''}`).join(', '));
     }
 
-    // ---- Envoy configs (one source: envoy/src/render.ts, local target) -----------------------------
-    // Rendered at each Envoy start, so a part started again on new ports gets a matching config.
-    const renderAll = () => {
-      const portsOverride: PortsOverride = {
-        edge: plan.edge,
-        authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
-        auth: { host: '127.0.0.1', port: plan.auth },
-        services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
-      };
-      return renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
-    };
-    const envoyLogDir = join(p.logDir, 'envoy');
-    const envoyPart = (name: string, file: string, portsOf: () => number[], repick?: () => Promise<void>): PartDef => ({
-      name,
-      ...(free && repick ? { repick } : {}),
-      start: async () => {
-        const config = renderAll()[file] as string;
-        await release(...portsOf());
-        let e: EnvoyProcess;
-        try {
-          e = await startEnvoy({ config, name, logDir: envoyLogDir, readyTimeoutMs, cwd: p.runDir });
-        } catch (err) {
-          throw new StackStartError(name, (err as Error).message.split('\n')[0] ?? 'Envoy did not start', latestEnvoyLog(envoyLogDir, name));
-        }
-        envoys.set(name, e);
-        const link = logOf(name);
-        try {
-          if (existsSync(link) || isSymlink(link)) unlinkSync(link);
-          symlinkSync(relative(p.logDir, e.logFile), link);
-        } catch {
-          // the symlink is a convenience; the real file is e.logFile
-        }
-        let exited = false;
-        void e.exited.then(() => (exited = true));
-        return {
-          record: { name, pid: e.pid, pgid: null, markers: [e.configFile], log: e.logFile },
-          running: () => !exited,
-          kill: (sig) => {
-            if (!exited) process.kill(e.pid, sig);
-          },
-          stop: async () => {
-            if (!exited) process.kill(e.pid, 'SIGCONT');
-            await e.stop();
-          },
-        };
-      },
-    });
     const sidecars = [...(parts.services ? SERVICES : []), ...extras.map((x) => x.name)];
     if (sidecars.length > 0) {
       // No repick: the sidecar's outbound port is already in its running service's UPSTREAM_URL,
@@ -915,10 +936,10 @@ async function guard(part: string, log: string, proc: ManagedProcess, ready: () 
   }
 }
 
-/** The default topology without its services (`services: false`), plus the extra upstreams, each exposed at the edge. */
+/** The default topology without its services (`services: false`; the auth-service stays), plus the extra upstreams, each exposed at the edge. */
 function buildTopology(withServices: boolean, extras: ExtraUpstream[]): Topology {
   const t = defaultTopology();
-  if (!withServices) t.services = [];
+  if (!withServices) t.services = t.services.filter((s) => s.name === 'auth');
   for (const x of extras) {
     const spec: ServiceSpec = { name: x.name, edgePrefixes: x.edgePrefixes, meshPrefixes: x.edgePrefixes, calls: [] };
     t.services.push(spec);

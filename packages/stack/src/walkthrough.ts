@@ -21,7 +21,7 @@ export function partsTable(state: StackState): string {
   state.urls.authzGrpc.forEach((a, i) => rows.push([`authz-${i + 1}`, `grpcs://${a}  (metrics ${state.urls.authzMetrics[i] ?? ''})`, log(`authz-${i + 1}`)]));
   for (const [name, u] of Object.entries(state.urls.services)) {
     if (!state.processes.some((p) => p.name === name)) continue;
-    rows.push([name, `${u.app}${u.grpc ? `  (gRPC ${u.grpc})` : ''}`, log(name)]);
+    if (name !== 'auth') rows.push([name, `${u.app}${u.grpc ? `  (gRPC ${u.grpc})` : ''}`, log(name)]); // auth-service: its own row above
     rows.push([`sidecar-${name}`, `inbound ${u.inbound} (mTLS), outbound ${u.outbound}, admin ${u.admin}`, log(`sidecar-${name}`)]);
   }
   rows.push([

@@ -1,7 +1,8 @@
 // `make demo` against a whole stack on free ports with the local redis-server's ACL users:
 // every check of the demo passes, which needs the verifiers' read-only user for the lookups,
 // the sync marker and the pub/sub invalidation, and the issuer's user for the re-sync and the
-// revocations (logout); and the demo's own Redis step sees NOPERM on every write.
+// revocations (logout); the demo's mTLS step sees the edge reach the auth-service only through
+// TLS handshakes with its sidecar; and the demo's own Redis step sees NOPERM on every write.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,4 +36,6 @@ t.test('the demo passes on a stack whose Redis has the least-privilege ACL users
   t.equal(failed, 0, 'every demo check passed');
   t.match(out.join('\n'), /SET \S+rv:synced \(forge the marker\): refused/, 'including a verifier\'s write refused by Redis');
   t.match(out.join('\n'), /PUBLISH \S+revocations: refused/);
+  t.match(out.join('\n'), /ok {3}every connection of the edge's auth cluster was a TLS handshake/, 'and the edge -> auth hop over mTLS');
+  t.match(out.join('\n'), /ok {3}the auth sidecar refuses a TLS client without a mesh certificate/);
 });

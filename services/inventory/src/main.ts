@@ -52,7 +52,8 @@ const { env, stackOptions } = (() => {
 })();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
+const metrics = createMetrics(SERVICE);
+const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
 const upstream = new URL(env.UPSTREAM_URL);
 const profile = createProfileClient(loadProfileProto().jwtmesh.profile.v1.ProfileService, upstream.host, env.UPSTREAM_AUTHORITY);
 const app = await buildApp({
@@ -61,7 +62,7 @@ const app = await buildApp({
   profile,
   profileTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
   logger,
-  metrics: createMetrics(SERVICE, { caches: stack }),
+  metrics,
 });
 
 installGracefulShutdown({

@@ -52,7 +52,7 @@ export function createMetrics(
   registry.setDefaultLabels({ service });
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  if (opts.caches !== undefined) for (const def of cacheCounterDefinitions('jwt_mesh_', opts.caches)) new Counter({ ...def, registers });
+  if (opts.caches !== undefined) registerCacheCounters(registry, opts.caches);
   return {
     registry,
     httpRequests: new Counter({ name: 'http_requests_total', help: 'HTTP requests answered, by route pattern and status.', labelNames: ['method', 'route', 'status'], registers }),
@@ -63,4 +63,19 @@ export function createMetrics(
     downstreamRequests: new Counter({ name: 'jwt_mesh_downstream_requests_total', help: 'Calls to the next hop, by target and status.', labelNames: ['target', 'status'], registers }),
     downstreamDuration: new Histogram({ name: 'jwt_mesh_downstream_duration_seconds', help: 'Latency of calls to the next hop in seconds.', labelNames: ['target', 'status'], buckets: BUCKETS, registers }),
   };
+}
+
+/**
+ * Exports a verifier stack's cache counters on `registry`, read from the core's own counters at
+ * scrape time: `jwt_mesh_verified_token_cache_lookups_total{result="hit|miss"}` and
+ * `jwt_mesh_revocation_cache_lookups_total{result="hit|miss"}` (core `cacheCounterDefinitions`).
+ *
+ * @param registry - the service's registry
+ * @param caches - the verifier stack (`createVerifierStack`): its authenticator and revocation checker
+ */
+export function registerCacheCounters(
+  registry: Registry,
+  caches: { readonly authenticator: Pick<Authenticator, 'stats'>; readonly revocation?: RevocationCacheStatsSource },
+): void {
+  for (const def of cacheCounterDefinitions('jwt_mesh_', caches)) new Counter({ ...def, registers: [registry] });
 }

@@ -4,18 +4,23 @@
  * verification logic lives here (STYLE.md #1): this only wires the core's parts together.
  */
 import {
+  JWKS_FETCH_FAILURE_REASONS,
   createAuthenticator,
   createRemoteKeySource,
   createVerifier,
   type Authenticator,
+  type JwksFetchError,
+  type JwksTlsOptions,
   type JwsAlgorithm,
   type RedisConnectionOptions,
   type RemoteKeySourceStats,
   type RevocationCacheStatsSource,
 } from '@jwt-mesh/core';
+import { Counter, type Registry } from 'prom-client';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
 import type { Logger } from 'pino';
 import { throttledWarn } from './logger.js';
+import { registerCacheCounters } from './metrics.js';
 import { createReadiness, type Readiness } from './readiness.js';
 
 /** Everything needed to verify tokens locally. Durations in the unit their name says. */
@@ -32,8 +37,12 @@ export interface VerifierStackOptions {
   readonly maxLifetimeSec?: number;
   /** Size cap of a token, bytes. */
   readonly maxTokenBytes?: number;
-  /** The auth service's JWK Set URL. */
+  /** The auth service's JWK Set URL (https, or http on loopback only). */
   readonly jwksUrl: string;
+  /** TLS of the JWK Set fetch: mesh CA, this workload's certificate, the issuer's SPIFFE ID (core `JwksTlsOptions`). */
+  readonly jwksTls?: JwksTlsOptions;
+  /** Called once per failed JWK Set fetch (the last good set stays in use). */
+  readonly onJwksFetchFailure?: (err: JwksFetchError) => void;
   /** Redis for the revocation denylist and its pub/sub channel. */
   readonly redisUrl: string;
   /** The verifier's Redis ACL user, password and `rediss://` CA when not in the URL (core `redisConnectionFromEnv`). */
@@ -68,7 +77,11 @@ export interface VerifierStack {
  * Builds the stack and starts warming it up (first JWK Set fetch, Redis subscriber).
  */
 export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
-  const keys = createRemoteKeySource({ url: opts.jwksUrl });
+  const keys = createRemoteKeySource({
+    url: opts.jwksUrl,
+    ...(opts.jwksTls !== undefined ? { tls: opts.jwksTls } : {}),
+    ...(opts.onJwksFetchFailure !== undefined ? { onFetchFailure: opts.onJwksFetchFailure } : {}),
+  });
   const verifier = createVerifier({
     issuer: opts.issuer,
     audience: opts.audience,
@@ -105,17 +118,37 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
 
 /**
  * {@link createVerifierStack} as every service's `main.ts` builds it: the Redis client named after
- * the service, and warm-up retries and Redis errors logged as warnings at most every 5 s.
+ * the service, warm-up retries, Redis errors and failed JWK Set fetches logged as warnings at most
+ * every 5 s (per kind), and, in `registry`, failed JWK Set fetches counted as
+ * `jwtmesh_jwks_fetch_failures_total{reason}` (reasons: the core's `JwksFetchFailureReason`) and
+ * the stack's cache counters exported (`registerCacheCounters`).
  *
  * @param service - the service name (Redis `CLIENT SETNAME`, log lines)
  * @param opts - the verifier settings, e.g. from `verifierStackOptionsFromEnv`
  * @param logger - the service's pino logger
+ * @param registry - the service's Prometheus registry (`createMetrics(service).registry`)
  */
-export function createServiceVerifierStack(service: string, opts: VerifierStackOptions, logger: Logger): VerifierStack {
-  return createVerifierStack({
+export function createServiceVerifierStack(service: string, opts: VerifierStackOptions, logger: Logger, registry?: Registry): VerifierStack {
+  const failures = registry
+    ? new Counter({
+        name: 'jwtmesh_jwks_fetch_failures_total',
+        help: 'Failed fetches of the JWK Set, by reason (tls, identity, network, timeout, http_status, invalid); the last good set stays in use.',
+        labelNames: ['reason'],
+        registers: [registry],
+      })
+    : undefined;
+  for (const reason of JWKS_FETCH_FAILURE_REASONS) failures?.inc({ reason }, 0);
+  const warnJwks = throttledWarn(logger, 'JWK Set fetch failed; the keys already known stay in use');
+  const stack = createVerifierStack({
     ...opts,
+    onJwksFetchFailure: (err) => {
+      failures?.inc({ reason: err.reason });
+      warnJwks(err, err.reason);
+    },
     redisClientName: service,
     onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
     onRedisError: throttledWarn(logger, 'Redis revocation store error'),
   });
+  if (registry) registerCacheCounters(registry, stack);
+  return stack;
 }

@@ -2,21 +2,24 @@
  * The verifier settings of a service from the environment: the shared variables every verifier
  * reads through the core's `loadVerifierConfig` (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_ALGORITHMS`,
  * `JWT_CLOCK_TOLERANCE_SEC`, `ACCESS_TOKEN_TTL_SEC`, `JWT_MAX_TOKEN_BYTES`, `JWKS_URL`,
- * `REDIS_URL`, `REDIS_USERNAME`, `REDIS_PASSWORD_FILE`, `REDIS_TLS_CA_FILE`, `REDIS_PREFIX`,
+ * `JWKS_CA_FILE`, `JWKS_CERT_FILE`, `JWKS_KEY_FILE`, `JWKS_SERVER_ID`, `REDIS_URL`, `REDIS_USERNAME`,
+ * `REDIS_PASSWORD_FILE`, `REDIS_TLS_CA_FILE`, `REDIS_PREFIX`,
  * `REVOCATION_FAIL_MODE`, `REVOCATION_CACHE_TTL_MS`), mapped onto
  * {@link VerifierStackOptions}. Separate from `index.ts` so that building apps in tests never
  * reads the environment.
  */
-import { loadVerifierConfig } from '@jwt-mesh/core';
+import { loadVerifierConfig, readJwksTlsFiles } from '@jwt-mesh/core';
 import type { VerifierStackOptions } from './stack.js';
 
 /**
  * @param env - the environment (read once, at start-up)
  * @returns the stack options, frozen
- * @throws Error from `loadVerifierConfig` naming the bad variable
+ * @throws Error from `loadVerifierConfig` naming the bad variable, or from `readJwksTlsFiles`
+ *   naming a `JWKS_*_FILE` that cannot be read
  */
 export function verifierStackOptionsFromEnv(env: NodeJS.ProcessEnv): Readonly<VerifierStackOptions> {
   const v = loadVerifierConfig(env);
+  const jwksTls = readJwksTlsFiles(v.jwksTls);
   return Object.freeze({
     issuer: v.issuer,
     audience: v.audience,
@@ -26,6 +29,7 @@ export function verifierStackOptionsFromEnv(env: NodeJS.ProcessEnv): Readonly<Ve
     maxLifetimeSec: v.accessTokenTtlSec,
     maxTokenBytes: v.maxTokenBytes,
     jwksUrl: String(v.jwksUrl),
+    ...(jwksTls !== undefined ? { jwksTls } : {}),
     redisUrl: v.redisUrl,
     redisConnection: v.redisConnection,
     revocationPrefix: v.redisPrefix,

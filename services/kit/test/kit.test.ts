@@ -8,6 +8,7 @@ import {
   createLogger,
   createMetrics,
   createServiceApp,
+  createServiceVerifierStack,
   createVerifierStack,
   drain,
   HttpError,
@@ -274,4 +275,25 @@ t.test('readiness stays 503 while the JWK Set cannot be fetched; errors are JSON
   const badType = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/xml' }, payload: '<x/>' });
   t.equal(badType.statusCode, 415);
   await app.close();
+});
+
+t.test("createServiceVerifierStack: the service's registry gets the failed JWK Set fetches and the stack's cache counters", async (t) => {
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const deadPort = (closed.address() as AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const metrics = createMetrics('kit', { defaultMetrics: false });
+  const down = createServiceVerifierStack(
+    'kit',
+    { issuer: issuer.issuer, audience: issuer.audience, jwksUrl: `http://127.0.0.1:${deadPort}/.well-known/jwks.json`, redisUrl: TEST_REDIS_URL, revocationPrefix: uniquePrefix('kit-metrics') },
+    createLogger({ service: 'kit', level: 'silent' }),
+    metrics.registry,
+  );
+  t.teardown(() => down.close());
+  await waitUntil(() => down.jwksStats().failures.network > 0, 'a failed JWK Set fetch');
+  const text = await metrics.registry.metrics();
+  t.match(text, /jwtmesh_jwks_fetch_failures_total\{reason="network",service="kit"\} [1-9]/, 'the refused fetch counted by reason');
+  t.match(text, /jwtmesh_jwks_fetch_failures_total\{reason="identity",service="kit"\} 0/, 'every reason exported from the start');
+  t.match(text, /jwt_mesh_verified_token_cache_lookups_total\{result="miss",service="kit"\} 0/, 'the verified-token cache counter');
+  t.match(text, /jwt_mesh_revocation_cache_lookups_total\{result="hit",service="kit"\} 0/, 'the revocation cache counter');
 });

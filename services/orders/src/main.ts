@@ -49,9 +49,10 @@ const { env, stackOptions } = (() => {
 })();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
+const metrics = createMetrics(SERVICE);
+const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
-const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics: createMetrics(SERVICE, { caches: stack }) });
+const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics });
 
 installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, graceMs: env.DRAIN_GRACE_MS, closers: [() => inventory.close(), () => stack.close()] });
 try {

@@ -41,8 +41,8 @@ const { env, stackOptions } = (() => {
 })();
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const stack = createServiceVerifierStack(SERVICE, stackOptions, logger);
-const metrics = createMetrics(SERVICE, { caches: stack });
+const metrics = createMetrics(SERVICE);
+const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 const { server, health } = buildGrpcServer({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 

@@ -11,6 +11,9 @@
  * the trace-id, replaces the parent-id with its own span id); Envoy `x-request-id`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { parseTraceparent } from '@jwt-mesh/core';
+
+export { parseTraceparent };
 
 /** Request headers as Node, Fastify and the gRPC adapter give them: lower-case names. */
 export type IncomingHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -29,7 +32,6 @@ export interface TraceContext {
   readonly tracestate: string | undefined;
 }
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 const ALL_ZERO = /^0+$/;
 /** `tracestate` is at most 32 list members; 512 characters is the size a vendor must propagate. */
 const TRACESTATE_MAX = 512;
@@ -54,25 +56,6 @@ function newTraceId(): string {
   do id = randomBytes(16).toString('hex');
   while (ALL_ZERO.test(id));
   return id;
-}
-
-/**
- * Parses a `traceparent` value (W3C Trace Context §3.2). Version `00` must be exactly 55
- * characters; a higher version is read by its first four fields (§3.2.4); version `ff`, upper
- * case hex and all-zero ids are invalid.
- *
- * @returns the fields, or `null` when the value is missing or invalid (the caller then starts
- *   a new trace and drops `tracestate`, §3.3.1)
- */
-export function parseTraceparent(value: string | undefined): { version: string; traceId: string; parentId: string; flags: string } | null {
-  if (value === undefined) return null;
-  const m = TRACEPARENT.exec(value.trim());
-  if (m === null) return null;
-  const [, version, traceId, parentId, flags, rest] = m as unknown as [string, string, string, string, string, string | undefined];
-  if (version === 'ff') return null;
-  if (version === '00' && rest !== undefined) return null;
-  if (ALL_ZERO.test(traceId) || ALL_ZERO.test(parentId)) return null;
-  return { version, traceId, parentId, flags };
 }
 
 const traceCache = new WeakMap<object, TraceContext>();

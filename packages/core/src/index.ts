@@ -17,3 +17,4 @@ export * from './config.js';
 export * from './redis-connection.js';
 export * from './identity-headers.js';
 export * from './trace-context.js';
+export * from './tracing.js';

@@ -10,8 +10,10 @@
  * conventions 1.45 (HTTP and RPC spans), W3C Trace Context Level 1 §3.2 / §3.3.
  */
 import {
+  context,
   createTraceState,
   isSpanContextValid,
+  SpanKind,
   ProxyTracerProvider,
   ROOT_CONTEXT,
   SpanStatusCode,
@@ -182,4 +184,75 @@ export function traceparentOf(sc: SpanContext): string | undefined {
 export function tracestateOf(sc: SpanContext): string | undefined {
   const s = sc.traceState?.serialize();
   return s === undefined || s === '' ? undefined : s;
+}
+
+/** The SERVER span of each incoming request, by its headers object (see {@link bindRequestSpan}). */
+const requestSpans = new WeakMap<object, SpanContext>();
+
+/**
+ * Remembers the SERVER span context of an incoming request, keyed by the request's `headers`
+ * object (the Node / Fastify request headers, or the plain object built from gRPC metadata), so
+ * the hop's trace context (`traceContextOf` in `@jwt-mesh/fastify-auth`) and the `traceparent`
+ * of its outgoing calls follow the span instead of an id of their own.
+ */
+export function bindRequestSpan(headers: object, sc: SpanContext): void {
+  if (isSpanContextValid(sc)) requestSpans.set(headers, sc);
+}
+
+/** The SERVER span context bound to `headers` by {@link bindRequestSpan}, if any. */
+export function requestSpanContextOf(headers: object): SpanContext | undefined {
+  return requestSpans.get(headers);
+}
+
+/** Options of {@link withClientSpan}. */
+export interface ClientSpanOptions {
+  /** Instrumentation scope (the package making the call). */
+  readonly tracerName: string;
+  /** Span name: `GET /api/inventory/:sku`, `jwtmesh.profile.v1.ProfileService/GetProfile`. */
+  readonly name: string;
+  /** Attributes known before the call (semantic conventions; never a header value). */
+  readonly attributes: Record<string, string | number | boolean>;
+  /**
+   * Adds the failure's attributes (`http.response.status_code`, `rpc.status_code`, ...) to the
+   * span when `fn` throws; `error.type` and the ERROR status are set by {@link withClientSpan}.
+   * Must not throw.
+   */
+  readonly onError?: (span: Span, err: unknown) => void;
+}
+
+/**
+ * Runs one outgoing call inside a CLIENT span, child of the active span (the request's SERVER
+ * span). `fn` receives the span (put its `spanContext()` in the outgoing `traceparent`, so the
+ * next hop's spans are its children), or `null` when tracing is off: then nothing is allocated
+ * and `fn(null)` is simply returned.
+ *
+ * On a throw: `error.type` is the error's `name` (a class name, never its message), the status
+ * ERROR without a message, then `onError`; the error is re-thrown unchanged. The span ends when
+ * `fn` settles.
+ */
+export function withClientSpan<T>(opts: ClientSpanOptions, fn: (span: Span | null) => Promise<T>): Promise<T> {
+  if (!tracingActive()) return fn(null);
+  const span = trace.getTracer(opts.tracerName).startSpan(opts.name, { kind: SpanKind.CLIENT, attributes: opts.attributes });
+  let pending: Promise<T>;
+  try {
+    pending = context.with(trace.setSpan(context.active(), span), fn, undefined, span);
+  } catch (err) {
+    pending = Promise.reject(err);
+  }
+  return pending.then(
+    (v) => {
+      span.end();
+      return v;
+    },
+    (err: unknown) => {
+      if (span.isRecording()) {
+        const name = (err as { name?: unknown } | null)?.name;
+        span.setAttribute(SEMCONV.ERROR_TYPE, typeof name === 'string' && name !== '' ? name : 'Error');
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        opts.onError?.(span, err);
+      }
+      span.end();
+      throw err;
+    },
+  );
 }

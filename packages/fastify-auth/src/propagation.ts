@@ -11,7 +11,8 @@
  * the trace-id, replaces the parent-id with its own span id); Envoy `x-request-id`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { parseTraceparent } from '@jwt-mesh/core';
+import type { SpanContext } from '@opentelemetry/api';
+import { parseTraceparent, requestSpanContextOf, traceparentOf, tracingActive } from '@jwt-mesh/core';
 
 export { parseTraceparent };
 
@@ -66,6 +67,10 @@ const requestIdCache = new WeakMap<object, string>();
  * valid, otherwise starts a new one. Memoised per `headers` object, so every reader during one
  * request (logs, the hop report, each outgoing call) sees the same trace id and span id.
  *
+ * With tracing on, the request's SERVER span (bound by the service kit or the gRPC wrapper with
+ * the core's `bindRequestSpan`) gives the trace id, span id and sampled flag instead, so the hop
+ * report and the logs name the same trace as the exported spans.
+ *
  * @param req - anything with the incoming `headers` (a Fastify request, a Node
  *   `IncomingMessage`, or the plain object the gRPC adapter builds from metadata)
  */
@@ -73,8 +78,18 @@ export function traceContextOf(req: { readonly headers: IncomingHeaders }): Trac
   const cached = traceCache.get(req.headers);
   if (cached !== undefined) return cached;
   const parsed = parseTraceparent(single(req.headers['traceparent']));
+  const span = tracingActive() ? requestSpanContextOf(req.headers) : undefined;
   let ctx: TraceContext;
-  if (parsed === null) {
+  if (span !== undefined) {
+    const tracestate = span.traceState?.serialize();
+    ctx = {
+      traceId: span.traceId,
+      spanId: span.spanId,
+      parentSpanId: parsed !== null && parsed.traceId === span.traceId ? parsed.parentId : null,
+      flags: (span.traceFlags & 1) === 1 ? '01' : '00',
+      tracestate: tracestate === undefined || tracestate === '' ? undefined : tracestate,
+    };
+  } else if (parsed === null) {
     ctx = { traceId: newTraceId(), spanId: newSpanId(), parentSpanId: null, flags: '01', tracestate: undefined };
   } else {
     const tracestate = single(req.headers['tracestate']);
@@ -118,16 +133,22 @@ export function requestIdOf(req: { readonly headers: IncomingHeaders }): string 
  * The headers an outgoing call from this hop carries (lower-case names):
  * - `authorization`: the incoming value, unchanged (the same JWT; every hop verifies it itself).
  *   Omitted when the request had none (a public route calling out).
- * - `traceparent`: {@link outgoingTraceparent} of {@link traceContextOf}.
+ * - `traceparent`: naming `parent` (the outgoing call's CLIENT span) when given and valid, so the
+ *   next hop's spans are that span's children; otherwise {@link outgoingTraceparent} of
+ *   {@link traceContextOf}.
  * - `tracestate`: forwarded unchanged when present and the trace was continued.
  * - `x-request-id`: {@link requestIdOf}.
  *
  * Identity headers (`x-jwt-mesh-*`), cookies and anything else are never forwarded.
+ *
+ * @param req - the incoming request (its `headers`)
+ * @param parent - the span the call is made in (the `span` of the core's `withClientSpan`);
+ *   `undefined` (tracing off) keeps this hop's own trace context
  */
-export function propagationHeaders(req: { readonly headers: IncomingHeaders }): Record<string, string> {
+export function propagationHeaders(req: { readonly headers: IncomingHeaders }, parent?: SpanContext): Record<string, string> {
   const ctx = traceContextOf(req);
   const out: Record<string, string> = {
-    traceparent: outgoingTraceparent(ctx),
+    traceparent: (parent !== undefined ? traceparentOf(parent) : undefined) ?? outgoingTraceparent(ctx),
     'x-request-id': requestIdOf(req),
   };
   const authorization = single(req.headers['authorization']);

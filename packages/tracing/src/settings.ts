@@ -14,7 +14,8 @@ export interface TracingSettings {
   readonly enabled: boolean;
   /**
    * The OTLP/HTTP traces URL spans go to (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, else
-   * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`), or `null` when tracing is off.
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`), or `null` when tracing is off. For logs:
+   * a `user:password@` part is replaced by `***@`.
    */
   readonly tracesUrl: string | null;
   /** Why tracing is off (for the start-up log line), or `null` when it is on. */
@@ -49,10 +50,15 @@ export function tracingSettingsFromEnv(env: Env = process.env): TracingSettings 
     return { enabled: false, tracesUrl: null, offReason: 'OTEL_TRACES_EXPORTER=none' };
   }
   const specific = nonEmpty(env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
-  if (specific !== undefined) return { enabled: true, tracesUrl: specific, offReason: null };
+  if (specific !== undefined) return { enabled: true, tracesUrl: withoutUserinfo(specific), offReason: null };
   const base = nonEmpty(env['OTEL_EXPORTER_OTLP_ENDPOINT']);
   if (base !== undefined) {
-    return { enabled: true, tracesUrl: `${base.replace(/\/+$/, '')}/v1/traces`, offReason: null };
+    return { enabled: true, tracesUrl: withoutUserinfo(`${base.replace(/\/+$/, '')}/v1/traces`), offReason: null };
   }
   return { enabled: false, tracesUrl: null, offReason: 'no OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' };
+}
+
+/** `url` with any `user:password@` replaced by `***@` (the text is for logs only). */
+function withoutUserinfo(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1***@');
 }

@@ -1,12 +1,13 @@
 /**
- * SERVER spans for a Fastify app (OpenTelemetry, W3C Trace Context).
+ * SERVER spans for a Fastify app: every service (through the service kit) and the auth-service.
+ * OpenTelemetry API only; W3C Trace Context for the parent; HTTP server semantic conventions 1.45.
  */
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { bindRequestSpan, remoteParentContext, SEMCONV, tracingActive } from '@jwt-mesh/core';
 import type { FastifyInstance } from 'fastify';
 
-/** Instrumentation scope of the services' SERVER spans. */
-export const SERVICE_TRACER_NAME = '@jwt-mesh/service-kit';
+/** Instrumentation scope of the Fastify SERVER spans. */
+export const SERVER_SPANS_TRACER_NAME = '@jwt-mesh/fastify-auth';
 
 /** One value of a request header (`undefined` when absent or repeated). */
 function singleHeader(v: string | string[] | undefined): string | undefined {
@@ -27,7 +28,7 @@ function singleHeader(v: string | string[] | undefined): string | undefined {
  */
 export function addServerSpans(app: FastifyInstance): void {
   const spans = new WeakMap<object, Span>();
-  const tracer = trace.getTracer(SERVICE_TRACER_NAME);
+  const tracer = trace.getTracer(SERVER_SPANS_TRACER_NAME);
   app.addHook('onRequest', (request, _reply, done) => {
     if (!tracingActive()) return done();
     const route = request.routeOptions.url;

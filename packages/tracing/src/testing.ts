@@ -31,7 +31,7 @@ export interface TestTracing {
    * links, status messages, resource attributes. For "no secret in any span" assertions.
    */
   dump(): string;
-  /** Unregisters the provider, context manager and propagator (back to the API's no-ops). */
+  /** Unregisters the provider, context manager and propagator (back to the API's no-ops). Idempotent. */
   uninstall(): Promise<void>;
 }
 
@@ -51,6 +51,7 @@ export function installTestTracing(serviceName = 'test'): TestTracing {
   });
   provider.register();
   const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
+  let uninstalled = false;
   return {
     exporter,
     spans,
@@ -69,6 +70,8 @@ export function installTestTracing(serviceName = 'test'): TestTracing {
         })),
       ),
     uninstall: async () => {
+      if (uninstalled) return;
+      uninstalled = true;
       await provider.shutdown();
       trace.disable();
       context.disable();

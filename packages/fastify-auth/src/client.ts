@@ -8,7 +8,7 @@
  * Built on undici (https://undici.nodejs.org/#/docs/api/Dispatcher?id=dispatcherrequestoptions-callback).
  */
 import type { Span } from '@opentelemetry/api';
-import { SEMCONV, withClientSpan } from '@jwt-mesh/core';
+import { SEMCONV, tracingActive, withClientSpan } from '@jwt-mesh/core';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { propagationHeaders, type IncomingHeaders } from './propagation.js';
 
@@ -133,6 +133,8 @@ export function createMeshClient(opts: MeshClientOptions): MeshClient {
       if (!call.path.startsWith('/') || call.path.startsWith('//')) throw new TypeError(`path must be an absolute path, got ${call.path}`);
       const url = new URL(call.path, base);
       if (url.origin !== base.origin) throw new TypeError(`path leaves the downstream origin: ${call.path}`);
+      // Tracing off: no span, no attribute object.
+      if (!tracingActive()) return send<T>(incoming, call, url, null);
       return withClientSpan(
         {
           tracerName: MESH_CLIENT_TRACER_NAME,

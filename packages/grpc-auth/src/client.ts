@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Span } from '@opentelemetry/api';
-import { AuthError, ERROR_MAP, SEMCONV, toDenial, withClientSpan, type AuthErrorCode } from '@jwt-mesh/core';
+import { AuthError, ERROR_MAP, SEMCONV, toDenial, tracingActive, withClientSpan, type AuthErrorCode } from '@jwt-mesh/core';
 import { AUTH_ERROR_TRAILER, CHALLENGE_TRAILER, GRPC_TRACER_NAME, grpcStatusName, rpcAttributes } from './server.js';
 
 /**
@@ -18,14 +18,16 @@ import { AUTH_ERROR_TRAILER, CHALLENGE_TRAILER, GRPC_TRACER_NAME, grpcStatusName
  * the `ServiceError` `fn` rejects with); `error.type` is that code's name on failure.
  *
  * @param path - `/package.Service/Method`
- * @param target - the channel target (`client.getChannel().getTarget()` or `host:port`), for
- *   `server.address`; a `unix:` target gives none
+ * @param target - the client (its channel target is read only when tracing is on) or a
+ *   `host:port`, for `server.address`; a `unix:` target gives none
  * @param fn - makes the call; resolves its response or rejects with the gRPC `ServiceError`
  *   (or an error derived from it that keeps `code`)
  */
-export function withGrpcClientSpan<T>(path: string, target: string | undefined, fn: (span: Span | null) => Promise<T>): Promise<T> {
+export function withGrpcClientSpan<T>(path: string, target: grpc.Client | string | undefined, fn: (span: Span | null) => Promise<T>): Promise<T> {
+  if (!tracingActive()) return fn(null); // no span, no attribute object
+  const address = target instanceof grpc.Client ? target.getChannel().getTarget() : target;
   // `dns:///host:port`, `dns:host:port`, `ipv4:host:port` or plain `host:port` -> `host`.
-  const host = target?.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const host = address?.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   return withClientSpan(
     {
       tracerName: GRPC_TRACER_NAME,

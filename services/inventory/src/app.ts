@@ -90,7 +90,7 @@ function hopFromGrpc(h: Hop__Output | null): HopInfo[] {
 export async function getProfile(client: ProfileServiceClient, request: FastifyRequest, timeoutMs: number): Promise<GetProfileResponse__Output> {
   try {
     // A CLIENT span when tracing is on; the metadata's traceparent then names it.
-    return await withGrpcClientSpan(GET_PROFILE_PATH, client.getChannel().getTarget(), (span) => {
+    return await withGrpcClientSpan(GET_PROFILE_PATH, client, (span) => {
       const metadata = metadataOf(propagationHeaders(request, span?.spanContext()));
       return new Promise<GetProfileResponse__Output>((resolve, reject) => {
         client.GetProfile({ subject: '' }, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => {

@@ -262,8 +262,10 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     stats: () => ({ ...counters }),
     decide(req, requirement) {
       if (!tracingActive()) return decideWith(req, requirement, null);
+      // An unsampled request (parent's flag off) gets a non-recording span: then no child span
+      // and no attribute work either.
       return coreTracer().startActiveSpan('authenticate', (span) =>
-        decideWith(req, requirement, span).finally(() => span.end()),
+        decideWith(req, requirement, span.isRecording() ? span : null).finally(() => span.end()),
       );
     },
   };

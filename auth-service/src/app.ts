@@ -10,6 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Span } from '@opentelemetry/api';
+import { addServerSpans } from '@jwt-mesh/fastify-auth';
 import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
@@ -28,6 +30,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { PrismaClient } from './db.js';
 import { databaseUnavailable, isUniqueViolation, OAuthError, redisUnavailable } from './errors.js';
+import { AUTH_ATTR, inSpan, oneOf } from './tracing.js';
 import type { KeyStore } from './keys.js';
 import { createHashLimiter } from './hash-limiter.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -221,6 +224,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     genReqId: () => randomUUID(),
     return503OnClosing: true,
   });
+  // First hook: the request's SERVER span (tracing on only); the auth.* spans nest under it.
+  addServerSpans(app);
 
   // ---- errors: one place picks statuses (errors.ts table, core toDenial for Bearer) ----------
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
@@ -403,7 +408,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         preHandler: usernameLimit,
       },
       async (req, reply) => {
-        const tokens = await passwordLogin(req);
+        const tokens = await inSpan('auth.login', () => passwordLogin(req));
         return noStore(reply).send(tokens);
       },
     );
@@ -413,19 +418,28 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       '/auth/token',
       { config: { rateLimit: perMinute(config.rateLimit.refreshPerAddressPerMin, 'token-addr') } },
       async (req, reply) => {
-        const { grant_type } = parseBody(grantTypeBody, req.body);
-        if (grant_type === 'refresh_token') return noStore(reply).send(await refreshGrant(req));
-        if (grant_type === 'password') {
-          await enforce(loginAddressLimiter, req);
-          await usernameLimit(req);
-          return noStore(reply).send(await passwordLogin(req));
-        }
-        throw new OAuthError('unsupported_grant_type', 'grant_type must be refresh_token or password');
+        const tokens = await inSpan('auth.token', async (span) => {
+          if (span?.isRecording()) span.setAttribute(AUTH_ATTR.GRANT_TYPE, oneOf((req.body as { grant_type?: unknown } | undefined)?.grant_type, ['refresh_token', 'password']));
+          const { grant_type } = parseBody(grantTypeBody, req.body);
+          if (grant_type === 'refresh_token') return refreshGrant(req);
+          if (grant_type === 'password') {
+            await enforce(loginAddressLimiter, req);
+            await usernameLimit(req);
+            return inSpan('auth.login', () => passwordLogin(req));
+          }
+          throw new OAuthError('unsupported_grant_type', 'grant_type must be refresh_token or password');
+        });
+        return noStore(reply).send(tokens);
       },
     );
 
     // -- POST /auth/logout ------------------------------------------------------------------------
     api.post('/auth/logout', async (req, reply) => {
+      await inSpan('auth.logout', () => logout(req));
+      return noStore(reply).code(204).send();
+    });
+
+    async function logout(req: FastifyRequest): Promise<void> {
       const identity = await bearer(req, {});
       const body = parseBody(logoutBody, req.body);
       const errors: Array<Error | null> = [];
@@ -435,11 +449,20 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       metrics.revocations.inc({ kind: 'sid' });
       metrics.revocations.inc({ kind: 'jti' });
       propagated(errors.find((e) => e !== null) ?? null);
-      return noStore(reply).code(204).send();
-    });
+    }
 
     // -- POST /auth/revoke (RFC 7009) -------------------------------------------------------------
     api.post('/auth/revoke', async (req, reply) => {
+      await inSpan('auth.revoke', (span) => revoke(req, span));
+      return noStore(reply).code(200).send();
+    });
+
+    async function revoke(req: FastifyRequest, span: Span | null): Promise<void> {
+      if (span?.isRecording()) {
+        const hint = (req.body as { token_type_hint?: unknown } | undefined)?.token_type_hint;
+        span.setAttribute(AUTH_ATTR.TOKEN_TYPE_HINT, hint === undefined || hint === '' ? 'none' : oneOf(hint, ['access_token', 'refresh_token']));
+        span.setAttribute(AUTH_ATTR.REVOKED, 'none');
+      }
       const body = parseBody(tokenBody, req.body);
       const looksLikeJwt = body.token.split('.').length === 3;
       const order = body.token_type_hint === 'refresh_token' || !looksLikeJwt ? ['refresh_token', 'access_token'] : ['access_token', 'refresh_token'];
@@ -454,17 +477,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
           const c = verified.claims;
           propagated(await revokeAccessToken(issuer, { jti: c.jti, sub: c.sub, sid: c.sid, exp: c.exp }));
           metrics.revocations.inc({ kind: 'jti' });
+          if (span?.isRecording()) span.setAttribute(AUTH_ATTR.REVOKED, 'jti');
           break;
         } else {
           const r = await revokeRefreshToken(issuer, body.token, 'revoke');
           if (!r.found) continue;
           propagated(r.error);
           metrics.revocations.inc({ kind: 'sid' });
+          if (span?.isRecording()) span.setAttribute(AUTH_ATTR.REVOKED, 'sid');
           break;
         }
       }
-      return noStore(reply).code(200).send();
-    });
+    }
 
     // -- POST /auth/introspect (RFC 7662) -----------------------------------------------------------
     api.post('/auth/introspect', async (req, reply) => {

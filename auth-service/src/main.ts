@@ -6,6 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { createRedisRevocation, redisClientOptions } from '@jwt-mesh/core/redis';
+import { startTracing } from '@jwt-mesh/tracing';
 import { buildApp, createLogger } from './app.js';
 import { scheduleCleanup } from './cleanup.js';
 import { scheduleRevocationSync } from './revocation-sync.js';
@@ -16,6 +17,8 @@ import { createKeyStore } from './keys.js';
 import { createMetrics } from './metrics.js';
 
 async function main(): Promise<void> {
+  // First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
+  const tracing = await startTracing({ serviceName: 'auth-service' });
   let config;
   try {
     config = parseConfig(process.env);
@@ -27,6 +30,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
   const clock = systemClock;
   const metrics = createMetrics({ defaultMetrics: true });
   const prisma = createPrisma(config.databaseUrl, { poolMax: config.databasePoolMax });
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
       await app.close(); // stops accepting, waits for in-flight requests
     } finally {
       await Promise.allSettled([prisma.$disconnect(), redis.quit(), revocation.close()]);
+      await tracing.shutdown(); // flush the last spans (bounded; never rejects)
       logger.info('stopped');
       clearTimeout(force);
     }

@@ -13,11 +13,17 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
 import {
   AuthError,
   DeadlineQueue,
   IDENTITY_HEADERS,
+  JWT_MESH_ATTR,
+  recordOutcome,
+  remoteParentContext,
+  SEMCONV,
   toDenial,
+  tracingActive,
   type IdentityHeader,
   type AuthRequest,
   type Authenticator,
@@ -299,6 +305,72 @@ function denialKey(err: AuthError): string {
   return err.code === 'insufficient_scope' ? `${err.code} ${(err.requiredScopes ?? []).join(' ')}` : err.code;
 }
 
+/** Instrumentation scope of the authz-service's own spans. */
+export const AUTHZ_TRACER_NAME = '@jwt-mesh/authz-service';
+
+/** The fully-qualified gRPC method (semconv 1.45 `rpc.method`). */
+const CHECK_METHOD = 'envoy.service.auth.v3.Authorization/Check';
+
+/** One value of a gRPC metadata key, `undefined` when absent, repeated or binary. */
+function metadataValue(md: grpc.Metadata | undefined, key: string): string | undefined {
+  const v = md?.get(key);
+  return v !== undefined && v.length === 1 && typeof v[0] === 'string' ? v[0] : undefined;
+}
+
+/** One value of a header of the checked request, `undefined` when absent or repeated. */
+function checkedHeader(request: CheckInput, key: 'traceparent' | 'tracestate'): string | undefined {
+  if (request instanceof MalformedCheckRequest) return undefined;
+  const http = request.attributes?.request?.http;
+  const list = http?.header_map?.headers;
+  if (list && list.length > 0) {
+    let found: string | undefined;
+    for (const h of list) {
+      if (h.key?.toLowerCase() !== key) continue;
+      if (found !== undefined) return undefined; // repeated: ambiguous
+      const raw = h.raw_value;
+      found = raw && raw.length > 0 ? (Buffer.isBuffer(raw) ? raw : Buffer.from(raw)).toString('utf8') : (h.value ?? '');
+    }
+    return found;
+  }
+  return http?.headers?.[key];
+}
+
+/**
+ * The parent of the `authz.Check` span (W3C Trace Context): the `traceparent` in the gRPC
+ * metadata of the Check call, which Envoy's tracer injects for its own ext_authz client span
+ * (so the Check is a child of Envoy's span); failing that, the `traceparent` among the checked
+ * request's headers (the client's, when Envoy traces nothing); failing that, none (a new trace,
+ * sampled by this process's sampler).
+ *
+ * @param metadata - the Check call's gRPC metadata
+ * @param request - the decoded CheckRequest (or undecodable bytes: no header is read then)
+ */
+export function checkParentContext(metadata: grpc.Metadata | undefined, request: CheckInput): Context {
+  const fromMetadata = remoteParentContext(metadataValue(metadata, 'traceparent'), metadataValue(metadata, 'tracestate'));
+  if (fromMetadata !== ROOT_CONTEXT) return fromMetadata;
+  return remoteParentContext(checkedHeader(request, 'traceparent'), checkedHeader(request, 'tracestate'));
+}
+
+/** Ends the `authz.Check` span with the decision's attributes (never a header value). */
+function endCheckSpan(span: Span, request: CheckInput, result: Pick<Outcome, 'outcome' | 'rule' | 'error'>): void {
+  if (span.isRecording()) {
+    if (!(request instanceof MalformedCheckRequest)) {
+      const http = request.attributes?.request?.http;
+      if (http?.method) span.setAttribute(SEMCONV.HTTP_REQUEST_METHOD, http.method.toUpperCase());
+      const path = http?.path;
+      if (path) {
+        const q = path.indexOf('?');
+        span.setAttribute(SEMCONV.URL_PATH, q === -1 ? path : path.slice(0, q));
+      }
+    }
+    span.setAttribute(SEMCONV.RPC_STATUS_CODE, 'OK'); // every Check is answered; a deny is in the CheckResponse
+    span.setAttribute(JWT_MESH_ATTR.POLICY_DECISION, result.outcome);
+    if (result.rule !== undefined) span.setAttribute(JWT_MESH_ATTR.POLICY_RULE, result.rule);
+    recordOutcome(span, result.error ?? null);
+  }
+  span.end();
+}
+
 /** Deny reasons that mean the service (not the caller) has a problem: logged as warnings. */
 const SERVICE_SIDE = new Set(['jwks_unavailable', 'revocation_unavailable', 'deadline_exceeded', 'internal']);
 
@@ -318,6 +390,14 @@ const WARN_INTERVAL_MS = 1_000;
  * @param encode - the method's response serializer: when given, responses are encoded once and
  *   reused (see `EncodedResponses`) and the handler answers with the bytes, which the server's
  *   `responseSerialize` passes through; without it, with `CheckResponse` objects
+ *
+ * Tracing (only when an OpenTelemetry SDK is registered): a SERVER span `authz.Check` per call,
+ * parented to the gRPC metadata's `traceparent` (Envoy's ext_authz span), else the checked
+ * request's; attributes `rpc.system.name`/`rpc.system` `grpc`, `rpc.service`, `rpc.method`
+ * (`envoy.service.auth.v3.Authorization/Check`), `rpc.status_code` `OK`, the checked request's
+ * `http.request.method` and `url.path` (no query), `jwt_mesh.policy.decision` (`allow`/`deny`),
+ * `jwt_mesh.policy.rule`, `jwt_mesh.outcome`, `jwt_mesh.reason`. Headers are never recorded.
+ * With tracing off the handler does no span work (one `tracingActive()` check per call).
  */
 export function buildCheckHandler(
   deps: CheckDeps,
@@ -374,7 +454,7 @@ export function buildCheckHandler(
     c.inc();
   };
 
-  return (call, callback) => {
+  const handle = (call: grpc.ServerUnaryCall<CheckInput, CheckResponse | Buffer>, callback: grpc.sendUnaryData<CheckResponse | Buffer>, span: Span | null): void => {
     const started = performance.now();
     decideCheck(deps, deadlines, call.request)
       .then((decision) => {
@@ -392,15 +472,39 @@ export function buildCheckHandler(
         count(result.outcome, result.reason);
         durations?.[result.outcome].observe(seconds);
         log(call, result, seconds);
+        if (span !== null) endCheckSpan(span, call.request, result);
       })
       .catch((err: unknown) => {
         // Only reachable through a bug in the code above; still answer with a deny.
         deps.logger.error({ err }, 'ext_authz Check handler failed');
+        if (span !== null) endCheckSpan(span, call.request, { outcome: 'deny', rule: undefined, error: new AuthError('internal') });
         try {
           callback(null, denyResponse(err, deps.realm));
         } catch {
           // the call is already answered
         }
       });
+  };
+
+  const tracer = trace.getTracer(AUTHZ_TRACER_NAME);
+  return (call, callback) => {
+    if (!tracingActive()) return handle(call, callback, null);
+    // SERVER span `authz.Check`, child of Envoy's span (see checkParentContext); the core's
+    // `authenticate` span and its children nest under it through the active context.
+    const parent = checkParentContext(call.metadata, call.request);
+    const span = tracer.startSpan(
+      'authz.Check',
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [SEMCONV.RPC_SYSTEM_NAME]: 'grpc',
+          [SEMCONV.RPC_SYSTEM]: 'grpc',
+          [SEMCONV.RPC_SERVICE]: 'envoy.service.auth.v3.Authorization',
+          [SEMCONV.RPC_METHOD]: CHECK_METHOD,
+        },
+      },
+      parent,
+    );
+    context.with(trace.setSpan(parent, span), handle, undefined, call, callback, span);
   };
 }

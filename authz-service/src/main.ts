@@ -23,6 +23,7 @@ import {
   type JwksTlsOptions,
 } from '@jwt-mesh/core';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { startTracing, type TracingHandle } from '@jwt-mesh/tracing';
 import { ConfigError, loadConfig, type AuthzConfig } from './config.js';
 import { startHttpServer } from './http.js';
 import { createMetrics } from './metrics.js';
@@ -90,6 +91,8 @@ async function waitForRevocation(revocation: { ready(timeoutMs?: number): Promis
 }
 
 async function main(): Promise<void> {
+  // First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
+  const tracing: TracingHandle = await startTracing({ serviceName: 'authz-service' });
   const bootLog = pino({ name: 'authz-service' });
   let config: AuthzConfig;
   let tls: TlsMaterial | 'insecure-plaintext';
@@ -112,6 +115,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = pino({ name: 'authz-service', level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
+  log.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
   if (tls === 'insecure-plaintext') {
     log.warn('AUTHZ_INSECURE_PLAINTEXT=true: the gRPC listener has no TLS and accepts any client (development only)');
   }
@@ -228,6 +232,7 @@ async function main(): Promise<void> {
     const httpClosed = new Promise<void>((resolve) => http.server.close(() => resolve()));
     http.server.closeAllConnections();
     await Promise.allSettled([revocation.close(), httpClosed]);
+    await tracing.shutdown(); // flush the last spans (bounded; never rejects)
     log.info({ how }, 'stopped');
     // Everything is closed; exit explicitly so a stray handle cannot keep the pod alive.
     process.exit(0);

@@ -3,10 +3,12 @@
  * Bearer extraction, JWT verification (with a verified-token cache), revocation, and the
  * route's scope / role requirement. Returns a {@link Decision}; never throws.
  */
+import type { Span, Tracer } from '@opentelemetry/api';
 import { LRUCache } from 'lru-cache';
 import { extractBearer } from './bearer.js';
 import { AuthError, isAuthError } from './errors.js';
 import { matchRoute, type Policy } from './policy.js';
+import { coreTracer, JWT_MESH_ATTR, kidOfCompactJws, recordOutcome, tracingActive } from './tracing.js';
 import type { AuthRequest, Decision, Identity, RevocationChecker, RouteRequirement } from './types.js';
 import { identityOf, type Verifier } from './verify.js';
 
@@ -52,6 +54,14 @@ export interface Authenticator {
    *   option); `null` = deny; `undefined` = use the policy (or "authenticated" without one)
    * @returns `{ allow: true, identity, rule? }` or `{ allow: false, error, rule? }`; any
    *   unexpected failure is `internal`, a slow one `deadline_exceeded`
+   *
+   * Tracing (only when an OpenTelemetry SDK is registered, see `tracingActive`): one INTERNAL
+   * span `authenticate` (child of the active span: the Check or the server span) with
+   * `jwt_mesh.outcome` (and `jwt_mesh.reason`, `jwt_mesh.policy.rule`), and children
+   * `jwt.verify` (`jwt_mesh.verified_cache.hit`, `jwt_mesh.kid`, `jwt_mesh.outcome`),
+   * `revocation.check` (`jwt_mesh.revocation.source` set by the store, `jwt_mesh.revocation.result`)
+   * and `policy.authorize` (`jwt_mesh.policy.decision`, `jwt_mesh.policy.rule`). No token
+   * material is ever put on a span.
    */
   decide(req: AuthRequest, requirement?: RouteRequirement | null): Promise<Decision>;
   /**
@@ -71,6 +81,8 @@ export interface AuthenticatorStats {
 
 interface CacheEntry {
   readonly identity: Identity;
+  /** `kid` of the verified token's header (for the `jwt_mesh.kid` span attribute). */
+  readonly kid: string;
   /** `exp` in epoch milliseconds. */
   readonly expMs: number;
 }
@@ -89,26 +101,57 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   const cache = maxEntries > 0 ? new LRUCache<string, CacheEntry>({ max: maxEntries }) : null;
   const counters = { verifiedCacheHits: 0, verifiedCacheMisses: 0 };
 
-  async function identify(token: string, hit: CacheEntry | undefined): Promise<Identity> {
+  /**
+   * Verified-token cache or `verifier.verify`, then `revocation.check`. With a `tracer`, the two
+   * steps get the `jwt.verify` and `revocation.check` spans (children of the active span).
+   */
+  async function identify(token: string, hit: CacheEntry | undefined, tracer: Tracer | null): Promise<Identity> {
     let entry = hit ?? cache?.get(token);
     if (entry !== undefined && now() >= entry.expMs) {
       cache!.delete(token);
       entry = undefined;
     }
+    const verifySpan = tracer?.startSpan('jwt.verify');
     if (entry === undefined) {
       counters.verifiedCacheMisses++;
-      const verified = await verifier.verify(token);
-      entry = { identity: identityOf(verified), expMs: verified.claims.exp * 1000 };
+      let verified: Awaited<ReturnType<Verifier['verify']>>;
+      try {
+        verified = await verifier.verify(token);
+      } catch (err) {
+        if (verifySpan !== undefined) endVerifySpan(verifySpan, false, kidOfCompactJws(token), err);
+        throw err;
+      }
+      entry = { identity: identityOf(verified), kid: verified.header.kid, expMs: verified.claims.exp * 1000 };
       const ttl = entry.expMs - now();
       // Only while the token is valid by its own exp; lru-cache also drops it on its clock.
       if (cache !== null && ttl > 0) cache.set(token, entry, { ttl });
+      if (verifySpan !== undefined) endVerifySpan(verifySpan, false, entry.kid, null);
     } else {
       counters.verifiedCacheHits++;
+      if (verifySpan !== undefined) endVerifySpan(verifySpan, true, entry.kid, null);
     }
     const id = entry.identity;
-    const revokedBy = await revocation.check({ jti: id.jti, sid: id.sid, sub: id.sub, iat: id.iat });
+    const lookup = { jti: id.jti, sid: id.sid, sub: id.sub, iat: id.iat };
+    const revokedBy = tracer === null ? await revocation.check(lookup) : await tracedRevocationCheck(tracer, lookup);
     if (revokedBy !== null) throw new AuthError('token_revoked', `revoked by ${revokedBy}`);
     return id;
+  }
+
+  /** `revocation.check` inside its own active span, so the store can say where it answered. */
+  function tracedRevocationCheck(tracer: Tracer, lookup: Parameters<RevocationChecker['check']>[0]): ReturnType<RevocationChecker['check']> {
+    return tracer.startActiveSpan('revocation.check', async (span) => {
+      try {
+        const revokedBy = await revocation.check(lookup);
+        span.setAttribute(JWT_MESH_ATTR.REVOCATION_RESULT, revokedBy ?? 'none');
+        recordOutcome(span, revokedBy === null ? null : new AuthError('token_revoked'));
+        return revokedBy;
+      } catch (err) {
+        recordOutcome(span, isAuthError(err) ? err : new AuthError('internal'));
+        throw err;
+      } finally {
+        span.end();
+      }
+    });
   }
 
   function authorize(id: Identity, req: RouteRequirement): void {
@@ -157,33 +200,83 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     return entry === undefined ? undefined : { token, entry };
   }
 
-  return {
-    stats: () => ({ ...counters }),
-    async decide(req, requirement) {
-      let rule: string | undefined;
-      try {
-        let need: RouteRequirement | null;
-        if (requirement !== undefined) {
-          need = requirement;
-        } else if (policy !== undefined) {
-          const m = matchRoute(policy, req.method, req.path);
-          rule = m.rule?.id;
-          need = m.requirement;
-        } else {
-          need = {};
-        }
-        if (need === null) return denied(new AuthError('route_denied'), rule);
-        if (need.public === true) return rule === undefined ? { allow: true, identity: null } : { allow: true, identity: null, rule };
+  /** `policy.authorize`: the route requirement applied to the identity (or to no token at all). */
+  function policySpan(tracer: Tracer, rule: string | undefined, err: AuthError | null): void {
+    const span = tracer.startSpan('policy.authorize');
+    span.setAttribute(JWT_MESH_ATTR.POLICY_DECISION, err === null ? 'allow' : 'deny');
+    if (rule !== undefined) span.setAttribute(JWT_MESH_ATTR.POLICY_RULE, rule);
+    recordOutcome(span, err);
+    span.end();
+  }
+
+  function authorizeTraced(tracer: Tracer | null, id: Identity, need: RouteRequirement, rule: string | undefined): void {
+    if (tracer === null) return authorize(id, need);
+    try {
+      authorize(id, need);
+    } catch (err) {
+      policySpan(tracer, rule, isAuthError(err) ? err : new AuthError('internal'));
+      throw err;
+    }
+    policySpan(tracer, rule, null);
+  }
+
+  async function decideWith(req: AuthRequest, requirement: RouteRequirement | null | undefined, span: Span | null): Promise<Decision> {
+    const tracer = span === null ? null : coreTracer();
+    let rule: string | undefined;
+    let decision: Decision;
+    try {
+      let need: RouteRequirement | null;
+      if (requirement !== undefined) {
+        need = requirement;
+      } else if (policy !== undefined) {
+        const m = matchRoute(policy, req.method, req.path);
+        rule = m.rule?.id;
+        need = m.requirement;
+      } else {
+        need = {};
+      }
+      if (need === null) {
+        decision = denied(new AuthError('route_denied'), rule);
+        if (tracer !== null) policySpan(tracer, rule, decision.allow ? null : decision.error);
+      } else if (need.public === true) {
+        decision = rule === undefined ? { allow: true, identity: null } : { allow: true, identity: null, rule };
+        if (tracer !== null) policySpan(tracer, rule, null);
+      } else {
         const hit = cachedCredential(req.headers);
         const token = hit?.token ?? extractBearer(req.headers);
-        const identity = await withDeadline(identify(token, hit?.entry));
-        authorize(identity, need);
-        return rule === undefined ? { allow: true, identity } : { allow: true, identity, rule };
-      } catch (err) {
-        return denied(isAuthError(err) ? err : new AuthError('internal', 'unexpected failure', { cause: err }), rule);
+        const identity = await withDeadline(identify(token, hit?.entry, tracer));
+        authorizeTraced(tracer, identity, need, rule);
+        decision = rule === undefined ? { allow: true, identity } : { allow: true, identity, rule };
       }
+    } catch (err) {
+      decision = denied(isAuthError(err) ? err : new AuthError('internal', 'unexpected failure', { cause: err }), rule);
+    }
+    if (span !== null) {
+      if (rule !== undefined) span.setAttribute(JWT_MESH_ATTR.POLICY_RULE, rule);
+      recordOutcome(span, decision.allow ? null : decision.error);
+    }
+    return decision;
+  }
+
+  return {
+    stats: () => ({ ...counters }),
+    decide(req, requirement) {
+      if (!tracingActive()) return decideWith(req, requirement, null);
+      // An unsampled request (parent's flag off) gets a non-recording span: then no child span
+      // and no attribute work either.
+      return coreTracer().startActiveSpan('authenticate', (span) =>
+        decideWith(req, requirement, span.isRecording() ? span : null).finally(() => span.end()),
+      );
     },
   };
+}
+
+/** Ends a `jwt.verify` span with the cache flag, the `kid` (when known) and the outcome. */
+function endVerifySpan(span: Span, cacheHit: boolean, kid: string | undefined, err: unknown): void {
+  span.setAttribute(JWT_MESH_ATTR.VERIFIED_CACHE_HIT, cacheHit);
+  if (kid !== undefined) span.setAttribute(JWT_MESH_ATTR.KID, kid);
+  recordOutcome(span, err === null ? null : isAuthError(err) ? err : new AuthError('internal'));
+  span.end();
 }
 
 function denied(error: AuthError, rule: string | undefined): Decision {

@@ -16,3 +16,5 @@ export * from './revocation/memory.js';
 export * from './config.js';
 export * from './redis-connection.js';
 export * from './identity-headers.js';
+export * from './trace-context.js';
+export * from './tracing.js';

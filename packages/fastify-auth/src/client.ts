@@ -7,6 +7,8 @@
  *
  * Built on undici (https://undici.nodejs.org/#/docs/api/Dispatcher?id=dispatcherrequestoptions-callback).
  */
+import type { Span } from '@opentelemetry/api';
+import { SEMCONV, tracingActive, withClientSpan } from '@jwt-mesh/core';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { propagationHeaders, type IncomingHeaders } from './propagation.js';
 
@@ -35,7 +37,15 @@ export interface MeshCallOptions {
   readonly body?: unknown;
   /** Overrides the client-wide deadline for this call, in milliseconds. */
   readonly timeoutMs?: number;
+  /**
+   * The downstream route template (`/api/inventory/:sku`), for the CLIENT span's name
+   * (`GET /api/inventory/:sku`) and `url.template`; without it the span is named by the method.
+   */
+  readonly route?: string;
 }
+
+/** Instrumentation scope of the mesh client's CLIENT spans. */
+export const MESH_CLIENT_TRACER_NAME = '@jwt-mesh/fastify-auth';
 
 /** A 2xx answer. `body` is the parsed JSON body (`undefined` for an empty body). */
 export interface MeshResponse<T> {
@@ -85,6 +95,12 @@ export interface MeshClient {
    * @returns the parsed 2xx answer
    * @throws DownstreamError on a non-2xx answer (status, challenge and body of the downstream),
    *   on a transport failure (502) or when the deadline passes (504)
+   *
+   * Tracing (only when an OpenTelemetry SDK is registered): a CLIENT span per call, child of the
+   * active span, named `GET /api/inventory/:sku` (with `route`) or `GET`, with
+   * `http.request.method`, `server.address`, `server.port`, `url.path` (no query),
+   * `url.template`, `http.response.status_code`, `error.type`; the outgoing `traceparent` names
+   * this span. No header value is recorded.
    */
   call<T = unknown>(incoming: { readonly headers: IncomingHeaders }, opts: MeshCallOptions): Promise<MeshResponse<T>>;
   /** Closes the connections the client opened (not a `dispatcher` passed in). */
@@ -117,71 +133,94 @@ export function createMeshClient(opts: MeshClientOptions): MeshClient {
       if (!call.path.startsWith('/') || call.path.startsWith('//')) throw new TypeError(`path must be an absolute path, got ${call.path}`);
       const url = new URL(call.path, base);
       if (url.origin !== base.origin) throw new TypeError(`path leaves the downstream origin: ${call.path}`);
-      const headers: Record<string, string> = { accept: 'application/json', ...propagationHeaders(incoming) };
-      let body: string | undefined;
-      if (call.body !== undefined) {
-        body = JSON.stringify(call.body);
-        headers['content-type'] = 'application/json';
-      }
-      const deadline = call.timeoutMs ?? timeoutMs;
-      const signal = AbortSignal.timeout(deadline);
-      let res: Dispatcher.ResponseData;
-      let text: string;
-      try {
-        res = await dispatcher.request({
-          origin: url.origin,
-          path: url.pathname + url.search,
-          method: call.method,
-          headers,
-          body,
-          signal,
-          headersTimeout: deadline,
-          bodyTimeout: deadline,
-        });
-        text = await res.body.text();
-      } catch (err) {
-        const timedOut =
-          signal.aborted ||
-          err instanceof undiciErrors.HeadersTimeoutError ||
-          err instanceof undiciErrors.BodyTimeoutError ||
-          err instanceof undiciErrors.ConnectTimeoutError;
-        if (timedOut) {
-          throw new DownstreamError(504, { error: 'gateway_timeout', error_description: `the downstream service did not answer within ${deadline} ms` }, {}, { cause: err });
-        }
-        throw new DownstreamError(502, { error: 'bad_gateway', error_description: 'the downstream service could not be reached' }, {}, { cause: err });
-      }
-      const contentType = firstHeader(res.headers['content-type']) ?? '';
-      let parsed: unknown = undefined;
-      let parseFailed = false;
-      if (text !== '' && /\bjson\b/i.test(contentType)) {
-        try {
-          parsed = JSON.parse(text);
-        } catch (err) {
-          parseFailed = true;
-          if (res.statusCode >= 200 && res.statusCode < 300) {
-            throw new DownstreamError(502, { error: 'bad_gateway', error_description: 'the downstream service sent invalid JSON' }, {}, { cause: err });
-          }
-        }
-      } else if (text !== '' && res.statusCode >= 200 && res.statusCode < 300) {
-        throw new DownstreamError(502, { error: 'bad_gateway', error_description: 'the downstream service did not answer with JSON' });
-      }
-
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        return { status: res.statusCode, headers: res.headers, body: parsed as T };
-      }
-      const passed: Record<string, string> = {};
-      for (const name of PASSED_BACK_HEADERS) {
-        const v = firstHeader(res.headers[name]);
-        if (v !== undefined) passed[name] = v;
-      }
-      const errBody: ErrorBody =
-        !parseFailed && isErrorBody(parsed)
-          ? parsed
-          : { error: res.statusCode >= 500 ? 'bad_gateway' : 'downstream_error', error_description: `the downstream service answered ${res.statusCode}` };
-      throw new DownstreamError(res.statusCode, errBody, passed);
+      // Tracing off: no span, no attribute object.
+      if (!tracingActive()) return send<T>(incoming, call, url, null);
+      return withClientSpan(
+        {
+          tracerName: MESH_CLIENT_TRACER_NAME,
+          name: call.route === undefined ? call.method : `${call.method} ${call.route}`,
+          attributes: {
+            [SEMCONV.HTTP_REQUEST_METHOD]: call.method,
+            [SEMCONV.SERVER_ADDRESS]: url.hostname,
+            [SEMCONV.SERVER_PORT]: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+            [SEMCONV.URL_PATH]: url.pathname,
+            ...(call.route === undefined ? {} : { 'url.template': call.route }),
+          },
+          onError: (span, err) => {
+            if (err instanceof DownstreamError) span.setAttribute(SEMCONV.ERROR_TYPE, String(err.status));
+          },
+        },
+        (span) => send<T>(incoming, call, url, span),
+      );
     },
     async close(): Promise<void> {
       await owned?.close();
     },
   };
+
+  async function send<T>(incoming: { readonly headers: IncomingHeaders }, call: MeshCallOptions, url: URL, span: Span | null): Promise<MeshResponse<T>> {
+    const headers: Record<string, string> = { accept: 'application/json', ...propagationHeaders(incoming, span?.spanContext()) };
+    let body: string | undefined;
+    if (call.body !== undefined) {
+      body = JSON.stringify(call.body);
+      headers['content-type'] = 'application/json';
+    }
+    const deadline = call.timeoutMs ?? timeoutMs;
+    const signal = AbortSignal.timeout(deadline);
+    let res: Dispatcher.ResponseData;
+    let text: string;
+    try {
+      res = await dispatcher.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: call.method,
+        headers,
+        body,
+        signal,
+        headersTimeout: deadline,
+        bodyTimeout: deadline,
+      });
+      text = await res.body.text();
+    } catch (err) {
+      const timedOut =
+        signal.aborted ||
+        err instanceof undiciErrors.HeadersTimeoutError ||
+        err instanceof undiciErrors.BodyTimeoutError ||
+        err instanceof undiciErrors.ConnectTimeoutError;
+      if (timedOut) {
+        throw new DownstreamError(504, { error: 'gateway_timeout', error_description: `the downstream service did not answer within ${deadline} ms` }, {}, { cause: err });
+      }
+      throw new DownstreamError(502, { error: 'bad_gateway', error_description: 'the downstream service could not be reached' }, {}, { cause: err });
+    }
+    if (span !== null && span.isRecording()) span.setAttribute(SEMCONV.HTTP_RESPONSE_STATUS_CODE, res.statusCode);
+    const contentType = firstHeader(res.headers['content-type']) ?? '';
+    let parsed: unknown = undefined;
+    let parseFailed = false;
+    if (text !== '' && /\bjson\b/i.test(contentType)) {
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        parseFailed = true;
+        if (res.statusCode >= 200 && res.statusCode < 300) {
+          throw new DownstreamError(502, { error: 'bad_gateway', error_description: 'the downstream service sent invalid JSON' }, {}, { cause: err });
+        }
+      }
+    } else if (text !== '' && res.statusCode >= 200 && res.statusCode < 300) {
+      throw new DownstreamError(502, { error: 'bad_gateway', error_description: 'the downstream service did not answer with JSON' });
+    }
+
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      return { status: res.statusCode, headers: res.headers, body: parsed as T };
+    }
+    const passed: Record<string, string> = {};
+    for (const name of PASSED_BACK_HEADERS) {
+      const v = firstHeader(res.headers[name]);
+      if (v !== undefined) passed[name] = v;
+    }
+    const errBody: ErrorBody =
+      !parseFailed && isErrorBody(parsed)
+        ? parsed
+        : { error: res.statusCode >= 500 ? 'bad_gateway' : 'downstream_error', error_description: `the downstream service answered ${res.statusCode}` };
+    throw new DownstreamError(res.statusCode, errBody, passed);
+  }
 }

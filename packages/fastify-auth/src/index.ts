@@ -8,3 +8,4 @@ export { createMeshClient, DownstreamError } from './client.js';
 export type { MeshClient, MeshClientOptions, MeshCallOptions, MeshResponse, ErrorBody } from './client.js';
 export { propagationHeaders, traceContextOf, requestIdOf, outgoingTraceparent, parseTraceparent } from './propagation.js';
 export type { TraceContext, IncomingHeaders } from './propagation.js';
+export { addServerSpans, SERVER_SPANS_TRACER_NAME } from './server-spans.js';

@@ -11,6 +11,10 @@
  * the trace-id, replaces the parent-id with its own span id); Envoy `x-request-id`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { SpanContext } from '@opentelemetry/api';
+import { parseTraceparent, requestSpanContextOf, traceparentOf, tracingActive } from '@jwt-mesh/core';
+
+export { parseTraceparent };
 
 /** Request headers as Node, Fastify and the gRPC adapter give them: lower-case names. */
 export type IncomingHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -29,7 +33,6 @@ export interface TraceContext {
   readonly tracestate: string | undefined;
 }
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 const ALL_ZERO = /^0+$/;
 /** `tracestate` is at most 32 list members; 512 characters is the size a vendor must propagate. */
 const TRACESTATE_MAX = 512;
@@ -56,25 +59,6 @@ function newTraceId(): string {
   return id;
 }
 
-/**
- * Parses a `traceparent` value (W3C Trace Context §3.2). Version `00` must be exactly 55
- * characters; a higher version is read by its first four fields (§3.2.4); version `ff`, upper
- * case hex and all-zero ids are invalid.
- *
- * @returns the fields, or `null` when the value is missing or invalid (the caller then starts
- *   a new trace and drops `tracestate`, §3.3.1)
- */
-export function parseTraceparent(value: string | undefined): { version: string; traceId: string; parentId: string; flags: string } | null {
-  if (value === undefined) return null;
-  const m = TRACEPARENT.exec(value.trim());
-  if (m === null) return null;
-  const [, version, traceId, parentId, flags, rest] = m as unknown as [string, string, string, string, string, string | undefined];
-  if (version === 'ff') return null;
-  if (version === '00' && rest !== undefined) return null;
-  if (ALL_ZERO.test(traceId) || ALL_ZERO.test(parentId)) return null;
-  return { version, traceId, parentId, flags };
-}
-
 const traceCache = new WeakMap<object, TraceContext>();
 const requestIdCache = new WeakMap<object, string>();
 
@@ -83,6 +67,10 @@ const requestIdCache = new WeakMap<object, string>();
  * valid, otherwise starts a new one. Memoised per `headers` object, so every reader during one
  * request (logs, the hop report, each outgoing call) sees the same trace id and span id.
  *
+ * With tracing on, the request's SERVER span (bound by the service kit or the gRPC wrapper with
+ * the core's `bindRequestSpan`) gives the trace id, span id and sampled flag instead, so the hop
+ * report and the logs name the same trace as the exported spans.
+ *
  * @param req - anything with the incoming `headers` (a Fastify request, a Node
  *   `IncomingMessage`, or the plain object the gRPC adapter builds from metadata)
  */
@@ -90,8 +78,18 @@ export function traceContextOf(req: { readonly headers: IncomingHeaders }): Trac
   const cached = traceCache.get(req.headers);
   if (cached !== undefined) return cached;
   const parsed = parseTraceparent(single(req.headers['traceparent']));
+  const span = tracingActive() ? requestSpanContextOf(req.headers) : undefined;
   let ctx: TraceContext;
-  if (parsed === null) {
+  if (span !== undefined) {
+    const tracestate = span.traceState?.serialize();
+    ctx = {
+      traceId: span.traceId,
+      spanId: span.spanId,
+      parentSpanId: parsed !== null && parsed.traceId === span.traceId ? parsed.parentId : null,
+      flags: (span.traceFlags & 1) === 1 ? '01' : '00',
+      tracestate: tracestate === undefined || tracestate === '' ? undefined : tracestate,
+    };
+  } else if (parsed === null) {
     ctx = { traceId: newTraceId(), spanId: newSpanId(), parentSpanId: null, flags: '01', tracestate: undefined };
   } else {
     const tracestate = single(req.headers['tracestate']);
@@ -135,16 +133,22 @@ export function requestIdOf(req: { readonly headers: IncomingHeaders }): string 
  * The headers an outgoing call from this hop carries (lower-case names):
  * - `authorization`: the incoming value, unchanged (the same JWT; every hop verifies it itself).
  *   Omitted when the request had none (a public route calling out).
- * - `traceparent`: {@link outgoingTraceparent} of {@link traceContextOf}.
+ * - `traceparent`: naming `parent` (the outgoing call's CLIENT span) when given and valid, so the
+ *   next hop's spans are that span's children; otherwise {@link outgoingTraceparent} of
+ *   {@link traceContextOf}.
  * - `tracestate`: forwarded unchanged when present and the trace was continued.
  * - `x-request-id`: {@link requestIdOf}.
  *
  * Identity headers (`x-jwt-mesh-*`), cookies and anything else are never forwarded.
+ *
+ * @param req - the incoming request (its `headers`)
+ * @param parent - the span the call is made in (the `span` of the core's `withClientSpan`);
+ *   `undefined` (tracing off) keeps this hop's own trace context
  */
-export function propagationHeaders(req: { readonly headers: IncomingHeaders }): Record<string, string> {
+export function propagationHeaders(req: { readonly headers: IncomingHeaders }, parent?: SpanContext): Record<string, string> {
   const ctx = traceContextOf(req);
   const out: Record<string, string> = {
-    traceparent: outgoingTraceparent(ctx),
+    traceparent: (parent !== undefined ? traceparentOf(parent) : undefined) ?? outgoingTraceparent(ctx),
     'x-request-id': requestIdOf(req),
   };
   const authorization = single(req.headers['authorization']);

@@ -5,8 +5,48 @@
  * ({@link ERROR_MAP} / {@link toDenial}), with the downstream `WWW-Authenticate` challenge kept.
  */
 import * as grpc from '@grpc/grpc-js';
-import { AuthError, ERROR_MAP, toDenial, type AuthErrorCode } from '@jwt-mesh/core';
-import { AUTH_ERROR_TRAILER, CHALLENGE_TRAILER } from './server.js';
+import type { Span } from '@opentelemetry/api';
+import { AuthError, ERROR_MAP, SEMCONV, toDenial, tracingActive, withClientSpan, type AuthErrorCode } from '@jwt-mesh/core';
+import { AUTH_ERROR_TRAILER, CHALLENGE_TRAILER, GRPC_TRACER_NAME, grpcStatusName, rpcAttributes } from './server.js';
+
+/**
+ * Runs one outgoing unary call inside a CLIENT span named `package.Service/Method` (only when an
+ * OpenTelemetry SDK is registered; otherwise `fn(null)` runs as is). Put the span's context in
+ * the metadata (`metadataOf(propagationHeaders(request, span?.spanContext()))`) so the callee's
+ * SERVER span is its child. Attributes: `rpc.system.name`, `rpc.system`, `rpc.service`,
+ * `rpc.method`, `server.address` (from `target`), and `rpc.status_code` (`OK`, or the code of
+ * the `ServiceError` `fn` rejects with); `error.type` is that code's name on failure.
+ *
+ * @param path - `/package.Service/Method`
+ * @param target - the client (its channel target is read only when tracing is on) or a
+ *   `host:port`, for `server.address`; a `unix:` target gives none
+ * @param fn - makes the call; resolves its response or rejects with the gRPC `ServiceError`
+ *   (or an error derived from it that keeps `code`)
+ */
+export function withGrpcClientSpan<T>(path: string, target: grpc.Client | string | undefined, fn: (span: Span | null) => Promise<T>): Promise<T> {
+  if (!tracingActive()) return fn(null); // no span, no attribute object
+  const address = target instanceof grpc.Client ? target.getChannel().getTarget() : target;
+  // `dns:///host:port`, `dns:host:port`, `ipv4:host:port` or plain `host:port` -> `host`.
+  const host = address?.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/, '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return withClientSpan(
+    {
+      tracerName: GRPC_TRACER_NAME,
+      name: path.startsWith('/') ? path.slice(1) : path,
+      attributes: { ...rpcAttributes(path), ...(host === undefined || host === '' || host.startsWith('unix:') ? {} : { [SEMCONV.SERVER_ADDRESS]: host }) },
+      onError: (span, err) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        const name = typeof code === 'number' ? grpcStatusName(code) : 'UNKNOWN';
+        span.setAttribute(SEMCONV.RPC_STATUS_CODE, name);
+        span.setAttribute(SEMCONV.ERROR_TYPE, name);
+      },
+    },
+    async (span) => {
+      const res = await fn(span);
+      if (span !== null && span.isRecording()) span.setAttribute(SEMCONV.RPC_STATUS_CODE, 'OK');
+      return res;
+    },
+  );
+}
 
 /**
  * Metadata for an outgoing call from plain headers (as produced by `propagationHeaders` of

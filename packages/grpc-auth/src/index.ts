@@ -3,7 +3,7 @@
  * `authorization` metadata; client-side metadata and the mapping of a deny back to HTTP).
  * See README.md.
  */
-export { createGrpcAuth, denialStatus, headersOfMetadata, grpcError, AUTH_ERROR_TRAILER, CHALLENGE_TRAILER } from './server.js';
+export { createGrpcAuth, denialStatus, headersOfMetadata, grpcError, grpcStatusName, rpcAttributes, AUTH_ERROR_TRAILER, CHALLENGE_TRAILER, GRPC_TRACER_NAME } from './server.js';
 export type { GrpcAuthOptions, AuthContext, AuthenticatedUnaryHandler, MetadataHeaders, GrpcStatusError } from './server.js';
-export { metadataOf, httpFailureOf } from './client.js';
+export { metadataOf, httpFailureOf, withGrpcClientSpan } from './client.js';
 export type { HttpFailure } from './client.js';

@@ -10,10 +10,15 @@
  * (token in `authorization` metadata), RFC 6750 §3, google.rpc.Code.
  */
 import * as grpc from '@grpc/grpc-js';
+import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import {
   AuthError,
+  bindRequestSpan,
   isAuthError,
+  remoteParentContext,
+  SEMCONV,
   toDenial,
+  tracingActive,
   type AuthErrorCode,
   type AuthRequest,
   type Authenticator,
@@ -28,6 +33,26 @@ export const CHALLENGE_TRAILER = 'www-authenticate';
 
 /** Request metadata as lower-case headers; repeated keys become arrays. Binary (`-bin`) keys are skipped. */
 export type MetadataHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+/** Instrumentation scope of the gRPC SERVER and CLIENT spans. */
+export const GRPC_TRACER_NAME = '@jwt-mesh/grpc-auth';
+
+/** The name of a gRPC status code (`OK`, `PERMISSION_DENIED`, ...), as semconv `rpc.status_code` wants it. */
+export function grpcStatusName(code: number): string {
+  return (grpc.status as unknown as Record<number, string | undefined>)[code] ?? String(code);
+}
+
+/** `rpc.*` attributes of a call to `/package.Service/Method` (semconv 1.45, plus the older `rpc.system` / `rpc.service`). */
+export function rpcAttributes(path: string): Record<string, string> {
+  const method = path.startsWith('/') ? path.slice(1) : path;
+  const slash = method.lastIndexOf('/');
+  return {
+    [SEMCONV.RPC_SYSTEM_NAME]: 'grpc',
+    [SEMCONV.RPC_SYSTEM]: 'grpc',
+    [SEMCONV.RPC_METHOD]: method,
+    ...(slash > 0 ? { [SEMCONV.RPC_SERVICE]: method.slice(0, slash) } : {}),
+  };
+}
 
 /** Plain headers from gRPC metadata (keys are already lower-case in gRPC). */
 export function headersOfMetadata(metadata: grpc.Metadata): MetadataHeaders {
@@ -91,6 +116,11 @@ export function denialStatus(err: unknown, realm?: string): Partial<grpc.StatusO
  * const auth = createGrpcAuth({ authenticator, realm: 'profile' });
  * server.addService(def, { GetProfile: auth.unary({ scopes: ['profile:read'] }, async (call, ctx) => ...) });
  * ```
+ *
+ * Tracing (only when an OpenTelemetry SDK is registered): each call gets a SERVER span named
+ * `package.Service/Method`, parented to the `traceparent` metadata, with `rpc.system.name`,
+ * `rpc.system`, `rpc.service`, `rpc.method` and `rpc.status_code`; the core's `authenticate` span
+ * and the handler's work nest under it. No metadata value is recorded.
  */
 export function createGrpcAuth(opts: GrpcAuthOptions): {
   unary<Req, Res>(requirement: RouteRequirement, handler: AuthenticatedUnaryHandler<Req, Res>): grpc.handleUnaryCall<Req, Res>;
@@ -121,9 +151,8 @@ export function createGrpcAuth(opts: GrpcAuthOptions): {
 
   return {
     unary<Req, Res>(requirement: RouteRequirement, handler: AuthenticatedUnaryHandler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
-      return (call, callback) => {
-        const path = call.getPath();
-        const headers = headersOfMetadata(call.metadata);
+      const tracer = trace.getTracer(GRPC_TRACER_NAME);
+      const run = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>, path: string, headers: MetadataHeaders): void => {
         (async () => {
           const identity = await decide(path, headers, requirement);
           const ctx: AuthContext = {
@@ -150,7 +179,37 @@ export function createGrpcAuth(opts: GrpcAuthOptions): {
           },
         );
       };
+      return (call, callback) => {
+        const path = call.getPath();
+        const headers = headersOfMetadata(call.metadata);
+        if (!tracingActive()) return run(call, callback, path, headers);
+        // SERVER span, child of the caller's CLIENT span (its traceparent in the metadata).
+        const single = (v: string | readonly string[] | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+        const parent = remoteParentContext(single(headers['traceparent']), single(headers['tracestate']));
+        const span = tracer.startSpan(path.slice(1), { kind: SpanKind.SERVER, attributes: rpcAttributes(path) }, parent);
+        bindRequestSpan(headers, span.spanContext());
+        const answer = endingWith(span, callback);
+        context.with(trace.setSpan(parent, span), () => run(call, answer, path, headers));
+      };
     },
+  };
+}
+
+/** Wraps a unary callback so the SERVER span gets `rpc.status_code` (and ERROR status for server-side codes) and ends. */
+function endingWith<Res>(span: Span, callback: grpc.sendUnaryData<Res>): grpc.sendUnaryData<Res> {
+  return (err, value, trailer, flags) => {
+    const code = err === null || err === undefined ? grpc.status.OK : (err.code ?? grpc.status.UNKNOWN);
+    if (span.isRecording()) {
+      span.setAttribute(SEMCONV.RPC_STATUS_CODE, grpcStatusName(code));
+      // semconv: for a gRPC server, only these codes are errors (the others are the caller's).
+      if (code === grpc.status.UNKNOWN || code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.UNIMPLEMENTED ||
+          code === grpc.status.INTERNAL || code === grpc.status.UNAVAILABLE || code === grpc.status.DATA_LOSS) {
+        span.setAttribute(SEMCONV.ERROR_TYPE, grpcStatusName(code));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+    }
+    span.end();
+    callback(err, value, trailer, flags);
   };
 }
 

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator } from '@jwt-mesh/core';
 import { DownstreamError, identityOfRequest, propagationHeaders } from '@jwt-mesh/fastify-auth';
-import { httpFailureOf, metadataOf } from '@jwt-mesh/grpc-auth';
+import { httpFailureOf, metadataOf, withGrpcClientSpan } from '@jwt-mesh/grpc-auth';
 import type { GetProfileResponse__Output, Hop__Output, ProfileServiceClient } from '@jwt-mesh/profile/proto';
 import { createLogger, createMetrics, createServiceApp, hopOf, HttpError, timedDownstream, type HopInfo, type Readiness, type ServiceMetrics } from '@jwt-mesh/service-kit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -87,21 +87,28 @@ function hopFromGrpc(h: Hop__Output | null): HopInfo[] {
  *
  * @throws DownstreamError with the HTTP mapping of a failed call ({@link httpFailureOf})
  */
-export function getProfile(client: ProfileServiceClient, request: FastifyRequest, timeoutMs: number): Promise<GetProfileResponse__Output> {
-  const metadata = metadataOf(propagationHeaders(request));
-  return new Promise((resolve, reject) => {
-    client.GetProfile({ subject: '' }, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => {
-      if (err !== null || res === undefined) {
-        const f = httpFailureOf(err);
-        const passed: Record<string, string> = {};
-        for (const h of ['www-authenticate', 'retry-after'] as const) if (f.headers[h] !== undefined) passed[h] = f.headers[h]!;
-        reject(new DownstreamError(f.status, f.body, passed, { cause: err }));
-        return;
-      }
-      resolve(res);
+export async function getProfile(client: ProfileServiceClient, request: FastifyRequest, timeoutMs: number): Promise<GetProfileResponse__Output> {
+  try {
+    // A CLIENT span when tracing is on; the metadata's traceparent then names it.
+    return await withGrpcClientSpan(GET_PROFILE_PATH, client, (span) => {
+      const metadata = metadataOf(propagationHeaders(request, span?.spanContext()));
+      return new Promise<GetProfileResponse__Output>((resolve, reject) => {
+        client.GetProfile({ subject: '' }, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => {
+          if (err !== null || res === undefined) reject(err ?? new Error('GetProfile answered nothing'));
+          else resolve(res);
+        });
+      });
     });
-  });
+  } catch (err) {
+    const f = httpFailureOf(err);
+    const passed: Record<string, string> = {};
+    for (const h of ['www-authenticate', 'retry-after'] as const) if (f.headers[h] !== undefined) passed[h] = f.headers[h]!;
+    throw new DownstreamError(f.status, f.body, passed, { cause: err });
+  }
 }
+
+/** The gRPC method inventory calls on profile. */
+const GET_PROFILE_PATH = '/jwtmesh.profile.v1.ProfileService/GetProfile';
 
 /**
  * Builds the inventory app (not listening).

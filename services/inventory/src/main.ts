@@ -13,6 +13,7 @@
  * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
  * | `DRAIN_GRACE_MS` | `1000` | after SIGTERM, keep serving this long with `/readyz` 503 before closing the listener, ms |
  * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
+ * | `OTEL_*` | tracing off | OpenTelemetry tracing (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...): see packages/tracing/README.md |
  */
 import { loadProfileProto } from '@jwt-mesh/profile/proto';
 import {
@@ -28,8 +29,12 @@ import {
   port,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+import { startTracing } from '@jwt-mesh/tracing';
 import { z } from 'zod';
 import { buildApp, createProfileClient, SERVICE } from './app.js';
+
+// First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
+const tracing = await startTracing({ serviceName: SERVICE });
 
 // Configuration is read once; a bad value ends start-up with one line naming the variable.
 const { env, stackOptions } = (() => {
@@ -53,6 +58,7 @@ const { env, stackOptions } = (() => {
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const metrics = createMetrics(SERVICE);
+logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
 const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
 const upstream = new URL(env.UPSTREAM_URL);
 const profile = createProfileClient(loadProfileProto().jwtmesh.profile.v1.ProfileService, upstream.host, env.UPSTREAM_AUTHORITY);
@@ -70,7 +76,7 @@ installGracefulShutdown({
   logger,
   timeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   graceMs: env.DRAIN_GRACE_MS,
-  closers: [async () => profile.close(), () => stack.close()],
+  closers: [async () => profile.close(), () => stack.close(), () => tracing.shutdown()],
 });
 try {
   await app.listen({ port: env.PORT, host: env.HOST });

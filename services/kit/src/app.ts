@@ -6,7 +6,7 @@
  * nothing here listens).
  */
 import { isAuthError, toDenial, type Authenticator } from '@jwt-mesh/core';
-import { DownstreamError, fastifyAuth, requestIdOf } from '@jwt-mesh/fastify-auth';
+import { addServerSpans, DownstreamError, fastifyAuth, requestIdOf } from '@jwt-mesh/fastify-auth';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
@@ -90,7 +90,8 @@ export async function timedDownstream<T>(metrics: ServiceMetrics, target: string
 }
 
 /**
- * Builds the Fastify instance (not listening).
+ * Builds the Fastify instance (not listening). With tracing on, every request gets a SERVER
+ * span (see `addServerSpans`) and the verification plugin's `authenticate` span nests under it.
  *
  * @returns the instance, with the plugin registered and the operational routes added
  */
@@ -113,6 +114,9 @@ export async function createServiceApp(opts: ServiceAppOptions): Promise<Fastify
   const failureOf = new WeakMap<object, Record<string, unknown>>();
   app.decorate('draining', false);
   app.decorate('listenerClosing', false);
+
+  // First hook of all: the SERVER span, whose context the rest of the request runs in.
+  addServerSpans(app);
 
   // Added before the plugin so it runs first: a request that arrives on an open connection after
   // the listener began closing is not started (Redis and the clients close right after).

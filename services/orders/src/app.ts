@@ -103,7 +103,7 @@ export async function buildApp(deps: OrdersDeps): Promise<FastifyInstance> {
       throw new HttpError(404, 'not_found', `order ${id} not found`);
     }
     const stock = await timed('inventory', () =>
-      deps.inventory.call<StockAnswer>(request, { method: 'GET', path: `/api/inventory/${encodeURIComponent(order.sku)}` }),
+      deps.inventory.call<StockAnswer>(request, { method: 'GET', path: `/api/inventory/${encodeURIComponent(order.sku)}`, route: '/api/inventory/:sku' }),
     );
     return {
       order: { ...order, stock: { name: stock.body.name, available: stock.body.available, reserved: stock.body.reserved } },
@@ -119,6 +119,7 @@ export async function buildApp(deps: OrdersDeps): Promise<FastifyInstance> {
       deps.inventory.call<ReservationAnswer>(request, {
         method: 'POST',
         path: '/api/inventory/reservations',
+        route: '/api/inventory/reservations',
         body: { sku: body.sku, quantity: body.quantity, orderId: id },
       }),
     );

@@ -12,6 +12,7 @@
  * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
  * | `DRAIN_GRACE_MS` | `1000` | after SIGTERM, keep serving this long with `/readyz` 503 before closing the listener, ms |
  * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
+ * | `OTEL_*` | tracing off | OpenTelemetry tracing (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...): see packages/tracing/README.md |
  */
 import { createMeshClient } from '@jwt-mesh/fastify-auth';
 import {
@@ -27,7 +28,11 @@ import {
   port,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+import { startTracing } from '@jwt-mesh/tracing';
 import { buildApp, SERVICE } from './app.js';
+
+// First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
+const tracing = await startTracing({ serviceName: SERVICE });
 
 // Configuration is read once; a bad value ends start-up with one line naming the variable.
 const { env, stackOptions } = (() => {
@@ -50,11 +55,12 @@ const { env, stackOptions } = (() => {
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const metrics = createMetrics(SERVICE);
+logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
 const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics });
 
-installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, graceMs: env.DRAIN_GRACE_MS, closers: [() => inventory.close(), () => stack.close()] });
+installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, graceMs: env.DRAIN_GRACE_MS, closers: [() => inventory.close(), () => stack.close(), () => tracing.shutdown()] });
 try {
   await app.listen({ port: env.PORT, host: env.HOST });
 } catch (err) {

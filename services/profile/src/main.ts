@@ -13,6 +13,7 @@
  * | `SHUTDOWN_TIMEOUT_MS` | `10000` | drain deadline after SIGTERM, ms |
  * | `DRAIN_GRACE_MS` | `1000` | after SIGTERM, keep serving this long with `/readyz` 503 before closing the listener, ms |
  * | `JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*` | see the core | shared verifier settings (`loadVerifierConfig`) |
+ * | `OTEL_*` | tracing off | OpenTelemetry tracing (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...): see packages/tracing/README.md |
  */
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -26,7 +27,11 @@ import {
   port,
 } from '@jwt-mesh/service-kit';
 import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+import { startTracing } from '@jwt-mesh/tracing';
 import { buildApp, buildGrpcServer, GRPC_SERVICE, SERVICE } from './app.js';
+
+// First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
+const tracing = await startTracing({ serviceName: SERVICE });
 
 // Configuration is read once; a bad value ends start-up with one line naming the variable.
 const { env, stackOptions } = (() => {
@@ -42,6 +47,7 @@ const { env, stackOptions } = (() => {
 
 const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
 const metrics = createMetrics(SERVICE);
+logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
 const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 const { server, health } = buildGrpcServer({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
@@ -77,6 +83,7 @@ installGracefulShutdown({
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     },
     () => stack.close(),
+    () => tracing.shutdown(),
   ],
 });
 try {

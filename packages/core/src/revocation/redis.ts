@@ -38,8 +38,10 @@
 import { randomUUID } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
+import { trace } from '@opentelemetry/api';
 import { LRUCache } from 'lru-cache';
 import { AuthError } from '../errors.js';
+import { JWT_MESH_ATTR, tracingActive } from '../tracing.js';
 import type { RedisConnectionOptions } from '../redis-connection.js';
 import type { RevocationChecker, RevocationPublisher, RevocationTarget } from '../types.js';
 
@@ -266,7 +268,9 @@ function identityOf(info: string): string | null {
  * first that revokes: `'jti'`, `'sid'`, `'sub'` (when `iat < before`; an unreadable value counts
  * as revoked), or `null`. With `requireSyncMarker` (default) the same MGET reads the sync marker,
  * and a marker that is missing or names another server than the one connected counts as Redis
- * being unable to answer. Errors: see `onUnavailable`.
+ * being unable to answer. Errors: see `onUnavailable`. When tracing is on, `check` sets
+ * `jwt_mesh.revocation.source` (`cache` or `redis`) on the active span (the authenticator's
+ * `revocation.check` span).
  *
  * `revoke(target, expiresAt)` sets the key with TTL `max(1, ceil(expiresAt - now))` seconds
  * (never shortening an existing TTL; for `sub`, never lowering `before`) and publishes the
@@ -467,6 +471,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
         const b = kSid === null ? null : fromCache(cache.get(kSid));
         if (a !== undefined && b !== undefined && c !== undefined) {
           counters.cacheHits++;
+          if (tracingActive()) trace.getActiveSpan()?.setAttribute(JWT_MESH_ATTR.REVOCATION_SOURCE, 'cache');
           return evaluate(a, b, c, iat);
         }
       }
@@ -474,6 +479,7 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
       if (requireSyncMarker) keys.push(kSynced);
       const startEpoch = epoch;
       counters.lookups++;
+      if (tracingActive()) trace.getActiveSpan()?.setAttribute(JWT_MESH_ATTR.REVOCATION_SOURCE, 'redis');
       let values: Array<string | null>;
       try {
         values = await mgetWithTimeout(keys);

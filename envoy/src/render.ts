@@ -998,6 +998,12 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
 /** Name of the cluster every proxy exports its spans through. */
 export const TRACING_CLUSTER = 'opentelemetry_collector';
 
+/**
+ * The value of every span's `http.url` tag (a CustomTag `value`, access-log format specifiers):
+ * scheme, authority and path, **without** the query string.
+ */
+export const HTTP_URL_WITHOUT_QUERY = '%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:PATH)%';
+
 /** The traffic role of an HTTP listener, for its tracer settings and span names. */
 type ListenerRole = 'edge' | 'inbound' | 'outbound';
 
@@ -1070,6 +1076,10 @@ function withTracing(source: Obj, tracing: TracingPlan): Obj {
           random_sampling: { value: role === 'edge' ? tracing.edgeSamplePercent : 0 },
           client_sampling: { value: 0 },
           overall_sampling: { value: 100 },
+          // Envoy's own http.url tag is the path with its query string; this custom tag (set after
+          // the standard ones, same key) replaces it with the URL without the query string, so a
+          // token a client put in a query parameter never reaches a span (as with the access logs).
+          custom_tags: [{ tag: 'http.url', value: HTTP_URL_WITHOUT_QUERY }],
         };
         const service = proxy.replace(/^sidecar-/, '');
         for (const vh of ((hcmConfig['route_config'] as Obj | undefined)?.['virtual_hosts'] ?? []) as Obj[]) {

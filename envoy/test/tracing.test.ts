@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import YAML from 'yaml';
-import { buildConfigs, renderConfigs, resolveTracing, TRACING_CLUSTER } from '../src/render.js';
+import { buildConfigs, HTTP_URL_WITHOUT_QUERY, renderConfigs, resolveTracing, TRACING_CLUSTER } from '../src/render.js';
 import { defaultTopology } from '../src/topology.js';
 import { cluster, clusterNames, endpointsOf, hcmOf, listener, tempDir, type Obj } from './helpers.js';
 
@@ -74,6 +74,8 @@ t.test('the edge samples the configured percentage; sidecars never start a sampl
     t.same(tracing.random_sampling, { value: 12.5 }, `edge ${name}: 12.5 % of requests without a traceparent`);
     t.same(tracing.client_sampling, { value: 0 }, `edge ${name}: x-client-trace-id forces nothing`);
     t.same(tracing.overall_sampling, { value: 100 });
+    t.same(tracing.custom_tags, [{ tag: 'http.url', value: HTTP_URL_WITHOUT_QUERY }], `edge ${name}: http.url without the query string`);
+    t.notMatch(HTTP_URL_WITHOUT_QUERY, /%REQ\(:PATH\)%|%PATH%|%PATH\(:PATH\)%/, 'built from the path without its query');
     t.equal(listener(edge, name).traffic_direction, 'INBOUND');
   }
   t.notOk(hcmOf(listener(edge, 'health')).tracing, 'the edge probe listener is not traced');

@@ -158,3 +158,19 @@ t.test('a request whose traceparent is not sampled leaves no span anywhere; the 
   t.equal(spans.find((s) => s.serviceName === 'edge' && s.name === 'edge /api/orders')?.parentSpanId?.length, 16, 'its edge span is a child of the client\'s span');
   t.equal((await getJson(`/api/traces/${unsampled}`)).status, 404, 'the unsampled request: no span from any proxy or process');
 });
+
+t.test('a token a client puts in the query string reaches no span (Envoy\'s http.url is cut at the query)', async (t) => {
+  const { access } = await e2e.login(e2e.users.alice);
+  const traceId = randomBytes(16).toString('hex');
+  const r = await send({
+    base: e2e.edge,
+    path: `/api/orders/ord-1001?access_token=${access}`,
+    headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+  });
+  t.equal(r.status, 401, 'a token in the query is no credential (RFC 6750 §2.3 is not supported): 401');
+  const { summary, spans } = await settledTrace(traceId);
+  t.equal(summary?.complete, true, 'the refused request is traced too');
+  const edge = spans.find((s) => s.serviceName === 'edge' && s.name === 'edge /api/orders');
+  t.match(String(edge?.attributes['http.url']), /\/api\/orders\/ord-1001$/, `the edge span's http.url ends at the path (${String(edge?.attributes['http.url'])})`);
+  t.notOk(JSON.stringify(spans).includes(access.split('.')[2] as string), 'the token is in no span');
+});

@@ -15,7 +15,7 @@ import type { AttributeValue, StoredSpan } from './otlp.js';
 export interface WaterfallOptions {
   /** Characters of the time-line bar. Default 40. */
   barWidth?: number;
-  /** Widest service-and-name column before it is cut with `…`. Default 64. */
+  /** Widest service-and-name column before it is cut with `…`. Default 80. */
   maxLabelWidth?: number;
   /** Attribute keys printed after the bar (`key=value`) when a span has them. Default {@link WATERFALL_ATTRIBUTES}. */
   attributes?: readonly string[];
@@ -92,7 +92,7 @@ export function treeOrder(spans: readonly StoredSpan[]): Array<{ span: StoredSpa
 export function formatWaterfall(spans: readonly StoredSpan[], opts: WaterfallOptions = {}): string {
   if (spans.length === 0) return 'no spans\n';
   const barWidth = opts.barWidth ?? 40;
-  const maxLabel = opts.maxLabelWidth ?? 64;
+  const maxLabel = opts.maxLabelWidth ?? 80;
   const keys = opts.attributes ?? WATERFALL_ATTRIBUTES;
   const nodes = treeOrder(spans);
   let t0 = ns((spans[0] as StoredSpan).startTimeUnixNano);

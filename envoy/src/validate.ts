@@ -1,6 +1,6 @@
 /**
- * `make envoy-validate`: renders every Envoy config for both targets and runs
- * `envoy --mode validate` on each, with real certificate files (the dev certificates from
+ * `make envoy-validate`: renders every Envoy config for both targets, without and with the
+ * OpenTelemetry tracer, and runs `envoy --mode validate` on each, with real certificate files (the dev certificates from
  * `make certs`; for the k8s target copied into the Secret layout under a scratch folder, since
  * /etc/jwt-mesh/certs exists only inside a pod).
  *
@@ -18,27 +18,44 @@ import { defaultTopology } from './topology.js';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
- * Renders and validates every config.
+ * The collectors the traced variants export to: a loopback one for `local` (what `make up
+ * TRACING=on` uses) and the tracing component's Service for `k8s` (k8s/components/tracing).
+ */
+export const VALIDATION_COLLECTORS: Readonly<Record<Target, string>> = {
+  local: '127.0.0.1:4318',
+  k8s: 'otel-collector.jwt-mesh.svc.cluster.local:4318',
+};
+
+/**
+ * Renders and validates every config: both targets, each without and with the OpenTelemetry
+ * tracer (`RenderOptions.tracing`).
  * @param opts.certDir the dev certificates (created when missing). Default `<repo>/certs`.
  * @param opts.outDir scratch folder for the rendered files. Default `<repo>/.run/envoy-validate`.
- * @returns one entry per file: its path, whether Envoy accepted it, and Envoy's output when not.
+ * @returns one entry per file: its target, whether it is the traced variant, its path, whether
+ *   Envoy accepted it, and Envoy's output when not.
  */
 export async function validateAll(opts: { certDir?: string; outDir?: string } = {}): Promise<
-  Array<{ target: Target; file: string; ok: boolean; deprecations: string[]; output: string }>
+  Array<{ target: Target; tracing: boolean; file: string; ok: boolean; deprecations: string[]; output: string }>
 > {
   const certs = await createDevCerts({ dir: opts.certDir ?? join(repoRoot, 'certs') });
   const out = resolve(opts.outDir ?? join(repoRoot, '.run', 'envoy-validate'));
   const topology = defaultTopology();
-  const files: Array<[Target, string]> = [
-    ...renderToDir(topology, 'local', join(out, 'local'), { certDir: certs.dir }).map((f) => ['local', f] as [Target, string]),
-    ...renderToDir(topology, 'k8s', join(out, 'k8s'), { certDir: writeK8sCertLayout(certs, join(out, 'k8s-secrets')) }).map(
-      (f) => ['k8s', f] as [Target, string],
-    ),
-  ];
+  const k8sCerts = writeK8sCertLayout(certs, join(out, 'k8s-secrets'));
+  const files: Array<[Target, boolean, string]> = [];
+  for (const tracing of [false, true]) {
+    for (const target of ['local', 'k8s'] as const) {
+      const dir = join(out, tracing ? `${target}-tracing` : target);
+      const written = renderToDir(topology, target, dir, {
+        certDir: target === 'local' ? certs.dir : k8sCerts,
+        ...(tracing ? { tracing: { collector: VALIDATION_COLLECTORS[target] } } : {}),
+      });
+      files.push(...written.map((f): [Target, boolean, string] => [target, tracing, f]));
+    }
+  }
   const results = [];
-  for (const [target, file] of files) {
+  for (const [target, tracing, file] of files) {
     const r = await validateEnvoyConfig({ file });
-    results.push({ target, file, ok: r.ok, deprecations: r.deprecations, output: r.output });
+    results.push({ target, tracing, file, ok: r.ok, deprecations: r.deprecations, output: r.output });
   }
   return results;
 }
@@ -61,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
   for (const r of results) {
     const good = r.ok && r.deprecations.length === 0;
     if (!good) failed += 1;
-    process.stdout.write(`${good ? 'ok  ' : 'FAIL'} ${r.target.padEnd(5)} ${r.file}\n`);
+    process.stdout.write(`${good ? 'ok  ' : 'FAIL'} ${`${r.target}${r.tracing ? '+tracing' : ''}`.padEnd(13)} ${r.file}\n`);
     if (!r.ok) process.stdout.write(`${r.output.trim()}\n`);
     for (const d of r.deprecations) process.stdout.write(`     deprecated: ${d}\n`);
   }

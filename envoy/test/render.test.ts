@@ -346,7 +346,7 @@ t.test('topology validation names the problem', async (t) => {
   t.throws(() => buildConfigs({ ...defaultTopology(), services: [{ name: 'lonely', edgePrefixes: [], meshPrefixes: [], calls: [] }] }, 'local'), /nobody may call service "lonely"/);
 });
 
-t.test('every rendered config passes envoy --mode validate, both targets, with no deprecated fields', async (t) => {
+t.test('every rendered config passes envoy --mode validate, both targets, with and without the tracer, with no deprecated fields', async (t) => {
   const certs = await tempCerts(t);
   const k8sCertDir = writeK8sCertLayout(certs, join(tempDir(t), 'secrets'));
   const jobs: Array<[string, string]> = [];
@@ -358,7 +358,18 @@ t.test('every rendered config passes envoy --mode validate, both targets, with n
   for (const [name, text] of Object.entries(renderConfigs(withAuthz, 'local', { certDir: certs.dir }))) {
     if (name.startsWith('sidecar-')) jobs.push([`local+extAuthz/${name}`, text]);
   }
-  t.equal(jobs.length, 14);
+  // And every config with the OpenTelemetry tracer on (RenderOptions.tracing), both targets.
+  const traced = { local: '127.0.0.1:4318', k8s: 'otel-collector.jwt-mesh.svc.cluster.local:4318' } as const;
+  for (const [name, text] of Object.entries(renderConfigs(topology, 'local', { certDir: certs.dir, tracing: { collector: traced.local } }))) {
+    jobs.push([`local+tracing/${name}`, text]);
+  }
+  for (const [name, text] of Object.entries(renderConfigs(topology, 'k8s', { certDir: k8sCertDir, tracing: { collector: traced.k8s, edgeSamplePercent: 10 } }))) {
+    jobs.push([`k8s+tracing/${name}`, text]);
+  }
+  for (const [name, text] of Object.entries(renderConfigs(withAuthz, 'local', { certDir: certs.dir, tracing: { collector: traced.local } }))) {
+    if (name.startsWith('sidecar-')) jobs.push([`local+extAuthz+tracing/${name}`, text]);
+  }
+  t.equal(jobs.length, 28);
   // Two at a time: each validation is a full Envoy start on a small machine.
   const results: Array<[string, Awaited<ReturnType<typeof validateEnvoyConfig>>]> = [];
   for (let i = 0; i < jobs.length; i += 2) {

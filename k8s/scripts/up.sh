@@ -15,7 +15,7 @@
 #      the URLs
 #
 # Usage: k8s/scripts/up.sh kind|minikube
-# Environment: K8S_OVERLAY (default: the platform's overlay; e.g. kind-cert-manager),
+# Environment: K8S_OVERLAY (default: the platform's overlay; e.g. kind-cert-manager, kind-tracing),
 #   KIND_CLUSTER_NAME / MINIKUBE_PROFILE (default jwt-mesh), CERTS_DIR (default certs),
 #   K8S_WAIT_TIMEOUT (default 300s), KUBECTL (default kubectl on PATH, else .venv/k8s/bin/kubectl).
 set -euo pipefail
@@ -136,6 +136,15 @@ for d in redis auth authz orders inventory profile edge; do
   "${kc[@]}" -n "$namespace" rollout status "deployment/$d" --timeout="$timeout" \
     || die "deployment/$d is not ready: ${kc[*]} -n $namespace describe deployment/$d; ${kc[*]} -n $namespace logs deployment/$d --all-containers"
 done
+# The tracing component (k8s/overlays/kind-tracing): the collector and Jaeger.
+tracing=0
+if "${kc[@]}" -n "$namespace" get deployment jaeger >/dev/null 2>&1; then
+  tracing=1
+  for d in otel-collector jaeger; do
+    "${kc[@]}" -n "$namespace" rollout status "deployment/$d" --timeout="$timeout" \
+      || die "deployment/$d is not ready: ${kc[*]} -n $namespace describe deployment/$d; ${kc[*]} -n $namespace logs deployment/$d"
+  done
+fi
 
 if [ "$platform" = kind ]; then
   base_url=http://localhost:8080
@@ -173,6 +182,8 @@ $( [ "$platform" = minikube ] && echo "  if the node IP is not reachable from he
   curl -s $base_url/.well-known/jwks.json
   curl -s -X POST $base_url/auth/login -H 'content-type: application/json' -d '{"username":"alice","password":"alice-demo-password"}'
   k6 run -e BASE_URL=$base_url loadtest/k6/smoke.ts
+$( [ "$tracing" = 1 ] && echo "
+  traces:  ${kc[*]} -n $namespace port-forward svc/jaeger 16686:16686   then http://localhost:16686 (service edge)" )
 
   status:  ${kc[*]} -n $namespace get pods
   stop:    make k8s-down

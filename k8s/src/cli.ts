@@ -7,7 +7,7 @@
  */
 import { repoContext } from './context.js';
 import { OVERLAYS, type OverlayName } from './paths.js';
-import { staleBaseFiles } from './render.js';
+import { staleRenderedFiles } from './render.js';
 import { formatReport, validateOverlay } from './validate.js';
 
 async function main(argv: string[]): Promise<number> {
@@ -19,12 +19,12 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   let ok = true;
-  const stale = staleBaseFiles();
+  const stale = staleRenderedFiles();
   if (stale.length) {
     ok = false;
-    process.stdout.write(`FAILED  k8s/base is out of date with envoy/ and authz-service/: ${stale.join(', ')} (run 'make k8s-render')\n`);
+    process.stdout.write(`FAILED  k8s/ is out of date with envoy/ and authz-service/: ${stale.join(', ')} (run 'make k8s-render')\n`);
   } else {
-    process.stdout.write('ok  k8s/base/envoy/*.yaml and k8s/base/authz/policy.yaml match their sources\n');
+    process.stdout.write('ok  k8s/base/envoy/*.yaml, k8s/base/authz/policy.yaml and k8s/components/tracing/envoy/*.yaml match their sources\n');
   }
   const ctx = await repoContext();
   for (const n of names) {

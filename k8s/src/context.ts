@@ -12,25 +12,45 @@ import type { AppConnection, BuiltImage, CheckContext, DockerfileInfo } from './
 import { IMAGES_TSV, K8S_DIR, REPO_ROOT } from './paths.js';
 import { k8sToolPath, runTool } from './tools.js';
 
-/** Upstream images other than Envoy, pinned to exact tags. */
-export const UPSTREAM_IMAGES = ['postgres:17.5-alpine', 'redis:7.4.2-alpine'] as const;
+/**
+ * Upstream images other than Envoy, pinned to exact tags: the datastores, and the tracing
+ * component's OpenTelemetry Collector (contrib distribution) and Jaeger all-in-one.
+ */
+export const UPSTREAM_IMAGES = [
+  'postgres:17.5-alpine',
+  'redis:7.4.2-alpine',
+  'otel/opentelemetry-collector-contrib:0.120.0',
+  'jaegertracing/all-in-one:1.66.0',
+] as const;
+
+/** The tracing component's collector (k8s/components/tracing): Service name and OTLP/HTTP port. */
+export const TRACING_COLLECTOR = { collectorService: 'otel-collector', otlpHttpPort: 4318 } as const;
+
+/** The workloads that export spans (their Envoy and their Node process) to the collector. */
+export const TRACED_WORKLOADS = ['edge', 'auth', 'authz', 'orders', 'inventory', 'profile'] as const;
 
 /** Connections the apps open that no Envoy config shows (DATABASE_URL in a Secret, REDIS_URL). */
 export const APP_CONNECTIONS: readonly AppConnection[] = [
   { from: 'auth', to: 'postgres', port: 5432 },
   { from: 'auth-migrate', to: 'postgres', port: 5432 },
   ...['auth', 'authz', 'orders', 'inventory', 'profile'].map((from) => ({ from, to: 'redis', port: 6379 })),
+  // The tracing component (only there when it is in the overlay): the collector exports to Jaeger.
+  { from: 'otel-collector', to: 'jaeger', port: 4317 },
 ];
 
 /**
  * Who may reach the datastores and the auth sidecar, exactly: PostgreSQL only the issuer and the
  * migration Job; Redis only the issuer and the verifiers; the auth sidecar (8443) only the edge and
- * the verifiers, whom its RBAC rule limits to the JWK Set (envoy/src/topology.ts).
+ * the verifiers, whom its RBAC rule limits to the JWK Set (envoy/src/topology.ts); with the tracing
+ * component, the collector only the traced workloads and Jaeger only the collector.
  */
 export const EXCLUSIVE_ACCESS = {
   postgres: { port: 5432, clients: ['auth', 'auth-migrate'] },
   redis: { port: 6379, clients: ['auth', 'authz', 'orders', 'inventory', 'profile'] },
   auth: { port: 8443, clients: ['edge', ...JWKS_FETCHERS] },
+  // The tracing component: spans in from the traced workloads only, Jaeger fed by the collector only.
+  'otel-collector': { port: TRACING_COLLECTOR.otlpHttpPort, clients: [...TRACED_WORKLOADS] },
+  jaeger: { port: 4317, clients: ['otel-collector'] },
 } as const;
 
 /** The Redis ACL users' Secrets (k8s/create-secrets.sh): the issuer's only for auth. */
@@ -94,5 +114,6 @@ export async function repoContext(): Promise<CheckContext> {
     exclusiveAccess: EXCLUSIVE_ACCESS,
     redisCredentials: REDIS_CREDENTIALS,
     issuerIdentity: spiffeId('auth'),
+    tracing: TRACING_COLLECTOR,
   };
 }

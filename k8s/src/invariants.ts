@@ -39,6 +39,13 @@
  *   identity (JWKS_SERVER_ID is the `auth` SPIFFE ID), and presents a client certificate:
  *   JWKS_CA_FILE, JWKS_CERT_FILE and JWKS_KEY_FILE are set and lie under a volume mounted into
  *   that container.
+ * - `tracing`: all or nothing. With the tracing component (the collector's Service exists), every
+ *   long-running container of a jwt-mesh image has an OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`
+ *   or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, by env or envFrom) on the collector's OTLP/HTTP port,
+ *   with a parent-based sampler when one is set, and every Envoy config has the OpenTelemetry
+ *   tracer on every HTTP connection manager but its probe listener (`health`), exporting through a
+ *   cluster that points at the collector; without it, no container has an OTLP endpoint and no
+ *   Envoy config has a tracer. (Whether those connections are allowed is the `network-policy` rule's.)
  */
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
@@ -68,7 +75,8 @@ export type RuleId =
   | 'references'
   | 'network-policy'
   | 'redis-credentials'
-  | 'jwks-tls';
+  | 'jwks-tls'
+  | 'tracing';
 
 export const RULES: readonly RuleId[] = [
   'probes',
@@ -82,6 +90,7 @@ export const RULES: readonly RuleId[] = [
   'network-policy',
   'redis-credentials',
   'jwks-tls',
+  'tracing',
 ];
 
 /** One broken invariant. */
@@ -144,6 +153,11 @@ export interface CheckContext {
   redisCredentials: { issuerSecret: string; verifierSecret: string; issuers: readonly string[] };
   /** The identity every verifier must pin for the JWK Set (JWKS_SERVER_ID): the issuer's SPIFFE ID. */
   issuerIdentity: string;
+  /**
+   * The tracing component's collector: its Service name and OTLP/HTTP port. Its Service in the
+   * rendered objects means tracing is on (see the `tracing` rule).
+   */
+  tracing: { collectorService: string; otlpHttpPort: number };
 }
 
 const NAME_LABEL = 'app.kubernetes.io/name';
@@ -755,6 +769,9 @@ function envValue(objects: readonly K8sObject[], pod: PodTemplate, container: Co
   return undefined;
 }
 
+/** Environment variables holding a URL the container connects to itself (checked against the NetworkPolicies). */
+export const URL_VARIABLES = ['JWKS_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] as const;
+
 /** Rule `network-policy`. */
 export function checkNetworkPolicies(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'appConnections' | 'exclusiveAccess'>): Violation[] {
   const out: Violation[] = [];
@@ -792,21 +809,23 @@ export function checkNetworkPolicies(objects: readonly K8sObject[], ctx: Pick<Ch
       if (dest.kind === 'service') need(m.pod, dest.name, dest.namespace, e.port, `Envoy cluster ${e.cluster} (${m.configMap})`);
     }
   }
-  // Every JWKS_URL a container reads.
+  // Every URL a container connects to by itself: the JWK Set, the OTLP collector.
   for (const pod of pods) {
     for (const { container } of containersOf(pod)) {
-      const url = envValue(objects, pod, container, 'JWKS_URL');
-      if (!url) continue;
-      let u: URL;
-      try {
-        u = new URL(url);
-      } catch {
-        out.push(v('network-policy', pod, `JWKS_URL ${url} is not a URL`, container.name));
-        continue;
+      for (const name of URL_VARIABLES) {
+        const url = envValue(objects, pod, container, name);
+        if (!url) continue;
+        let u: URL;
+        try {
+          u = new URL(url);
+        } catch {
+          out.push(v('network-policy', pod, `${name} ${url} is not a URL`, container.name));
+          continue;
+        }
+        const dest = resolveHost(u.hostname, pod.namespace);
+        const port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+        if (dest.kind === 'service') need(pod, dest.name, dest.namespace, port, `${name} of container ${container.name}`);
       }
-      const dest = resolveHost(u.hostname, pod.namespace);
-      const port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
-      if (dest.kind === 'service') need(pod, dest.name, dest.namespace, port, `JWKS_URL of container ${container.name}`);
     }
   }
   // Declared app connections (URLs in Secrets).
@@ -892,6 +911,83 @@ export function checkJwksTls(objects: readonly K8sObject[], ctx: Pick<CheckConte
   return out;
 }
 
+/** The HTTP connection managers of an Envoy bootstrap, with their listener's name. */
+export function envoyHttpConnectionManagers(config: Record<string, unknown>): Array<{ listener: string; hcm: Record<string, unknown> }> {
+  const listeners = ((config['static_resources'] as Record<string, unknown> | undefined)?.['listeners'] ?? []) as Array<Record<string, unknown>>;
+  return listeners.flatMap((l) =>
+    ((l['filter_chains'] ?? []) as Array<{ filters?: Array<{ name?: string; typed_config?: Record<string, unknown> }> }>).flatMap((c) =>
+      (c.filters ?? [])
+        .filter((f) => f.name === 'envoy.filters.network.http_connection_manager' && f.typed_config)
+        .map((f) => ({ listener: String(l['name']), hcm: f.typed_config as Record<string, unknown> })),
+    ),
+  );
+}
+
+/** Rule `tracing` (see the module comment). */
+export function checkTracing(objects: readonly K8sObject[], ctx: Pick<CheckContext, 'builtImages' | 'tracing'>): Violation[] {
+  const out: Violation[] = [];
+  const { collectorService, otlpHttpPort } = ctx.tracing;
+  const pods = podTemplates(objects);
+  const collectors = objects.filter((o) => o.kind === 'Service' && o.metadata.name === collectorService);
+  const on = collectors.length > 0;
+  const isCollector = (host: string, port: number, namespace: string): boolean => {
+    const dest = resolveHost(host, namespace);
+    return dest.kind === 'service' && dest.name === collectorService && port === otlpHttpPort && collectors.some((c) => (c.metadata.namespace ?? 'default') === dest.namespace);
+  };
+  for (const pod of pods) {
+    if (isBatch(pod)) continue;
+    for (const { container, role } of containersOf(pod)) {
+      if (role === 'init' || isEnvoyContainer(container) || !ctx.builtImages.has(parseImage(container.image ?? '').name)) continue;
+      const name = ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'].find((n) => envValue(objects, pod, container, n));
+      const endpoint = name ? envValue(objects, pod, container, name) : undefined;
+      if (!on) {
+        if (endpoint) out.push(v('tracing', pod, `${name} is set (${endpoint}) but there is no collector (Service ${collectorService}): the tracing component is not in this overlay`, container.name));
+        continue;
+      }
+      if (!endpoint) {
+        out.push(v('tracing', pod, `no OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): its spans would be lost while its proxy's reach ${collectorService}`, container.name));
+        continue;
+      }
+      let u: URL | undefined;
+      try {
+        u = new URL(endpoint);
+      } catch {
+        u = undefined;
+      }
+      const port = u ? (u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80) : 0;
+      if (!u || u.protocol !== 'http:' || !isCollector(u.hostname, port, pod.namespace)) {
+        out.push(v('tracing', pod, `${name} ${endpoint} is not the collector's OTLP/HTTP endpoint (http://${collectorService}...:${otlpHttpPort})`, container.name));
+      }
+      const sampler = envValue(objects, pod, container, 'OTEL_TRACES_SAMPLER');
+      if (sampler !== undefined && !sampler.startsWith('parentbased_')) {
+        out.push(v('tracing', pod, `OTEL_TRACES_SAMPLER ${sampler} ignores the incoming traceparent: the edge decides, every process must follow it (parentbased_*)`, container.name));
+      }
+    }
+  }
+  for (const m of envoyConfigs(objects, pods)) {
+    if (!m.config) continue;
+    const clusters = envoyClusterEndpoints(m.config);
+    for (const { listener, hcm } of envoyHttpConnectionManagers(m.config)) {
+      if (listener === 'health') continue;
+      const tracing = hcm['tracing'] as { provider?: { name?: string; typed_config?: Record<string, any> } } | undefined;
+      if (!on) {
+        if (tracing) out.push(v('tracing', m.pod, `${m.configMap} listener ${listener} has a tracer but there is no collector (Service ${collectorService})`, m.container.name));
+        continue;
+      }
+      if (tracing?.provider?.name !== 'envoy.tracers.opentelemetry') {
+        out.push(v('tracing', m.pod, `${m.configMap} listener ${listener} has no OpenTelemetry tracer (envoy.tracers.opentelemetry)`, m.container.name));
+        continue;
+      }
+      const exportCluster = tracing.provider.typed_config?.['http_service']?.['http_uri']?.['cluster'] ?? tracing.provider.typed_config?.['grpc_service']?.['envoy_grpc']?.['cluster_name'];
+      const endpoints = clusters.filter((c) => c.cluster === exportCluster);
+      if (endpoints.length === 0 || !endpoints.every((e) => isCollector(e.address, e.port, m.pod.namespace))) {
+        out.push(v('tracing', m.pod, `${m.configMap} listener ${listener} exports through cluster ${String(exportCluster)}, which does not point at ${collectorService}:${otlpHttpPort}`, m.container.name));
+      }
+    }
+  }
+  return out;
+}
+
 /** Every rule over the objects; violations sorted by rule, then object. */
 export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext): Violation[] {
   return [
@@ -906,5 +1002,6 @@ export function checkInvariants(objects: readonly K8sObject[], ctx: CheckContext
     ...checkNetworkPolicies(objects, ctx),
     ...checkRedisCredentials(objects, ctx),
     ...checkJwksTls(objects, ctx),
+    ...checkTracing(objects, ctx),
   ];
 }

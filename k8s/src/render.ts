@@ -6,7 +6,10 @@
  *   from envoy/src/render.ts `renderConfigs(defaultTopology(), 'k8s')` (Service DNS names, the
  *   same ports in every pod, certificates under /etc/jwt-mesh/certs/<workload>/);
  * - `k8s/base/authz/policy.yaml`: a byte-for-byte copy of authz-service/policy.yaml (kustomize
- *   refuses files outside its folder, so the configMapGenerator reads this copy).
+ *   refuses files outside its folder, so the configMapGenerator reads this copy);
+ * - `k8s/components/tracing/envoy/*.yaml`: the same bootstraps with Envoy's OpenTelemetry tracer
+ *   on (`tracing.collector` {@link TRACING_COLLECTOR_HOST}:4318), which the tracing component puts
+ *   in place of the base's.
  *
  * The rendered files are committed; the test k8s/test/render.test.ts re-renders and compares, so
  * they cannot drift from their source.
@@ -19,7 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { defaultTopology } from '@jwt-mesh/envoy/topology';
 import { renderConfigs } from '@jwt-mesh/envoy/render';
-import { BASE_DIR, REPO_ROOT } from './paths.js';
+import { BASE_DIR, REPO_ROOT, TRACING_COMPONENT_DIR } from './paths.js';
 
 /** The authz route policy the base ships (source of the copy). */
 export const AUTHZ_POLICY_SOURCE = resolve(REPO_ROOT, 'authz-service/policy.yaml');
@@ -36,17 +39,46 @@ export function renderBaseFiles(): Record<string, string> {
   return out;
 }
 
+/** The collector Service the tracing component's Envoy configs export to (k8s/components/tracing/otel-collector.yaml). */
+export const TRACING_COLLECTOR_HOST = 'otel-collector.jwt-mesh.svc.cluster.local';
+
+/**
+ * The tracing component's rendered files, keyed by their path relative to
+ * `k8s/components/tracing/` (`envoy/edge.yaml`, `envoy/sidecar-orders.yaml`, ...): the k8s
+ * bootstraps with the OpenTelemetry tracer exporting to {@link TRACING_COLLECTOR_HOST}:4318.
+ * @throws Error from the Envoy generator.
+ */
+export function renderTracingComponentFiles(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const files = renderConfigs(defaultTopology(), 'k8s', { tracing: { collector: { host: TRACING_COLLECTOR_HOST, port: 4318 } } });
+  for (const [name, text] of Object.entries(files)) out[`envoy/${name}`] = text;
+  return out;
+}
+
+function stale(files: Record<string, string>, dir: string): string[] {
+  return Object.entries(files)
+    .filter(([rel, text]) => {
+      const path = join(dir, rel);
+      return !existsSync(path) || readFileSync(path, 'utf8') !== text;
+    })
+    .map(([rel]) => rel);
+}
+
+function write(files: Record<string, string>, dir: string): string[] {
+  return Object.entries(files).map(([rel, text]) => {
+    const path = join(dir, rel);
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+    return path;
+  });
+}
+
 /**
  * Compares {@link renderBaseFiles} with what is in `baseDir`.
  * @returns the relative paths that are missing or differ (empty when everything is current).
  */
 export function staleBaseFiles(baseDir: string = BASE_DIR): string[] {
-  return Object.entries(renderBaseFiles())
-    .filter(([rel, text]) => {
-      const path = join(baseDir, rel);
-      return !existsSync(path) || readFileSync(path, 'utf8') !== text;
-    })
-    .map(([rel]) => rel);
+  return stale(renderBaseFiles(), baseDir);
 }
 
 /**
@@ -54,25 +86,41 @@ export function staleBaseFiles(baseDir: string = BASE_DIR): string[] {
  * @returns the absolute paths written.
  */
 export function writeBaseFiles(baseDir: string = BASE_DIR): string[] {
-  return Object.entries(renderBaseFiles()).map(([rel, text]) => {
-    const path = join(baseDir, rel);
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, text);
-    return path;
-  });
+  return write(renderBaseFiles(), baseDir);
+}
+
+/**
+ * Compares {@link renderTracingComponentFiles} with what is in `dir` (default `k8s/components/tracing`).
+ * @returns the relative paths that are missing or differ.
+ */
+export function staleTracingComponentFiles(dir: string = TRACING_COMPONENT_DIR): string[] {
+  return stale(renderTracingComponentFiles(), dir);
+}
+
+/**
+ * Writes {@link renderTracingComponentFiles} into `dir` (default `k8s/components/tracing`).
+ * @returns the absolute paths written.
+ */
+export function writeTracingComponentFiles(dir: string = TRACING_COMPONENT_DIR): string[] {
+  return write(renderTracingComponentFiles(), dir);
+}
+
+/** Every rendered file that is missing or out of date, as paths relative to `k8s/`. */
+export function staleRenderedFiles(): string[] {
+  return [...staleBaseFiles().map((f) => `base/${f}`), ...staleTracingComponentFiles().map((f) => `components/tracing/${f}`)];
 }
 
 function main(argv: string[]): number {
   if (argv.includes('--check')) {
-    const stale = staleBaseFiles();
+    const stale = staleRenderedFiles();
     if (stale.length === 0) {
-      process.stdout.write('k8s-render: k8s/base is current\n');
+      process.stdout.write('k8s-render: k8s/base and k8s/components/tracing are current\n');
       return 0;
     }
-    process.stderr.write(`k8s-render: out of date in k8s/base: ${stale.join(', ')} (run 'make k8s-render')\n`);
+    process.stderr.write(`k8s-render: out of date in k8s/: ${stale.join(', ')} (run 'make k8s-render')\n`);
     return 1;
   }
-  for (const path of writeBaseFiles()) process.stdout.write(`${path}\n`);
+  for (const path of [...writeBaseFiles(), ...writeTracingComponentFiles()]) process.stdout.write(`${path}\n`);
   return 0;
 }
 

@@ -20,6 +20,7 @@ import {
   checkResources,
   checkSecurityContext,
   checkSidecars,
+  checkTracing,
   connectionAllowed,
   dockerfileProblems,
   parseQuantity,
@@ -38,12 +39,12 @@ function reports(t: Test, violations: Violation[], rule: string, pattern: RegExp
   t.ok(hit.some((m) => pattern.test(m)), `${rule} reports ${pattern}`, { found: messages(violations) });
 }
 
-t.test('the kind, minikube and cert-manager overlays hold every invariant', async (t) => {
-  for (const overlay of ['kind', 'minikube', 'kind-cert-manager'] as const) {
+t.test('the kind, minikube, cert-manager and tracing overlays hold every invariant', async (t) => {
+  for (const overlay of ['kind', 'minikube', 'kind-cert-manager', 'kind-tracing'] as const) {
     const violations = checkInvariants(await overlayObjects(overlay), ctx);
     t.same(messages(violations), [], overlay);
   }
-  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'jwks-tls', 'network-policy', 'ports', 'probes', 'redis-credentials', 'references', 'resources', 'security-context', 'sidecar']);
+  t.same([...RULES].sort(), ['envoy-mounts', 'images', 'jwks-tls', 'network-policy', 'ports', 'probes', 'redis-credentials', 'references', 'resources', 'security-context', 'sidecar', 'tracing']);
 });
 
 t.test('probes: a missing readiness or liveness probe is reported; Jobs are exempt', async (t) => {
@@ -416,4 +417,81 @@ t.test('redis-credentials: no verifier gets the issuer\'s Redis credentials; eve
     reports(t, checkRedisCredentials(objects, ctx), 'redis-credentials', /Deployment\/inventory \[app\]: REDIS_URL carries a password in the manifest/);
   }
   t.same(messages(checkRedisCredentials(await overlayObjects(), ctx)), [], 'the real overlay holds it');
+});
+
+t.test('tracing: with the component every workload exports to the collector and every Envoy has the tracer; without it none does', async (t) => {
+  const traced = await overlayObjects('kind-tracing');
+  t.same(messages(checkTracing(traced, ctx)), [], 'kind-tracing holds it');
+  t.same(messages(checkTracing(await overlayObjects('kind'), ctx)), [], 'kind (no component) holds it');
+  const apps: Array<[string, string]> = [['auth', 'auth'], ['authz', 'authz'], ['orders', 'app'], ['inventory', 'app'], ['profile', 'app']];
+  {
+    // The OTLP endpoint gone from jwt-mesh-env: every Node container is reported.
+    const objects = await overlayObjects('kind-tracing');
+    delete (find(objects, 'ConfigMap', 'jwt-mesh-env')['data'] as Record<string, string>)['OTEL_EXPORTER_OTLP_ENDPOINT'];
+    const v = checkTracing(objects, ctx);
+    for (const [d, c] of apps) reports(t, v, 'tracing', new RegExp(`Deployment/${d} \\[${c}\\]: no OTLP endpoint`));
+    t.equal(v.length, apps.length, 'one per Node container, none for Envoy, Jaeger or the collector');
+  }
+  {
+    // One Envoy config without its tracer on one listener.
+    const objects = await overlayObjects('kind-tracing');
+    editEnvoyConfig(objects, 'envoy-sidecar-inventory', (c) => {
+      const outbound = c.static_resources.listeners.find((l: { name: string }) => l.name === 'outbound');
+      delete outbound.filter_chains[0].filters[0].typed_config.tracing;
+    });
+    reports(t, checkTracing(objects, ctx), 'tracing', /Deployment\/inventory \[envoy\]: envoy-sidecar-inventory-\w+ listener outbound has no OpenTelemetry tracer/);
+  }
+  {
+    // The exporter cluster pointed elsewhere; a Node process exporting elsewhere; a sampler that ignores the parent.
+    const objects = await overlayObjects('kind-tracing');
+    editEnvoyConfig(objects, 'envoy-edge', (c) => {
+      const cl = c.static_resources.clusters.find((x: { name: string }) => x.name === 'opentelemetry_collector');
+      cl.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = 'collector.example.com';
+    });
+    const authz = container(find(objects, 'Deployment', 'authz'), 'authz');
+    authz.env = [...(authz.env ?? []), { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://jaeger.jwt-mesh.svc.cluster.local:4318' }];
+    const orders = container(find(objects, 'Deployment', 'orders'), 'app');
+    orders.env = [...(orders.env ?? []), { name: 'OTEL_TRACES_SAMPLER', value: 'always_on' }];
+    const v = checkTracing(objects, ctx);
+    reports(t, v, 'tracing', /Deployment\/edge \[envoy\]: envoy-edge-\w+ listener edge_http exports through cluster opentelemetry_collector, which does not point at otel-collector:4318/);
+    reports(t, v, 'tracing', /Deployment\/authz \[authz\]: OTEL_EXPORTER_OTLP_ENDPOINT http:\/\/jaeger\.jwt-mesh\.svc\.cluster\.local:4318 is not the collector's OTLP\/HTTP endpoint/);
+    reports(t, v, 'tracing', /Deployment\/orders \[app\]: OTEL_TRACES_SAMPLER always_on ignores the incoming traceparent/);
+  }
+  {
+    // Without the component: an endpoint or a tracer is a violation (nothing to export to).
+    const objects = await overlayObjects('kind');
+    const profile = container(find(objects, 'Deployment', 'profile'), 'app');
+    profile.env = [...(profile.env ?? []), { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: 'http://otel-collector:4318' }];
+    editEnvoyConfig(objects, 'envoy-sidecar-orders', (c) => {
+      const inbound = c.static_resources.listeners.find((l: { name: string }) => l.name === 'inbound');
+      inbound.filter_chains[0].filters[0].typed_config.tracing = { provider: { name: 'envoy.tracers.opentelemetry' } };
+    });
+    const v = checkTracing(objects, ctx);
+    reports(t, v, 'tracing', /Deployment\/profile \[app\]: OTEL_EXPORTER_OTLP_ENDPOINT is set \(http:\/\/otel-collector:4318\) but there is no collector/);
+    reports(t, v, 'tracing', /Deployment\/orders \[envoy\]: envoy-sidecar-orders-\w+ listener inbound has a tracer but there is no collector/);
+  }
+});
+
+t.test('network-policy with the tracing component: the workloads reach the collector, the collector Jaeger, and nothing else new', async (t) => {
+  t.same(messages(checkNetworkPolicies(await overlayObjects('kind-tracing'), ctx)), [], 'kind-tracing holds it');
+  {
+    const objects = (await overlayObjects('kind-tracing')).filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'otlp-export'));
+    const v = checkNetworkPolicies(objects, ctx);
+    reports(t, v, 'network-policy', /Envoy cluster opentelemetry_collector \(envoy-edge-\w+\): NetworkPolicies block Deployment\/edge -> Deployment\/otel-collector port 4318/);
+    reports(t, v, 'network-policy', /Deployment\/orders: OTEL_EXPORTER_OTLP_ENDPOINT of container app: NetworkPolicies block Deployment\/orders -> Deployment\/otel-collector port 4318/);
+  }
+  {
+    const objects = (await overlayObjects('kind-tracing')).filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'jaeger'));
+    reports(t, checkNetworkPolicies(objects, ctx), 'network-policy', /otel-collector needs jaeger:4317: NetworkPolicies block Deployment\/otel-collector -> Deployment\/jaeger/);
+  }
+  {
+    // Opening the collector to every pod lets PostgreSQL and Redis in too: reported.
+    const objects = await overlayObjects('kind-tracing');
+    const policy = find(objects, 'NetworkPolicy', 'otel-collector')['spec'] as { ingress: Array<Record<string, unknown>> };
+    policy.ingress[0] = { ports: [{ protocol: 'TCP', port: 4318 }] };
+    const allowEgress = find(objects, 'NetworkPolicy', 'otlp-export')['spec'] as { podSelector: Record<string, unknown> };
+    allowEgress.podSelector = {};
+    const v = checkNetworkPolicies(objects, ctx);
+    reports(t, v, 'network-policy', /otel-collector: StatefulSet\/postgres can reach otel-collector:4318; only edge, auth, authz, orders, inventory, profile may/);
+  }
 });

@@ -78,3 +78,26 @@ t.test('cert-manager: a CA chain and one Certificate per mesh Secret, with the S
   t.ok(bySecret.has('jwt-mesh-ca'));
   t.ok(objects.every((o) => o.kind === 'Namespace' || o.metadata.namespace === 'jwt-mesh'), 'everything in the jwt-mesh namespace');
 });
+
+t.test('kind-tracing: kind plus the collector and Jaeger (pinned), the traced Envoy configs and the OTLP endpoint; kind has none of it', async (t) => {
+  const kind = await overlayObjects('kind');
+  const traced = await overlayObjects('kind-tracing');
+  const names = (objects: typeof kind, kindName: string) => objects.filter((o) => o.kind === kindName).map((o) => o.metadata.name).sort();
+  t.same(names(traced, 'Deployment'), [...names(kind, 'Deployment'), 'jaeger', 'otel-collector'].sort(), 'two Deployments more');
+  const image = (d: string) => podTemplates(traced).find((p) => p.labels['app.kubernetes.io/name'] === d)?.spec.containers?.[0]?.image;
+  t.equal(image('otel-collector'), 'otel/opentelemetry-collector-contrib:0.120.0');
+  t.equal(image('jaeger'), 'jaegertracing/all-in-one:1.66.0');
+  t.notOk(kind.some((o) => /otel|jaeger/.test(o.metadata.name)), 'nothing of it in kind');
+  const env = (objects: typeof kind) => find(objects, 'ConfigMap', 'jwt-mesh-env')['data'] as Record<string, string>;
+  t.equal(env(traced)['OTEL_EXPORTER_OTLP_ENDPOINT'], 'http://otel-collector.jwt-mesh.svc.cluster.local:4318');
+  t.equal(env(traced)['OTEL_TRACES_SAMPLER'], 'parentbased_always_off');
+  t.equal(env(traced)['JWT_ISSUER'], env(kind)['JWT_ISSUER'], 'merged into jwt-mesh-env, the rest kept');
+  t.notOk(env(kind)['OTEL_EXPORTER_OTLP_ENDPOINT']);
+  for (const cm of ['envoy-edge', 'envoy-sidecar-orders', 'envoy-sidecar-inventory', 'envoy-sidecar-profile', 'envoy-sidecar-auth']) {
+    const text = (o: typeof kind) => (find(o, 'ConfigMap', cm)['data'] as Record<string, string>)['envoy.yaml'] as string;
+    t.match(text(traced), /envoy\.tracers\.opentelemetry/, `${cm}: the tracer is on`);
+    t.notMatch(text(kind), /envoy\.tracers\.opentelemetry/, `${cm}: not in kind`);
+    t.not(find(traced, 'ConfigMap', cm).metadata.name, find(kind, 'ConfigMap', cm).metadata.name, `${cm}: a new hash suffix rolls the pods`);
+  }
+  t.equal(traced.filter((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('envoy-edge')).length, 1, 'replaced, not added');
+});

@@ -195,7 +195,7 @@ export function claimsOf(jwt: string): Record<string, unknown> {
  */
 export async function startE2e(
   t: Teardown,
-  opts: { name: string; redisDb: number } & Pick<StackOptions, 'extraUpstreams' | 'policyRules' | 'env' | 'parts'>,
+  opts: { name: string; redisDb: number } & Pick<StackOptions, 'extraUpstreams' | 'policyRules' | 'env' | 'parts' | 'tracing'>,
 ): Promise<E2e> {
   const runDir = mkdtempSync(join(tmpdir(), `jwt-mesh-e2e-${opts.name}-`));
   const logDir = join(REPO_ROOT, '.run', 'e2e', `${opts.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -217,6 +217,7 @@ export async function startE2e(
       ...(opts.extraUpstreams ? { extraUpstreams: opts.extraUpstreams } : {}),
       ...(opts.policyRules ? { policyRules: opts.policyRules } : {}),
       ...(opts.parts ? { parts: opts.parts } : {}),
+      ...(opts.tracing ? { tracing: opts.tracing } : {}),
       env: {
         ...opts.env,
         auth: {

@@ -1,7 +1,7 @@
 /**
  * The stack CLI behind `make up`, `make demo`, `make down`, `make ps`, `make logs`:
  *
- *   tsx packages/stack/src/cli.ts up | down | demo | ps | logs [part] | help
+ *   tsx packages/stack/src/cli.ts up | down | demo | ps | logs [part] | trace [trace id] | help
  *
  * `up` starts a detached *supervisor* (this file, command `supervise`) that runs
  * {@link startStack} and keeps every part as its child; `up` relays the supervisor's progress
@@ -19,6 +19,11 @@
  * | `REDIS_URL` | (none) | Redis to use; unset: a local `redis-server` on a free port with the least-privilege ACL users |
  * | `STACK_RUN_DIR` | `<repo>/.run` | state file, logs, certificates, PGlite data |
  * | `STACK_READY_TIMEOUT_MS` | 120000 | how long one part may take to become ready |
+ * | `TRACING` | off | `on`: OpenTelemetry tracing, to the stack's own OTLP receiver unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `off` wins over an endpoint |
+ * | `OTEL_EXPORTER_OTLP_ENDPOINT` | (none) | OTLP/HTTP base URL of your collector (`http://127.0.0.1:4318`); turns tracing on |
+ * | `TRACE_SAMPLE_PERCENT` | 100 | percent of requests without a `traceparent` the edge samples (0..100) |
+ * | `TRACE_RECEIVER_PORT` | 4318 | the stack's own OTLP receiver (127.0.0.1) |
+ * | `TRACE_ID` | (none) | `trace`: the trace to show (32 hex digits); default the latest complete one through the edge |
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync } from 'node:fs';
@@ -29,7 +34,8 @@ import { REPO_ROOT } from '@jwt-mesh/testkit';
 import { runDemo } from './demo.js';
 import { httpGet } from './probe.js';
 import { isOurs, tailFile, type ProcessRecord } from './proc.js';
-import { startStack, StackStartError, type Stack } from './stack.js';
+import { otlpCollectorOf, startStack, StackStartError, type Stack, type StackTracing } from './stack.js';
+import { showTrace } from './traces/show.js';
 import { processStatus, readState, stopStack } from './state.js';
 import { partsTable, readyMessage } from './walkthrough.js';
 
@@ -50,6 +56,17 @@ const envSchema = z.object({
     .optional(),
   STACK_RUN_DIR: z.string().min(1).optional(),
   STACK_READY_TIMEOUT_MS: z.coerce.number().int().min(1000).max(900_000).default(120_000),
+  TRACING: z
+    .string()
+    .toLowerCase()
+    .pipe(z.enum(['on', 'off', '1', '0', 'true', 'false', 'yes', 'no']))
+    .transform((v) => ['on', '1', 'true', 'yes'].includes(v))
+    .optional(),
+  // Checked by `up` only (otlpCollectorOf), so a value meant for something else never stops `make down`.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().optional(),
+  TRACE_SAMPLE_PERCENT: z.coerce.number().min(0).max(100).default(100),
+  TRACE_RECEIVER_PORT: port.default(4318),
+  TRACE_ID: z.string().regex(/^[0-9a-fA-F]{32}$/, 'must be 32 hex digits (a W3C trace-id)').optional(),
 });
 type CliEnv = z.infer<typeof envSchema>;
 
@@ -69,6 +86,19 @@ export function readCliEnv(env: NodeJS.ProcessEnv): Readonly<CliEnv> {
   return Object.freeze(r.data);
 }
 
+/**
+ * The stack's tracing from the CLI's variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (a collector of
+ * yours; turns tracing on unless `TRACING=off`), else `TRACING=on` (the built-in receiver on
+ * `TRACE_RECEIVER_PORT`); `TRACE_SAMPLE_PERCENT` of the requests without a traceparent sampled by
+ * the edge. Undefined when tracing is off.
+ */
+export function tracingFromEnv(env: CliEnv): StackTracing | undefined {
+  if (env.TRACING === false) return undefined;
+  if (env.OTEL_EXPORTER_OTLP_ENDPOINT) return { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, edgeSamplePercent: env.TRACE_SAMPLE_PERCENT };
+  if (env.TRACING === true) return { receiverPort: env.TRACE_RECEIVER_PORT, edgeSamplePercent: env.TRACE_SAMPLE_PERCENT };
+  return undefined;
+}
+
 function runDirOf(env: CliEnv): string {
   return resolve(env.STACK_RUN_DIR ?? join(REPO_ROOT, '.run'));
 }
@@ -81,6 +111,15 @@ type Message = { type: 'progress'; line: string } | { type: 'ready' } | { type: 
 /** `up`: start the supervisor, relay its progress, print the walkthrough. */
 async function up(env: CliEnv): Promise<number> {
   const runDir = runDirOf(env);
+  const tracing = tracingFromEnv(env);
+  if (tracing?.endpoint) {
+    try {
+      otlpCollectorOf(tracing.endpoint);
+    } catch (e) {
+      err(`make up: ${(e as Error).message}`);
+      return 2;
+    }
+  }
   const stateFile = join(runDir, 'stack.json');
   const existing = readState(stateFile);
   if (existing) {
@@ -171,6 +210,7 @@ async function supervise(env: CliEnv): Promise<number> {
       ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
       ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
       readyTimeoutMs: env.STACK_READY_TIMEOUT_MS,
+      ...(tracingFromEnv(env) ? { tracing: tracingFromEnv(env) } : {}),
       supervisor: me,
       onProgress: (line) => {
         out(line);
@@ -227,6 +267,32 @@ async function demo(env: CliEnv): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
+/** `trace [trace id]`: one trace from the stack's receiver as a waterfall (make trace). */
+async function trace(env: CliEnv, traceIdArg: string | undefined): Promise<number> {
+  const state = readState(join(runDirOf(env), 'stack.json'));
+  if (!state || !state.ready) {
+    err('make trace: no stack is running; start one with make up TRACING=on');
+    return 1;
+  }
+  if (!state.tracing) {
+    err('make trace: this stack runs without tracing; make down, then make up TRACING=on (or OTEL_EXPORTER_OTLP_ENDPOINT=<your collector>)');
+    return 1;
+  }
+  if (!state.tracing.receiver) {
+    out(`make trace: traces go to your collector at ${state.tracing.endpoint}; look them up there (Jaeger UI, Grafana Tempo, ...).`);
+    return 0;
+  }
+  const traceId = traceIdArg ?? env.TRACE_ID;
+  try {
+    const shown = await showTrace({ receiver: state.tracing.receiver, ...(traceId ? { traceId } : {}) });
+    process.stdout.write(shown.text);
+    return 0;
+  } catch (e) {
+    err(`make trace: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
 function ps(env: CliEnv): number {
   const state = readState(join(runDirOf(env), 'stack.json'));
   if (!state) {
@@ -269,10 +335,14 @@ const HELP = `jwt-mesh local stack
   down     stop everything up started, and nothing else                       (make down)
   ps       the recorded processes and whether they still run                  (make ps)
   logs [part] [--lines N]  the last lines of every log, or of one part        (make logs)
+  trace [trace id]  one request's spans as a waterfall (TRACING=on)          (make trace)
 
 Environment: EDGE_PORT (8080), EDGE_HTTPS_PORT (8443), EDGE_ADMIN_PORT (9901), DATABASE_URL
 (unset: embedded PGlite), REDIS_URL (unset: local redis-server with ACL users), STACK_RUN_DIR (.run),
-STACK_READY_TIMEOUT_MS (120000).`;
+STACK_READY_TIMEOUT_MS (120000). Tracing: TRACING=on (the stack's own OTLP receiver on
+TRACE_RECEIVER_PORT, 4318), or OTEL_EXPORTER_OTLP_ENDPOINT=http://host:port (your collector);
+TRACE_SAMPLE_PERCENT (100) of the requests without a traceparent are sampled at the edge;
+TRACE_ID for trace.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -299,6 +369,8 @@ async function main(argv: string[]): Promise<number> {
       return demo(env);
     case 'ps':
       return ps(env);
+    case 'trace':
+      return trace(env, rest.find((a) => !a.startsWith('--')));
     case 'logs': {
       const i = rest.indexOf('--lines');
       const lines = i >= 0 ? Number(rest[i + 1]) || 30 : 30;

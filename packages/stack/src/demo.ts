@@ -11,13 +11,15 @@
  * the edge -> the edge -> auth-service hop is mTLS (the edge's `auth` cluster counts a TLS
  * handshake for every connection it opened; the auth sidecar refuses a caller without a mesh
  * client certificate) -> a verifier's Redis credentials read the revocation store but are
- * refused (NOPERM) on every write.
+ * refused (NOPERM) on every write -> with tracing on and the stack's own receiver, the trace of the
+ * chain call as a waterfall (`make trace`), else where to find it.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { Redis } from 'ioredis';
 import type { StackState } from './state.js';
+import { showTrace } from './traces/show.js';
 
 /** An HTTP answer (body parsed as JSON when it is JSON). */
 interface Answer {
@@ -281,6 +283,22 @@ export async function runDemo(state: StackState, out: (line: string) => void = (
     }
   } else {
     out('\n(Redis ACL step skipped: the stack uses the REDIS_URL you gave; make up without REDIS_URL sets up the ACL users)');
+  }
+
+  // Tracing ------------------------------------------------------------------------------------------
+  if (state.tracing?.receiver) {
+    step(`The trace of step 2 (trace id ${traceId}), from the stack's trace receiver`);
+    try {
+      const shown = await showTrace({ receiver: state.tracing.receiver, traceId });
+      out(shown.text.replace(/^/gm, '   ').trimEnd());
+      check(true, 'the trace of the chain call reached the trace receiver', `make trace TRACE_ID=${traceId} shows it again`);
+    } catch (err) {
+      check(false, 'the trace of the chain call reached the trace receiver', (err as Error).message);
+    }
+  } else if (state.tracing) {
+    out(`\nTracing: the chain call of step 2 is trace ${traceId} in your collector (${state.tracing.endpoint}); look it up there by that id.`);
+  } else {
+    out('\n(Tracing is off: make up TRACING=on, then make demo and make trace, shows every hop of a request as a waterfall.)');
   }
 
   // Deliberately not "N passed, N failed": CI reads that line as the test runner's summary.

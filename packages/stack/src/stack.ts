@@ -4,7 +4,8 @@
  * both run exactly this function, with different options (fixed ports and `.run/` for `make up`;
  * free ports, temp folders and a unique Redis prefix for tests).
  *
- * Order: Envoy binary -> certificates -> PostgreSQL (DATABASE_URL or embedded PGlite) ->
+ * Order: Envoy binary -> certificates -> (tracing on without a collector of yours: the OTLP
+ * receiver, src/traces/) -> PostgreSQL (DATABASE_URL or embedded PGlite) ->
  * migrations -> Redis (REDIS_URL, or a local redis-server with the least-privilege ACL users of
  * the core's `redisAclRules`: the auth-service connects as the issuer's user, every verifier as
  * the verifiers' read-only user, passwords generated into `<runDir>/redis/`) -> auth-service ->
@@ -77,6 +78,73 @@ export interface ExtraUpstream {
   edgePrefixes: string[];
 }
 
+/** The stack's part that runs the built-in OTLP receiver (`make up TRACING=on`). */
+export const TRACES_PART = 'traces';
+
+/** Default port of the built-in OTLP receiver in `fixed` mode (OTLP/HTTP's own port). */
+export const DEFAULT_TRACE_RECEIVER_PORT = 4318;
+
+/**
+ * OpenTelemetry tracing of the whole mesh: every Node process (through `@jwt-mesh/tracing`'s
+ * standard `OTEL_*` variables) and every Envoy (its OpenTelemetry tracer, envoy/src/render.ts)
+ * export OTLP/HTTP to one place: the collector at {@link StackTracing.endpoint}, or, without one,
+ * the stack's own receiver (part {@link TRACES_PART}, `src/traces/`), which `make trace` reads.
+ */
+export interface StackTracing {
+  /**
+   * OTLP/HTTP base URL of a collector you run (Jaeger, Tempo, the OpenTelemetry Collector), e.g.
+   * `http://127.0.0.1:4318`: the Node processes get it as `OTEL_EXPORTER_OTLP_ENDPOINT`, the
+   * proxies export to `<endpoint>/v1/traces`. Plain `http://` only (the proxies' exporter
+   * cluster has no TLS). Absent: the built-in receiver is started.
+   */
+  endpoint?: string;
+  /** Percentage (0..100) of requests arriving without a `traceparent` that the edge samples. Default 100. */
+  edgeSamplePercent?: number;
+  /** The built-in receiver's port with `ports: 'fixed'`. Default {@link DEFAULT_TRACE_RECEIVER_PORT}. */
+  receiverPort?: number;
+  /** Traces the built-in receiver keeps (the oldest are dropped). Default 200. */
+  receiverMaxTraces?: number;
+  /** Largest export request the built-in receiver accepts, bytes. Default 4 MiB. */
+  receiverMaxBodyBytes?: number;
+}
+
+/** Where a collector's OTLP/HTTP base URL sends traces, for the Envoy exporter cluster. */
+export interface OtlpCollector {
+  /** The base URL without a trailing slash (`OTEL_EXPORTER_OTLP_ENDPOINT`). */
+  endpoint: string;
+  /** Host for the exporter cluster: an IP literal (`localhost` becomes 127.0.0.1) or a DNS name. */
+  host: string;
+  port: number;
+  /** `<base path>/v1/traces` (OTLP/HTTP: the signal path is appended to the base URL). */
+  tracesPath: string;
+}
+
+/**
+ * Parses an OTLP/HTTP base URL (the value of `OTEL_EXPORTER_OTLP_ENDPOINT`, OTLP exporter spec).
+ * @throws Error naming the problem: not a URL, not `http://` (the proxies cannot export over TLS
+ *   here), credentials, a query or a fragment in it.
+ */
+export function otlpCollectorOf(endpoint: string): OtlpCollector {
+  let u: URL;
+  try {
+    u = new URL(endpoint);
+  } catch {
+    throw new Error(`OTEL_EXPORTER_OTLP_ENDPOINT ${JSON.stringify(endpoint)} is not a URL (e.g. http://127.0.0.1:4318)`);
+  }
+  if (u.protocol !== 'http:') {
+    throw new Error(`OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// URL: the Envoy proxies export over plain HTTP (got ${u.protocol}//)`);
+  }
+  if (u.username || u.password || u.search || u.hash) throw new Error('OTEL_EXPORTER_OTLP_ENDPOINT must not carry credentials, a query or a fragment');
+  const hostname = u.hostname.replace(/^\[|\]$/g, '');
+  const base = u.pathname.replace(/\/+$/, '');
+  return {
+    endpoint: `${u.protocol}//${u.host}${base}`,
+    host: hostname === 'localhost' ? '127.0.0.1' : hostname,
+    port: u.port ? Number(u.port) : 80,
+    tracesPath: `${base}/v1/traces`,
+  };
+}
+
 /** Which parts to start. Everything by default; the auth-service and its database always. */
 export interface PartSelection {
   /** The authz-service replicas. Default true. */
@@ -143,6 +211,8 @@ export interface StackOptions {
   readyTimeoutMs?: number;
   /** The supervisor's record, written into the state file (the CLI sets it). */
   supervisor?: ProcessRecord | null;
+  /** OpenTelemetry tracing of every Node process and every proxy (see {@link StackTracing}). Default off. */
+  tracing?: StackTracing;
 }
 
 /** Thrown when a part does not start; names the part and its log file. */
@@ -369,8 +439,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         admin: await pick(3300 + n, `sidecar-${s.name}.admin`),
       };
     }
+    // Tracing: a collector the user runs, or the built-in receiver on its own port.
+    let collector: OtlpCollector | undefined;
+    try {
+      collector = options.tracing?.endpoint ? otlpCollectorOf(options.tracing.endpoint) : undefined;
+    } catch (err) {
+      throw new StackStartError('tracing', (err as Error).message, null, { what: 'is misconfigured' });
+    }
+    let receiverPort: number | undefined =
+      options.tracing && !collector ? await pick(options.tracing.receiverPort ?? DEFAULT_TRACE_RECEIVER_PORT, TRACES_PART) : undefined;
+    const tracingCollector = (): OtlpCollector | undefined =>
+      collector ?? (receiverPort !== undefined ? otlpCollectorOf(`http://127.0.0.1:${receiverPort}`) : undefined);
     if (!free) {
       const wanted: Array<[number, string, string]> = [
+        ...(receiverPort !== undefined ? [[receiverPort, 'trace receiver', 'TRACE_RECEIVER_PORT'] as [number, string, string]] : []),
         [plan.edge.http, 'edge HTTP', 'EDGE_PORT'],
         [plan.edge.https, 'edge HTTPS', 'EDGE_HTTPS_PORT'],
         [plan.edge.admin, 'edge admin', 'EDGE_ADMIN_PORT'],
@@ -396,6 +478,59 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           { what: 'check failed' },
         );
       }
+    }
+
+    // ---- trace receiver (tracing on, no collector of yours) ------------------------------------
+    if (receiverPort !== undefined) {
+      const entry = join(REPO_ROOT, 'packages', 'stack', 'src', 'traces', 'main.ts');
+      const log = logOf(TRACES_PART);
+      const t = options.tracing as StackTracing;
+      await launch({
+        name: TRACES_PART,
+        ...(free
+          ? {
+              repick: async () => {
+                receiverPort = await reserve(TRACES_PART);
+              },
+            }
+          : {}),
+        start: async () => {
+          const port = receiverPort as number;
+          await release(port);
+          const env: NodeJS.ProcessEnv = { ...process.env };
+          delete env['NODE_OPTIONS'];
+          const proc = spawnProcess({
+            name: TRACES_PART,
+            command: process.execPath,
+            args: [
+              ...NODE_TSX,
+              entry,
+              '--port',
+              String(port),
+              ...(t.receiverMaxTraces !== undefined ? ['--max-traces', String(t.receiverMaxTraces)] : []),
+              ...(t.receiverMaxBodyBytes !== undefined ? ['--max-body-bytes', String(t.receiverMaxBodyBytes)] : []),
+            ],
+            cwd: REPO_ROOT,
+            env,
+            logFile: log,
+            markers: [entry],
+          });
+          await guard(TRACES_PART, log, proc, () =>
+            waitUntil(
+              'trace receiver /healthz',
+              async () => {
+                const r = await httpGet(`http://127.0.0.1:${port}/healthz`);
+                return r.status === 200 ? true : `GET /healthz: ${r.status || r.body}`;
+              },
+              { timeoutMs: readyTimeoutMs, alive: proc.running },
+            ),
+          );
+          return proc;
+        },
+      });
+      say(TRACES_PART, `OTLP receiver http://127.0.0.1:${receiverPort}/v1/traces, loopback only (log ${rel(log)}); make trace prints a request's spans`);
+    } else if (collector) {
+      say('tracing', `every process and proxy exports OTLP/HTTP to your collector at ${collector.endpoint}`);
     }
 
     // Functions of the auth ports: the auth-service may move to another port if its own was taken.
@@ -576,12 +711,24 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       REDIS_PREFIX: prefix,
       LOG_LEVEL: 'info',
     });
+    /**
+     * The OpenTelemetry variables of every Node process when tracing is on (`@jwt-mesh/tracing`
+     * reads them): the collector's base URL, a parent-based sampler that never starts a sampled
+     * trace on its own (the edge decides; a process follows the incoming traceparent), and a 1 s
+     * batch delay so `make trace` sees a request soon after it ends.
+     */
+    const tracingEnv = (): Record<string, string> => {
+      const c = tracingCollector();
+      return c ? { OTEL_EXPORTER_OTLP_ENDPOINT: c.endpoint, OTEL_TRACES_SAMPLER: 'parentbased_always_off', OTEL_BSP_SCHEDULE_DELAY: '1000' } : {};
+    };
     const childEnv = (own: Record<string, string>, kind?: Record<string, string>): NodeJS.ProcessEnv => {
       const base: NodeJS.ProcessEnv = { ...process.env };
       // Never leak the launcher's own settings into a part by accident: every part gets what it needs explicitly.
       for (const k of ['DATABASE_URL', 'REDIS_URL', 'REDIS_USERNAME', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE', 'PORT', 'HOST', 'GRPC_PORT', 'UPSTREAM_URL', 'UPSTREAM_AUTHORITY', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE']) delete base[k];
+      // Tracing is the stack's decision: the Node processes export where the proxies do, or not at all.
+      for (const k of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) delete base[k];
       delete base['NODE_OPTIONS'];
-      return { ...base, ...verifierEnv(), ...own, ...(options.env?.all ?? {}), ...(kind ?? {}) };
+      return { ...base, ...verifierEnv(), ...tracingEnv(), ...own, ...(options.env?.all ?? {}), ...(kind ?? {}) };
     };
     /**
      * A Node part. `env` and `ready` are called at each start, so a start after `repick` uses the
@@ -624,7 +771,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         authz: plan.authz.map((port) => ({ host: '127.0.0.1', port })),
         services: Object.fromEntries(Object.entries(plan.services).map(([n, s]) => [n, { ...s, host: '127.0.0.1' }])),
       };
-      return renderConfigs(topology, 'local', { ports: portsOverride, certDir: p.certDir, bindAddress: '127.0.0.1' });
+      const c = tracingCollector();
+      return renderConfigs(topology, 'local', {
+        ports: portsOverride,
+        certDir: p.certDir,
+        bindAddress: '127.0.0.1',
+        ...(c
+          ? {
+              tracing: {
+                collector: { host: c.host, port: c.port },
+                tracesPath: c.tracesPath,
+                ...(options.tracing?.edgeSamplePercent !== undefined ? { edgeSamplePercent: options.tracing.edgeSamplePercent } : {}),
+              },
+            }
+          : {}),
+      });
     };
     const envoyLogDir = join(p.logDir, 'envoy');
     const envoyPart = (name: string, file: string, portsOf: () => number[], repick?: () => Promise<void>): PartDef => ({
@@ -874,6 +1035,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       redis: { url: rUrl, embedded: !options.redisUrl, prefix, ...(redisAcl ? { acl: redisAcl } : {}) },
       jwt: { issuer: issuer(), audience },
       users: users.map((u) => ({ ...u })),
+      ...(tracingCollector()
+        ? {
+            tracing: {
+              endpoint: (tracingCollector() as OtlpCollector).endpoint,
+              receiver: receiverPort !== undefined ? `http://127.0.0.1:${receiverPort}` : null,
+              edgeSamplePercent: options.tracing?.edgeSamplePercent ?? 100,
+            },
+          }
+        : {}),
       ready: true,
     };
     saveState();

@@ -79,6 +79,14 @@ export const stackStateSchema = z.object({
   }),
   jwt: z.object({ issuer: z.string(), audience: z.string() }),
   users: z.array(userSchema),
+  /**
+   * OpenTelemetry tracing, when on (absent when off): the OTLP/HTTP base URL every process and
+   * proxy exports to, the built-in receiver's URL (null when the endpoint is a collector of the
+   * user's), and the percentage of requests without a traceparent the edge samples.
+   */
+  tracing: z
+    .object({ endpoint: z.string(), receiver: z.string().nullable(), edgeSamplePercent: z.number() })
+    .optional(),
   /** Whether the stack finished starting (false while it starts or after it failed). */
   ready: z.boolean(),
 });

@@ -31,6 +31,13 @@ export function partsTable(state: StackState): string {
   ]);
   const acl = state.redis.acl ? `; ACL users ${state.redis.acl.issuer.username} (auth-service), ${state.redis.acl.verifier.username} (read-only, verifiers), passwords in ${rel(state, join(state.runDir, 'redis'))}` : '';
   rows.push(['redis', `${redact(state.redis.url)}${state.redis.embedded ? `  (local redis-server${acl})` : ''}`, state.redis.embedded ? log('redis') : '']);
+  if (state.tracing) {
+    rows.push(
+      state.tracing.receiver
+        ? ['traces', `${state.tracing.receiver}/v1/traces  (OTLP receiver, loopback; make trace)`, log('traces')]
+        : ['traces', `${state.tracing.endpoint}  (your collector: every process and proxy exports OTLP/HTTP there)`, ''],
+    );
+  }
   const w0 = Math.max(...rows.map((r) => r[0].length));
   return rows.map(([a, b, c]) => `  ${a.padEnd(w0)}  ${b}${c ? `\n  ${''.padEnd(w0)}  log: ${c}` : ''}`).join('\n');
 }
@@ -111,6 +118,11 @@ export function readyMessage(state: StackState): string {
     walkthrough(state),
     '',
     'make demo   runs the walkthrough with checks',
+    ...(state.tracing?.receiver
+      ? ['make trace  prints the latest request through the edge as a waterfall (TRACE_ID=<32 hex> for one trace)']
+      : state.tracing
+        ? [`traces      go to your collector at ${state.tracing.endpoint} (edge samples ${state.tracing.edgeSamplePercent} %)`]
+        : []),
     'make ps     shows the processes; make logs shows the last log lines',
     'make down   stops everything make up started',
     '',

@@ -112,7 +112,7 @@ ps: ## the processes make up started and whether they still run
 logs: ## the last lines of every stack log in .run/logs (PART=edge LINES=100 for one part)
 	$(STACK_CLI) logs $(PART) --lines $(or $(LINES),30)
 
-trace: ## one request's spans as a waterfall per hop, from make up TRACING=on's receiver: the latest complete one through the edge, or TRACE_ID=<32 hex>
+trace: ## one request's spans as a waterfall per hop, from make up TRACING=on's receiver: the latest complete one that reached a service behind the edge, or TRACE_ID=<32 hex>
 	$(STACK_CLI) trace $(TRACE_ID)
 
 # --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------

@@ -23,7 +23,7 @@
  * | `OTEL_EXPORTER_OTLP_ENDPOINT` | (none) | OTLP/HTTP base URL of your collector (`http://127.0.0.1:4318`); turns tracing on |
  * | `TRACE_SAMPLE_PERCENT` | 100 | percent of requests without a `traceparent` the edge samples (0..100) |
  * | `TRACE_RECEIVER_PORT` | 4318 | the stack's own OTLP receiver (127.0.0.1) |
- * | `TRACE_ID` | (none) | `trace`: the trace to show (32 hex digits); default the latest complete one through the edge |
+ * | `TRACE_ID` | (none) | `trace`: the trace to show (32 hex digits); default the latest complete one that reached a service behind the edge |
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync } from 'node:fs';

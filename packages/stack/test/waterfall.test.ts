@@ -96,3 +96,24 @@ t.test('pickTrace: the newest complete trace through the edge, else the newest t
   t.equal(pickTrace([s('a', false, false)])?.traceId, 'a');
   t.equal(pickTrace([]), null);
 });
+
+t.test('pickTrace: a complete trace that reached a service behind the edge wins over a newer one that stopped at the edge', async (t) => {
+  const s = (id: string, services: string[]): TraceSummary => ({
+    traceId: id,
+    spanCount: services.length,
+    services,
+    root: null,
+    startTimeUnixNano: '0',
+    durationMs: 0,
+    throughEdge: true,
+    complete: true,
+    lastReceivedAt: '',
+    quietMs: 0,
+    droppedSpans: 0,
+  });
+  // A GET /healthz through the edge after the chain call: edge + authz only, and newer.
+  const health = s('h', ['edge', 'authz-service']);
+  const chain = s('c', ['edge', 'authz-service', 'sidecar-orders', 'orders']);
+  t.equal(pickTrace([health, chain])?.traceId, 'c', 'the chain call, not the newer /healthz');
+  t.equal(pickTrace([health])?.traceId, 'h', 'with no such trace, the newest complete one');
+});

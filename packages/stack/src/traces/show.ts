@@ -1,20 +1,23 @@
 /**
  * `make trace`: reads the built-in receiver's API (./receiver.ts) and prints one trace as a
- * waterfall (./waterfall.ts): the one asked for, or by default the latest complete trace that came
- * through the edge, waiting briefly for spans still in the processes' export queues (the proxies
+ * waterfall (./waterfall.ts): the one asked for, or by default the latest complete one that reached a
+ * service behind the edge ({@link pickTrace}), waiting briefly for spans still in the processes' export queues (the proxies
  * and the Node processes flush about once a second under `make up`).
  */
 import { request as httpRequest } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StoredSpan } from './otlp.js';
-import type { TraceSummary } from './store.js';
+import { EDGE_SERVICE, type TraceSummary } from './store.js';
 import { formatWaterfall, type WaterfallOptions } from './waterfall.js';
+
+/** The service name the authz-service gives its spans (authz-service/src/main.ts, unless `OTEL_SERVICE_NAME` overrides it). */
+const AUTHZ_SERVICE = 'authz-service';
 
 /** Options of {@link showTrace}. */
 export interface ShowTraceOptions {
   /** The receiver's base URL (`http://127.0.0.1:4318`). */
   receiver: string;
-  /** The trace to show (32 hex digits). Default: the latest complete trace through the edge. */
+  /** The trace to show (32 hex digits). Default: {@link pickTrace}'s choice, the latest complete API call. */
   traceId?: string;
   /** How long to wait for the trace to appear and settle, milliseconds. Default 6000. */
   waitMs?: number;
@@ -62,12 +65,21 @@ export async function fetchTraces(receiver: string): Promise<TraceSummary[]> {
 }
 
 /**
- * The trace `make trace` shows without a trace id: the newest (by start) trace that came through
- * the edge and is structurally complete, else the newest through the edge, else the newest; null
- * when there is none.
+ * The trace `make trace` shows without a trace id, from the receiver's list (newest first): the
+ * newest structurally complete trace through the edge that reached a service behind it (a span of
+ * a process other than the edge and authz-service), so that a later `GET /healthz`, which stops at
+ * the edge, does not hide the last API call; else the newest complete one through the edge, else
+ * the newest through the edge, else the newest; null when there is none.
  */
 export function pickTrace(traces: readonly TraceSummary[]): TraceSummary | null {
-  return traces.find((x) => x.complete) ?? traces.find((x) => x.throughEdge) ?? traces[0] ?? null;
+  const reachedService = (x: TraceSummary): boolean => x.services.some((s) => s !== EDGE_SERVICE && s !== AUTHZ_SERVICE);
+  return (
+    traces.find((x) => x.complete && reachedService(x)) ??
+    traces.find((x) => x.complete) ??
+    traces.find((x) => x.throughEdge) ??
+    traces[0] ??
+    null
+  );
 }
 
 /**

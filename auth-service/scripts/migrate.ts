@@ -9,8 +9,8 @@
  * Needs `node --experimental-wasm-modules` (the package imports its .wasm as an ES module).
  * `npm run migrate -w @jwt-mesh/auth-service` runs `deploy`; see `--help`.
  *
- * Upstream: https://www.prisma.io/docs/orm/prisma-migrate/workflows/development-and-production
- * and /work/shared/PRISMA-OFFLINE.md.
+ * Upstream: https://www.prisma.io/docs/orm/prisma-migrate/workflows/development-and-production;
+ * why and how this project migrates offline: auth-service/README.md, "Migrations".
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';

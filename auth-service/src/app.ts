@@ -1,5 +1,5 @@
 /**
- * The auth service's HTTP API (Fastify 5), built apart from listening (STYLE.md #6): every
+ * The auth service's HTTP API (Fastify 5), built apart from listening (CONTRIBUTING.md, "Build apart from listen"): every
  * dependency is injected, so tests use `app.inject()` or listen on port 0.
  *
  * Endpoints (README.md has request/response examples):

@@ -1,4 +1,4 @@
-/** A clock, injected so tests can move time (STYLE.md #8). */
+/** A clock, injected so tests can move time (CONTRIBUTING.md, "Tests"). */
 export interface Clock {
   /** Current time, epoch milliseconds. */
   now(): number;

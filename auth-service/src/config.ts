@@ -1,6 +1,6 @@
 /**
  * auth-service configuration: read once from the environment, validated with zod, frozen.
- * A bad value stops start-up with a message naming the variable (STYLE.md #5).
+ * A bad value stops start-up with a message naming the variable (CONTRIBUTING.md, "Config is read once, validated, frozen").
  *
  * Reading (`process.env`) is separate from validating ({@link parseConfig}), so tests build a
  * config from a plain object. Every variable, its default and unit is listed in README.md.

@@ -1,5 +1,5 @@
 /**
- * The auth service's one table from error code to HTTP status (STYLE.md #2). Bearer-token
+ * The auth service's one table from error code to HTTP status (CONTRIBUTING.md, "One table from error to status"). Bearer-token
  * failures (logout, introspection credentials) go through the core's `toDenial` instead; every
  * other failure is an {@link OAuthError} with a code from this table.
  *

@@ -1,7 +1,7 @@
 /**
  * Revocation re-sync: publishes the database's live revocations to Redis again.
  *
- * The database is the source of truth for revocation (ARCHITECTURE.md "Revocation"); Redis is
+ * The database is the source of truth for revocation (packages/core/README.md, "Revocation in Redis"); Redis is
  * the fast path every verifier reads. Redis can lose entries the database still holds: a restart
  * without persistence, a failover to a replica that missed writes, a FLUSH, eviction under
  * memory pressure, or a revocation made while Redis was unreachable (the database was written,

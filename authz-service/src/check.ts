@@ -1,10 +1,10 @@
 /**
  * The ext_authz `Check` handler: translates an Envoy `CheckRequest` into the core's plain
  * {@link AuthRequest}, asks the core's {@link Authenticator} for a decision, and translates the
- * {@link Decision} into a `CheckResponse`. No verification logic lives here (STYLE.md #1): every
- * status comes from the core's `ERROR_MAP` through `toDenial` (STYLE.md #2).
+ * {@link Decision} into a `CheckResponse`. No verification logic lives here (CONTRIBUTING.md, "A pure core, thin adapters"): every
+ * status comes from the core's `ERROR_MAP` through `toDenial` (CONTRIBUTING.md, "One table from error to status").
  *
- * It never fails the gRPC call (STYLE.md #4): a deny, an exception and a passed deadline are all
+ * It never fails the gRPC call (CONTRIBUTING.md, "ext_authz never throws at Envoy"): a deny, an exception and a passed deadline are all
  * answered with a normal `CheckResponse` carrying a `DeniedHttpResponse`.
  *
  * Upstream: envoy/service/auth/v3/external_auth.proto (CheckResponse, OkHttpResponse,

@@ -1,6 +1,6 @@
 /**
  * authz-service configuration: read once from the environment at start-up, validated with zod,
- * frozen. A bad value stops start-up with an error naming the variable (STYLE.md #5).
+ * frozen. A bad value stops start-up with an error naming the variable (CONTRIBUTING.md, "Config is read once, validated, frozen").
  *
  * Reading ({@link readAuthzEnv}: picks and validates the raw variables) is separate from
  * merging ({@link loadConfig}: applies defaults, cross-field rules and the shared verifier

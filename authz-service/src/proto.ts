@@ -3,7 +3,7 @@
  * (Envoy's own protos shipped in `@grpc/grpc-js-xds`'s `deps/` folder, never copied here), the
  * entry file and the `@grpc/proto-loader` options. The runtime loader ({@link loadAuthorizationProto})
  * and the type generator (`scripts/generate.ts`, `npm run generate`) both read this module, so the
- * generated TypeScript types always describe the objects the loader really produces (STYLE.md #7).
+ * generated TypeScript types always describe the objects the loader really produces (CONTRIBUTING.md, "Typed protos").
  *
  * Upstream: https://github.com/grpc/grpc-node/tree/master/packages/proto-loader (options and
  * `proto-loader-gen-types`), Envoy `envoy/service/auth/v3/external_auth.proto`.

@@ -1,6 +1,6 @@
 /**
  * The gRPC server: `envoy.service.auth.v3.Authorization/Check` plus `grpc.health.v1.Health`.
- * Built apart from listening (STYLE.md #6): {@link buildServer} takes its dependencies, and
+ * Built apart from listening (CONTRIBUTING.md, "Build apart from listen"): {@link buildServer} takes its dependencies, and
  * `start(port, host)` binds (port 0 = any free port, as the tests do).
  *
  * Upstream: grpc-node `@grpc/grpc-js` Server / ServerCredentials, `grpc-health-check`

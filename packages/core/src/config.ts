@@ -1,6 +1,6 @@
 /**
  * The verifier settings shared by every verifier (ext_authz server, services) and the issuer,
- * read from the environment once at start-up, validated with zod, frozen (STYLE.md #5).
+ * read from the environment once at start-up, validated with zod, frozen (CONTRIBUTING.md, "Config is read once, validated, frozen").
  * Reading (`loadVerifierConfig`) is separate from using: callers map the result onto
  * `createVerifier`, `createRemoteKeySource` and `createRedisRevocation` options.
  */

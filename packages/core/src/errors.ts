@@ -1,7 +1,7 @@
 /**
  * The one set of authentication / authorization error codes, the one error class that carries
  * them, and the one table that maps each code to an HTTP status, a gRPC status and the RFC 6750
- * `error=` value. Nothing else in the project picks a status (STYLE.md #2).
+ * `error=` value. Nothing else in the project picks a status (CONTRIBUTING.md, "One table from error to status").
  *
  * Upstream: RFC 6750 §3 and §3.1 (Bearer challenges and error codes), RFC 6749 §5.2,
  * google.rpc.Code (gRPC status numbers), Envoy ext_authz `DeniedHttpResponse`.

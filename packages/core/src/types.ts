@@ -1,7 +1,7 @@
 /**
  * Transport-neutral shapes shared by every verifier (the ext_authz server, the Fastify plugin,
  * the gRPC service interceptor) and the issuer. No `@grpc/*` or `fastify` imports here or
- * anywhere in this package (STYLE.md #1).
+ * anywhere in this package (CONTRIBUTING.md, "A pure core, thin adapters").
  */
 import type { AuthError } from './errors.js';
 

@@ -1,5 +1,5 @@
 /**
- * The Fastify verification plugin: a thin adapter over `@jwt-mesh/core` (STYLE.md #1). It turns
+ * The Fastify verification plugin: a thin adapter over `@jwt-mesh/core` (CONTRIBUTING.md, "A pure core, thin adapters"). It turns
  * a Fastify request into the core's plain {@link AuthRequest}, asks the core's
  * {@link Authenticator} for a {@link Decision}, and either puts the verified {@link Identity} on
  * `request.identity` or answers with the core's {@link toDenial} (status, `WWW-Authenticate`,

@@ -1,6 +1,6 @@
 /**
  * Server side of the gRPC hop: the same check as the Fastify plugin, over `authorization`
- * metadata. A thin adapter over `@jwt-mesh/core` (STYLE.md #1): metadata becomes the core's
+ * metadata. A thin adapter over `@jwt-mesh/core` (CONTRIBUTING.md, "A pure core, thin adapters"): metadata becomes the core's
  * plain {@link AuthRequest}, the core's {@link Authenticator} decides, and a deny is sent with
  * the status the core's one table picks ({@link toDenial}: `UNAUTHENTICATED`,
  * `PERMISSION_DENIED`, `INVALID_ARGUMENT`, `UNAVAILABLE`) plus the RFC 6750 challenge in the

@@ -1,6 +1,6 @@
 /**
  * Service configuration: read once from the environment at start-up, validated with zod,
- * frozen (STYLE.md #5). A bad value stops start-up with a message naming the variable.
+ * frozen (CONTRIBUTING.md, "Config is read once, validated, frozen"). A bad value stops start-up with a message naming the variable.
  * Reading (`process.env`) is separate from parsing: every function takes the env as an argument.
  *
  * The verifier settings (`JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*`, ...) are the shared

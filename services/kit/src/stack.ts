@@ -1,7 +1,7 @@
 /**
  * The verification stack of one service, built only from the core: a remote JWK Set key source,
  * the verifier, the Redis revocation checker, and the authenticator that combines them. No
- * verification logic lives here (STYLE.md #1): this only wires the core's parts together.
+ * verification logic lives here (CONTRIBUTING.md, "A pure core, thin adapters"): this only wires the core's parts together.
  */
 import {
   JWKS_FETCH_FAILURE_REASONS,

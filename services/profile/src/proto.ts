@@ -3,7 +3,7 @@
  * directory, the entry file and the `@grpc/proto-loader` options. The runtime loader
  * ({@link loadProfileProto}, used by this server and by its clients such as inventory) and the
  * type generator (`scripts/generate.ts`, `npm run generate`) both read this module, so the
- * generated types describe the objects the loader really produces (STYLE.md #7).
+ * generated types describe the objects the loader really produces (CONTRIBUTING.md, "Typed protos").
  *
  * Upstream: https://github.com/grpc/grpc-node/tree/master/packages/proto-loader
  */

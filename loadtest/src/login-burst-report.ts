@@ -172,6 +172,7 @@ export function renderBurstReport(summary: K6Summary, run: BurstRecord): string 
   const cells: string[] = [];
   for (const name of names) {
     const cpu = ((run.cpuMsAfter[name] ?? 0) - (run.cpuMsBefore[name] ?? 0)) / 1000;
+    if (cpu <= 0) continue; // a process that ended before the run (the migrations)
     total += cpu;
     cells.push(`${name} ${cpu.toFixed(1)}`);
   }

@@ -61,8 +61,8 @@ const record: BurstRecord = {
   loadavgBefore: [0.5, 0.4, 0.3],
   loadavgAfter: [1.9, 0.8, 0.4],
   k6ExitCode: 0,
-  cpuMsBefore: { auth: 10_000, edge: 2000, k6: 0 },
-  cpuMsAfter: { auth: 16_000, edge: 3000, k6: 4000 },
+  cpuMsBefore: { auth: 10_000, edge: 2000, migrate: 0, k6: 0 },
+  cpuMsAfter: { auth: 16_000, edge: 3000, migrate: 0, k6: 4000 },
   authMetricsBefore: authMetrics(10, 1, 0, 0.5, 10),
   authMetricsAfter: authMetrics(85, 131, 10, 5.0, 85),
 };
@@ -106,7 +106,7 @@ t.test('the report names the command, the machine and every figure the issue ask
   t.match(text, /\| burst served in \(its start to the last success\) \| 6\.00 s: 10\.0 logins\/s, 5\.0 per core of the machine \|/);
   t.match(text, /\| API p50 \/ p99 \/ max \(2000 requests\) \| 12\.0 \/ 80\.0 \/ 140\.0 ms \|/);
   t.match(text, /\*\*80\.0 ms, 12\.5\/s\*\* \(Keycloak's sizing: 15\/s per vCPU\)/);
-  t.match(text, /auth 6\.0, edge 1\.0, k6 4\.0; 11\.0 in all/);
+  t.match(text, /: auth 6\.0, edge 1\.0, k6 4\.0; 11\.0 in all/, 'CPU per process, a process that did not run left out');
   const crossed: K6Summary = { metrics: { ...summary.metrics, burst_shed: { count: 0, rate: 0, thresholds: { 'count>0': true } } } };
   t.match(renderBurstReport(crossed, { ...record, k6ExitCode: 99 }), /exited 99: crossed burst_shed: count>0/);
 });

@@ -21,7 +21,7 @@
  * | `burst_logins_ok` | count >= `BURST` | every burst login eventually succeeded |
  * | `burst_logins_failed` | count == 0 | no login ended on anything but a 200 with tokens, or ran out of retries (tag `reason`: `status_<code>`, `bad_token_answer`, `retries_exhausted`) |
  * | `burst_shed` | count > 0 | the limiter shed: a run that never overloaded the auth-service shows nothing |
- * | `burst_shed_duration` | p(99) < `SHED_P99_MS` | the 503s were fast (milliseconds, per 503 answer) |
+ * | `burst_shed_duration` | p(99) < `SHED_P99_MS` (1500) | the 503s were fast (milliseconds, per 503 answer): a request past the queue is shed at once (tens of ms), one that waited in the queue `PASSWORD_HASH_QUEUE_TIMEOUT_MS` (1000 ms) without a slot is shed then, so no 503 should come later than that plus transit |
  * | `burst_no_answer` | count == 0 | no request reached its timeout (`BURST_TIMEOUT_SEC`) or lost its connection (k6 status 0) |
  * | `http_req_duration{kind:burst}` | max < `BURST_TIMEOUT_SEC` | no login request hung, admitted or shed |
  * | `burst_rate_limited` | count == 0 | no 429: the per-address and per-username login limits were raised, so what was measured is the hash limiter |
@@ -36,7 +36,7 @@
  *
  * Variables: BASE_URL, USERS / USERS_FILE (at least `BURST` users), BURST (60, 1..5000),
  * BURST_START (10s), BURST_SPREAD_SEC (0, 0..60), BURST_RETRIES (30, 0..1000),
- * BURST_TIMEOUT_SEC (10, 1..120), BURST_MAX_DURATION (2m, at most 10m), SHED_P99_MS (500),
+ * BURST_TIMEOUT_SEC (10, 1..120), BURST_MAX_DURATION (2m, at most 10m), SHED_P99_MS (1500),
  * API_RATE (50/s, 1..5000), API_DURATION (40s, at most 10m, at least BURST_START + 10 s),
  * API_VUS (16), TOKEN_POOL (4 or the users if fewer), WARMUP_REQUESTS (20, sent by setup() outside
  * every threshold), P99_MS (200), LOGIN_P99_MS (1500, the setup logins), MAX_FAILED_RATE (0.001),
@@ -65,7 +65,7 @@ const BURST_SPREAD_SEC = envNumber('BURST_SPREAD_SEC', 0, 0, 60);
 const BURST_RETRIES = envInt('BURST_RETRIES', 30, 0, 1000);
 const BURST_TIMEOUT_SEC = envInt('BURST_TIMEOUT_SEC', 10, 1, 120);
 const BURST_MAX_DURATION = envDuration('BURST_MAX_DURATION', '2m', 600);
-const SHED_P99_MS = envNumber('SHED_P99_MS', 500, 1, 60_000);
+const SHED_P99_MS = envNumber('SHED_P99_MS', 1500, 1, 60_000);
 const API_RATE = envNumber('API_RATE', 50, 1, 5000);
 const API_DURATION = envDuration('API_DURATION', '40s', 600);
 const API_VUS = envInt('API_VUS', 16, 1, 1000);

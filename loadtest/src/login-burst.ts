@@ -51,7 +51,8 @@ Variables (environment or make variables; a bad value stops the run naming it):
   BURST_SPREAD_SEC  spread of the burst's first attempts, seconds, 0..60 (default 0: all at once)
   API_RATE          API requests per second through the chain, 1..5000 (default 50)
   API_DURATION      seconds of API traffic, 20..600, at least BURST_START + 10 (default 40)
-  SHED_P99_MS       bound on the p99 of the 503 answers, ms (default: the script's, 500)
+  SHED_P99_MS       bound on the p99 of the 503 answers, ms (default: the script's, 1500: the
+                    queue's 1 s wait timeout plus transit)
   USERS_FILE        the burst users' file (default RUN_DIR/users.json), seeded when short
   STACK_STATE       use this running stack (e.g. .run/stack.json of make up) instead of starting one;
                     it must run with the raised limits:

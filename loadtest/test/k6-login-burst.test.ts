@@ -82,3 +82,15 @@ t.test('good knobs become the two scenarios and the burst thresholds', async (t)
   t.same(options.thresholds['http_req_failed{kind:api}'], ['rate<0.001'], 'API failures < 0.1 %');
   t.same(options.thresholds.dropped_iterations, ['count==0'], 'every API arrival was sent');
 });
+
+t.test('the defaults: 60 logins at 10 s into 40 s of API traffic at 50/s, 503s within the queue timeout', async (t) => {
+  const users = join(work, 'users-60.json');
+  writeFileSync(users, JSON.stringify(Array.from({ length: 60 }, (_, i) => ({ username: `burst-${i + 1}`, password: `pw-${i}-0123456789abcdef` }))));
+  const r = await inspect({ USERS_FILE: users });
+  t.equal(r.code, 0, r.code === 0 ? 'k6 accepts them' : r.output.slice(-500));
+  const options = JSON.parse(r.output.slice(r.output.indexOf('{'))) as { scenarios: Record<string, Record<string, unknown>>; thresholds: Record<string, string[]> };
+  t.match(options.scenarios.api, { rate: 50_000, timeUnit: '16m40s', duration: '40s', preAllocatedVUs: 16 }, 'API: 50/s for 40 s');
+  t.match(options.scenarios.burst, { vus: 60, startTime: '10s', maxDuration: '2m0s' }, 'burst: 60 VUs at 10 s');
+  t.same(options.thresholds.burst_shed_duration, ['p(99)<1500'], "503 p99 within the queue's 1 s wait timeout plus transit");
+  t.same(options.thresholds['http_req_duration{kind:burst}'], ['max<10000'], "no login request reaches k6's 10 s timeout");
+});

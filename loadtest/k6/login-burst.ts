@@ -28,7 +28,9 @@
  *
  * Also recorded: `burst_login_attempts` (every request), `burst_login_duration` (ms, each admitted
  * login's own request), `burst_attempts_per_login`, `burst_done_after` (ms from the burst
- * scenario's start to each success: its max is how long the burst took to be served).
+ * scenario's start to each success: its max is how long the burst took to be served),
+ * `burst_started_at` (a gauge: when the burst scenario started, epoch milliseconds, so that a
+ * runner can read the auth-service's CPU over exactly the burst).
  *
  *   k6 run -e USERS_FILE=$PWD/.run/loadtest-login-burst/users.json -e BASE_URL=http://127.0.0.1:8080 loadtest/k6/login-burst.ts
  *
@@ -46,7 +48,7 @@
 import { sleep } from 'k6';
 import exec from 'k6/execution';
 import http from 'k6/http';
-import { Counter, Trend } from 'k6/metrics';
+import { Counter, Gauge, Trend } from 'k6/metrics';
 import type { Options } from 'k6/options';
 import { SUMMARY_TREND_STATS, baseUrl, durationSec, envDuration, envInt, envNumber, loadUsers, thresholds } from './lib/config.ts';
 import { retryAfterSec, tokenAnswerProblem, type UserCredentials } from './lib/scenario.ts';
@@ -88,6 +90,7 @@ const shedDuration = new Trend('burst_shed_duration', true);
 const loginDuration = new Trend('burst_login_duration', true);
 const attemptsPerLogin = new Trend('burst_attempts_per_login');
 const doneAfter = new Trend('burst_done_after', true);
+const startedAt = new Gauge('burst_started_at');
 
 /** The burst's answers that are expected: 200, and the 503 of the hash limiter (retried). */
 const BURST_EXPECTED = http.expectedStatuses(200, 503);
@@ -159,6 +162,7 @@ export function api(data: SetupData): void {
 export function burst(): void {
   const index = exec.scenario.iterationInTest;
   const user = USERS[index] as UserCredentials;
+  startedAt.add(exec.scenario.startTime);
   if (BURST_SPREAD_SEC > 0) sleep(Math.random() * BURST_SPREAD_SEC);
   const body = JSON.stringify({ username: user.username, password: user.password });
   for (let attempt = 1; ; attempt++) {

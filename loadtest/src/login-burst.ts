@@ -11,8 +11,9 @@
  *    -- --count BURST --prefix burst- --out USERS_FILE`: idempotent, only missing users are hashed)
  *    into the stack's database.
  * 4. Reads the raw RS256 rate of one core, the load average, the CPU of every stack process
- *    (/proc) and the auth-service's `/metrics`; runs `k6 run loadtest/k6/login-burst.ts`; reads
- *    them again.
+ *    (/proc) and the auth-service's `/metrics`; runs `k6 run loadtest/k6/login-burst.ts`, sampling
+ *    the auth-service's CPU every 200 ms (the report reads it over the burst alone, from the
+ *    burst's start time k6 records); reads them again.
  * 5. Writes `summary.json` (k6), `run.json` and `report.md` (src/login-burst-report.ts) in
  *    `RUN_DIR`, prints the report, stops the stack it started, and exits with k6's code (0 every
  *    threshold held, 99 one was crossed); 2 on a bad knob, no k6, a stack that did not start, or a
@@ -26,10 +27,11 @@ import { readState, startStack, type Stack, type StackState } from '@jwt-mesh/st
 import { REPO_ROOT } from '@jwt-mesh/testkit';
 import { z } from 'zod';
 import { rawRs256PerSec } from './bench/machine.js';
+import { cpuMsOfPid } from './bench/procstat.js';
 import { readEnv } from './env.js';
 import { assertLoopbackTarget } from './guard.js';
 import { formatSummary, k6Binary, runK6 } from './k6.js';
-import { renderBurstReport, type BurstRecord } from './login-burst-report.js';
+import { CPU_SAMPLE_MS, renderBurstReport, type BurstRecord } from './login-burst-report.js';
 import { cpuMs, sampleProcesses, scrapeMetrics, type Watched } from './mesh-probe.js';
 
 /** The auth-service's login limits the private stack runs with (one client address: k6 on this host). */
@@ -156,6 +158,11 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
 
     // ---- the run ---------------------------------------------------------------------------------
     const procs: Watched[] = state.processes.map((p) => ({ name: p.name, pid: p.pid }));
+    const authPid = state.processes.find((p) => p.name === 'auth')?.pid;
+    if (authPid === undefined) {
+      process.stderr.write('loadtest-login-burst: the stack has no auth process\n');
+      return 2;
+    }
     const authMetricsUrl = `${state.urls.auth}/metrics`;
     const rs256 = rawRs256PerSec();
     const loadavgBefore = loadavg().map((x) => Math.round(x * 100) / 100);
@@ -168,6 +175,9 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
     );
     let k6Pid = 0;
     const sampler = sampleProcesses(() => (k6Pid ? [...procs, { name: 'k6', pid: k6Pid }] : procs), 1000);
+    // The auth-service's CPU as a time series, so the report can read it over the burst alone.
+    const authCpuSeries: Array<[number, number]> = [[Date.now(), cpuMsOfPid(authPid)]];
+    const authSampler = setInterval(() => authCpuSeries.push([Date.now(), cpuMsOfPid(authPid)]), CPU_SAMPLE_MS);
     const t0 = Date.now();
     const result = await runK6({
       k6,
@@ -192,6 +202,8 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
       },
     });
     const runSec = (Date.now() - t0) / 1000;
+    clearInterval(authSampler);
+    authCpuSeries.push([Date.now(), cpuMsOfPid(authPid)]);
     const { lastCpuMs } = sampler.stop();
     const cpuMsAfter = { ...cpuMs(procs), k6: lastCpuMs['k6'] ?? 0 };
     const authMetricsAfter = await scrapeMetrics(authMetricsUrl);
@@ -220,6 +232,7 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
       k6ExitCode: result.code,
       cpuMsBefore: { ...cpuMsBefore, k6: 0 },
       cpuMsAfter,
+      authCpuSeries,
       authMetricsBefore,
       authMetricsAfter,
     };

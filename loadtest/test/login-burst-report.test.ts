@@ -6,7 +6,10 @@
 import t from 'tap';
 import type { K6Summary } from '../src/k6.js';
 import { readBurstKnobs } from '../src/login-burst.js';
-import { burstFigures, renderBurstReport, type BurstRecord } from '../src/login-burst-report.js';
+import { burstFigures, cpuAt, renderBurstReport, type BurstRecord } from '../src/login-burst-report.js';
+
+/** When the burst started (epoch ms) in the fixture. */
+const T = 1_796_457_600_000;
 
 const trend = (med: number, p99: number, max: number, count: number) => ({ avg: med, min: 1, med, 'p(90)': p99 * 0.9, 'p(95)': p99 * 0.95, 'p(99)': p99, max, count });
 const summary: K6Summary = {
@@ -26,6 +29,7 @@ const summary: K6Summary = {
     burst_login_duration: trend(400, 950, 1100, 60),
     burst_attempts_per_login: { avg: 3.33, min: 1, med: 3, 'p(90)': 5, 'p(95)': 6, 'p(99)': 7, max: 7, count: 60 },
     burst_done_after: trend(3000, 5900, 6000, 60),
+    burst_started_at: { value: T, min: T, max: T },
   },
 };
 
@@ -63,6 +67,15 @@ const record: BurstRecord = {
   k6ExitCode: 0,
   cpuMsBefore: { auth: 10_000, edge: 2000, migrate: 0, k6: 0 },
   cpuMsAfter: { auth: 16_000, edge: 3000, migrate: 0, k6: 4000 },
+  // Samples around the burst's start (T) and its last success (T + 6 s), and 5 s before it.
+  authCpuSeries: [
+    [T - 6000, 10_400],
+    [T - 4000, 10_600],
+    [T - 1000, 10_900],
+    [T + 1000, 11_100],
+    [T + 5000, 15_000],
+    [T + 7000, 16_600],
+  ],
   authMetricsBefore: authMetrics(10, 1, 0, 0.5, 10),
   authMetricsAfter: authMetrics(85, 131, 10, 5.0, 85),
 };
@@ -75,6 +88,10 @@ t.test('the figures: burst counts from k6, CPU per login from /proc and the auth
   t.equal(f.failed, 0);
   t.equal(f.servedInSec, 6, 'the last success came 6 s after the burst started');
   t.equal(f.loginsPerSec, 10, '60 logins in 6 s');
+  t.equal(f.burstCpuSec, 4.8, 'auth CPU from the burst start (11,000 ms, interpolated) to its last success (15,800 ms)');
+  t.equal(f.burstCpuMsPerLogin, 80, '4.8 s / 60 burst logins');
+  t.equal(f.burstLoginsPerCpuSec, 12.5, '60 logins / 4.8 CPU-seconds');
+  t.equal(f.backgroundCpuMsPerSec, 100, 'API alone: 500 ms of CPU in the 5 s before the burst');
   t.equal(f.authCpuSec, 6, 'auth CPU: 16 s - 10 s');
   t.equal(f.serverLogins, 75, 'successful logins the server counted during the run (85 - 10)');
   t.same(f.serverShed, { queue_full: 130, wait_timeout: 10 }, 'shed answers by reason, during the run');
@@ -90,6 +107,22 @@ t.test('a run where nothing succeeded has no rate rather than a made-up one', as
   t.equal(f.loginsPerSec, undefined);
   t.equal(f.serverLogins, undefined, 'no /metrics answer: unknown, not 0');
   t.equal(f.loginsPerCpuSec, undefined);
+  t.equal(f.burstCpuSec, undefined, 'no burst window, no CPU over it');
+  t.equal(f.burstLoginsPerCpuSec, undefined);
+});
+
+t.test('cpuAt interpolates between the samples around a time, and knows nothing outside them', async (t) => {
+  const series: Array<[number, number]> = [
+    [1000, 50],
+    [1200, 90],
+    [1400, 90],
+  ];
+  t.equal(cpuAt(series, 1100), 70);
+  t.equal(cpuAt(series, 1200), 90);
+  t.equal(cpuAt(series, 1300), 90, 'idle between two samples');
+  t.equal(cpuAt(series, 999), undefined);
+  t.equal(cpuAt(series, 1401), undefined);
+  t.equal(cpuAt([], 1000), undefined);
 });
 
 t.test('the report names the command, the machine and every figure the issue asks for', async (t) => {
@@ -105,7 +138,9 @@ t.test('the report names the command, the machine and every figure the issue ask
   t.match(text, /\| admitted login latency \(its own request\) p50 \/ p99 \/ max \| 400\.0 \/ 950\.0 \/ 1100\.0 ms \|/);
   t.match(text, /\| burst served in \(its start to the last success\) \| 6\.00 s: 10\.0 logins\/s, 5\.0 per core of the machine \|/);
   t.match(text, /\| API p50 \/ p99 \/ max \(2000 requests\) \| 12\.0 \/ 80\.0 \/ 140\.0 ms \|/);
-  t.match(text, /\*\*80\.0 ms, 12\.5\/s\*\* \(Keycloak's sizing: 15\/s per vCPU\)/);
+  t.match(text, /\| \*\*auth-service over the burst \(its start to the last success\): CPU, per login, logins per CPU-second\*\* \| \*\*4\.80 s, 80\.0 ms, 12\.5\/s\*\* \(Keycloak's sizing: 15\/s per vCPU\) \|/);
+  t.match(text, /\| auth-service with API traffic alone \(the 5 s before the burst\) \| 100\.0 ms of CPU per second \|/);
+  t.match(text, /\| auth-service over the whole run: successful logins \(setup's included\), CPU, per login, logins per CPU-second \| 75, 6\.00 s, 80\.0 ms, 12\.5\/s \|/);
   t.match(text, /: auth 6\.0, edge 1\.0, k6 4\.0; 11\.0 in all/, 'CPU per process, a process that did not run left out');
   const crossed: K6Summary = { metrics: { ...summary.metrics, burst_shed: { count: 0, rate: 0, thresholds: { 'count>0': true } } } };
   t.match(renderBurstReport(crossed, { ...record, k6ExitCode: 99 }), /exited 99: crossed burst_shed: count>0/);

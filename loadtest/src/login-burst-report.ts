@@ -68,11 +68,17 @@ export interface BurstRecord {
 
 /** The figures of one burst, computed from the summary and the record. */
 export interface BurstFigures {
+  /** Burst login requests sent, first tries and retries (`burst_login_attempts`). */
   readonly attempts: number;
+  /** Burst logins that got their tokens (`burst_logins_ok`). */
   readonly ok: number;
+  /** Burst logins that ended without tokens (`burst_logins_failed`). */
   readonly failed: number;
+  /** 503 answers to burst logins (`burst_shed`). */
   readonly shed: number;
+  /** 429 answers to burst logins (`burst_rate_limited`). */
   readonly rateLimited: number;
+  /** Burst login requests that got no answer: timeout or connection lost (`burst_no_answer`). */
   readonly noAnswer: number;
   /** Seconds from the burst's start to its last successful login (undefined: none succeeded). */
   readonly servedInSec: number | undefined;

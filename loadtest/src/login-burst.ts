@@ -40,6 +40,7 @@ export const BURST_AUTH_ENV: Readonly<Record<string, string>> = Object.freeze({
   LOGIN_USERNAME_RATE_LIMIT_PER_MIN: '1000',
 });
 
+/** The text of `make loadtest-login-burst LOADTEST_ARGS=--help`. */
 export const HELP = `make loadtest-login-burst [BURST=60] [API_RATE=50] [API_DURATION=40] [BURST_START=10] ...
 
 A login burst several times over what the auth-service's hash limiter admits, with API traffic

@@ -116,7 +116,7 @@ trace: ## one request's spans as a waterfall per hop, from make up TRACING=on's 
 	$(STACK_CLI) trace $(TRACE_ID)
 
 # --- Load tests and the side-by-side benchmark: loadtest/README.md -------------------------------
-.PHONY: loadtest loadtest-smoke loadtest-10k bench
+.PHONY: loadtest loadtest-smoke loadtest-10k loadtest-login-burst bench
 loadtest: ## k6 at a fixed arrival rate through the running stack (make up): RATE=100 DURATION=30 BASE_URL=http://127.0.0.1:8080 VUS=16; LOADTEST_ARGS=--help
 	npm start --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
@@ -125,6 +125,9 @@ loadtest-smoke: ## CI smoke: a private stack on free ports, k6 run loadtest/k6/s
 
 loadtest-10k: ## 10,000 users, each its own session, against make up's mesh: seeds them, k6 load.ts (~19 min), writes .run/loadtest-10k/report.md (VUS= RAMP= HOLD=; LOADTEST_ARGS=--help)
 	ulimit -n "$$(ulimit -Hn)"; npm run users --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
+
+loadtest-login-burst: ## a login burst past the hash limiter (BURST=60 users at the production KDF cost) with API traffic (API_RATE=50) meanwhile, on a private stack on free ports: fast 503s, every login served after its retries, API p99, logins per CPU-second (~1.5 min; LOADTEST_ARGS=--help)
+	$(STACK_ENV) npm run login-burst --silent -w @jwt-mesh/loadtest -- $(LOADTEST_ARGS)
 
 bench: ## no auth vs jwt_authn vs ext_authz vs full path vs the chain without auth, 1,000-token modes, capacity at the SLO, revocation propagation, raw RS256 rate (~15 min on 2 cores; BENCH_ARGS=--quick or --help)
 	@echo "uptime before: $$(uptime)"

@@ -5,7 +5,7 @@
  * copy with one wrong call must fail. (k6-smoke.test.ts and k6-config.test.ts run the real k6.)
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -18,9 +18,9 @@ const require = createRequire(import.meta.url);
 const tsc = require.resolve('typescript/bin/tsc');
 const k6Types = dirname(require.resolve('@types/k6/package.json'));
 
-function runTsc(project: string): Promise<{ code: number; output: string }> {
+function runTsc(project: string, extra: string[] = []): Promise<{ code: number; output: string }> {
   return new Promise((done) => {
-    execFile(process.execPath, [tsc, '-p', project, '--pretty', 'false'], { timeout: 170_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [tsc, '-p', project, '--pretty', 'false', ...extra], { timeout: 170_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       done({ code, output: `${stdout}${stderr}` });
     });
@@ -30,6 +30,18 @@ function runTsc(project: string): Promise<{ code: number; output: string }> {
 t.test('loadtest/k6 type-checks against @types/k6', async (t) => {
   const { code, output } = await runTsc(join(k6Dir, 'tsconfig.json'));
   t.equal(code, 0, output || 'tsc passed');
+});
+
+t.test('every k6 script and library module is in the checked project', async (t) => {
+  const { code, output } = await runTsc(join(k6Dir, 'tsconfig.json'), ['--listFilesOnly']);
+  t.equal(code, 0, code === 0 ? 'tsc lists the files' : output.slice(-500));
+  const listed = new Set(output.split('\n').map((l) => resolve(l.trim())));
+  const scripts = [
+    ...readdirSync(k6Dir).filter((f) => f.endsWith('.ts')).map((f) => join(k6Dir, f)),
+    ...readdirSync(join(k6Dir, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => join(k6Dir, 'lib', f)),
+  ];
+  t.ok(scripts.some((f) => f.endsWith('login-burst.ts')), 'the login burst is among the scripts');
+  for (const file of scripts) t.ok(listed.has(file), `${file.slice(k6Dir.length + 1)} is type-checked`);
 });
 
 t.test('a type error in a k6 script fails the check', async (t) => {

@@ -47,11 +47,20 @@ export function envBool(name: string, fallback: boolean): boolean {
 export function envDuration(name: string, fallback: string, maxSec = 6 * 3600): string {
   const raw = envString(name, fallback).trim();
   const text = /^\d+$/.test(raw) ? `${raw}s` : raw;
-  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
-  if (!m || text === '') throw new Error(`${name}: "${raw}" is not a duration like 30s, 10m or 1h30m`);
-  const sec = Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+  const sec = durationSec(text);
+  if (sec === null) throw new Error(`${name}: "${raw}" is not a duration like 30s, 10m or 1h30m`);
   if (sec > maxSec) throw new Error(`${name}: "${raw}" is longer than ${maxSec} s`);
   return text;
+}
+
+/**
+ * Seconds of a duration in the syntax {@link envDuration} returns (`1h30m`, `10m`, `30s`).
+ * @returns whole seconds, or null when `text` is not such a duration.
+ */
+export function durationSec(text: string): number | null {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  if (!m || text === '') return null;
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
 }
 
 /**

@@ -34,33 +34,41 @@ export function refreshMarginSec(): number {
 /** One user action. Failures are recorded by k6 (http_req_failed, checks); nothing throws. */
 export function userIteration(data: SetupData | undefined, opts: IterationOptions): void {
   const session = sessionForVu(opts.baseUrl, data, opts.users, opts.refreshMarginSec);
-  if (session !== null) {
-    seq += 1;
-    const route = pickRoute(mixDraw(seq));
-    const res = http.request(route.method, `${opts.baseUrl}${route.path}`, null, {
-      headers: route.auth ? { authorization: `Bearer ${session.access}` } : {},
-      tags: { kind: 'api', name: route.name },
-      timeout: '10s',
-    });
-    if (route.chain && route.auth) chainRequests.add(1);
-    check(res, { [`${route.name}: status ${route.expectStatus}`]: (r) => r.status === route.expectStatus }, API);
-    if (route.chain && res.status === 200) {
-      check(
-        res,
-        {
-          'chain: every hop saw the same identity and trace': (r) => {
-            try {
-              return chainProblem(r.json()) === null;
-            } catch {
-              return false;
-            }
-          },
-        },
-        API,
-      );
-    }
-  }
+  if (session !== null) apiRequest(opts.baseUrl, session.access);
   if (opts.think) sleep(opts.think.min + Math.random() * (opts.think.max - opts.think.min));
+}
+
+/**
+ * Sends the next route of the mix through the edge with `accessToken` (as `Authorization: Bearer`
+ * on the routes that need one), tagged `kind:api`, and checks the answer: the route's status,
+ * and for the chain routes that every hop saw the same subject, session, token and trace.
+ * Failures are recorded by k6 (http_req_failed, checks{kind:api}); nothing throws.
+ */
+export function apiRequest(baseUrl: string, accessToken: string): void {
+  seq += 1;
+  const route = pickRoute(mixDraw(seq));
+  const res = http.request(route.method, `${baseUrl}${route.path}`, null, {
+    headers: route.auth ? { authorization: `Bearer ${accessToken}` } : {},
+    tags: { kind: 'api', name: route.name },
+    timeout: '10s',
+  });
+  if (route.chain && route.auth) chainRequests.add(1);
+  check(res, { [`${route.name}: status ${route.expectStatus}`]: (r) => r.status === route.expectStatus }, API);
+  if (route.chain && res.status === 200) {
+    check(
+      res,
+      {
+        'chain: every hop saw the same identity and trace': (r) => {
+          try {
+            return chainProblem(r.json()) === null;
+          } catch {
+            return false;
+          }
+        },
+      },
+      API,
+    );
+  }
 }
 
 /**

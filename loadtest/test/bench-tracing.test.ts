@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseBenchArgs, updateReadme, type BenchOptions } from '../src/bench/main.js';
+import { categoryOf } from '../src/bench/profile.js';
 import { MODES } from '../src/bench/report.js';
 import {
   parseTracingSettings,
@@ -48,8 +49,13 @@ t.test('--tracing on the command line: defaults, limits, and make bench without 
   t.same([chosen.modes, chosen.rates, chosen.searchBudgetSec], [['full'], [50, 200], 0]);
   t.throws(() => parseBenchArgs(['--tracing', 'off,150']), /--tracing: "150" is not a setting/);
   t.throws(() => parseBenchArgs(['--tracing', 'off', '--modes', 'none,full']), /--modes: with --tracing only ext_authz and full .* not none/);
-  t.throws(() => parseBenchArgs(['--tracing', '10', '--profile']), /--tracing: runs on its own/);
-  t.throws(() => parseBenchArgs(['--tracing', '10', '--generator-cost']), /--tracing: runs on its own/);
+  t.throws(() => parseBenchArgs(['--tracing', '10', '--generator-cost']), /--tracing: not with --generator-cost/);
+  const prof = opts(['--profile', '--tracing', '100']);
+  t.same([prof.profile, prof.tracing], [true, [100]], '--profile with one percentage: the profile pass, traced');
+  t.same(opts(['--profile', '--tracing', '100', '--modes', 'none']).modes, ['none'], 'the profile pass ignores --modes');
+  for (const list of ['off', 'off,100', '10,100']) {
+    t.throws(() => parseBenchArgs(['--profile', '--tracing', list]), /--tracing: with --profile, one sampling percentage/, `--profile --tracing ${list} refused`);
+  }
   t.throws(() => parseBenchArgs(['--tracing']), /argument missing/i, 'a value is required');
 
   const plain = opts([]);
@@ -84,6 +90,14 @@ const step = (rate: number, cpu: Record<string, number>, extra: Partial<TracingS
   lateSpans: null,
   byService: {},
   ...extra,
+});
+
+t.test('the profile pass names the OpenTelemetry SDK and its OTLP exporter', async (t) => {
+  t.equal(categoryOf('file:///r/node_modules/@opentelemetry/sdk-trace-base/build/src/Span.js', 'setAttribute'), 'OpenTelemetry SDK and API (spans, context, sampler)');
+  t.equal(categoryOf('file:///r/node_modules/@opentelemetry/api/build/src/api/context.js', 'with'), 'OpenTelemetry SDK and API (spans, context, sampler)');
+  t.equal(categoryOf('file:///r/node_modules/@opentelemetry/otlp-transformer/build/src/trace/internal.js', 'toOtlpSpan'), 'OpenTelemetry OTLP exporter (serialise, send)');
+  t.equal(categoryOf('file:///r/node_modules/@opentelemetry/exporter-trace-otlp-proto/build/src/platform/node/OTLPTraceExporter.js', 'x'), 'OpenTelemetry OTLP exporter (serialise, send)');
+  t.equal(categoryOf('file:///r/node_modules/@opentelemetry/otlp-exporter-base/build/src/x.js', 'send'), 'OpenTelemetry OTLP exporter (serialise, send)');
 });
 
 t.test('path CPU leaves out the generator and the receiver; spans per request over requests sent', async (t) => {

@@ -94,7 +94,9 @@ Options:
                             capacity at the SLO, p50/p99 and CPU ms per request by process at
                             --rates (default here 100,400), the receiver's CPU apart from the
                             path's. E.g. --tracing off,10,100. Writes results/tracing-latest.{json,md}
-                            and the tracing table in loadtest/README.md (unless --no-readme)
+                            and the tracing table in loadtest/README.md (unless --no-readme).
+                            With --profile: one percentage; the profile pass on a rig traced at it
+                            (results/profile-tracing-latest.{md,json})
   -h, --help                this text
 `;
 
@@ -169,7 +171,10 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
   const q = values.quick === true;
   // --tracing: validated first, so that its message (not a mode's) names what is wrong.
   const tracing: TracingSetting[] | null = values.tracing !== undefined ? parseTracingSettings(values.tracing) : null;
-  if (tracing && (values.profile || values['generator-cost'])) throw new Error('--tracing: runs on its own, not with --profile or --generator-cost');
+  if (tracing && values['generator-cost']) throw new Error('--tracing: not with --generator-cost');
+  if (tracing && values.profile && (tracing.length !== 1 || tracing[0] === 'off')) {
+    throw new Error('--tracing: with --profile, one sampling percentage (e.g. --profile --tracing 100): the profile pass runs one rig');
+  }
   const raw = {
     modes: values.modes ?? (tracing ? TRACING_MODES.join(',') : MODES.join(',')),
     rates: values.rates ?? (tracing ? '100,400' : q ? '100,400,1600' : '100,200,400,800,1600'),
@@ -201,7 +206,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     const key = String(i?.path[0] ?? 'options').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     throw new Error(`--${key}: ${i?.message ?? 'invalid'}`);
   }
-  if (tracing) {
+  if (tracing && !r.data.profile) {
     const other = r.data.modes.filter((m) => !(TRACING_MODES as readonly string[]).includes(m));
     if (other.length > 0) throw new Error(`--modes: with --tracing only ${TRACING_MODES.join(' and ')} (the modes whose edge is traced), not ${other.join(', ')}`);
   }

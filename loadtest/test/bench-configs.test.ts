@@ -74,7 +74,8 @@ t.test('tracing: mode 3 carries the edge tracer the stack renders, sampling the 
   const stackEdge = buildConfigs(defaultTopology(), 'local', { ports: input(dir).ports, certDir: dir, bindAddress: '127.0.0.1', tracing: { collector: '127.0.0.1:4318', edgeSamplePercent: 10 } })['edge.yaml'] as Obj;
   const hcm = (c: Obj, i = 0) => c.static_resources.listeners[i].filter_chains[0].filters[0].typed_config;
   t.same(hcm(traced).tracing, hcm(stackEdge).tracing, "the stack edge's tracer, unchanged");
-  t.equal(hcm(traced).tracing.random_sampling.value, 10, 'samples 10 % of the requests without a traceparent');
+  t.equal(hcm(traced).tracing.random_sampling.value, 10, 'samples 10 % of the requests');
+  t.equal(hcm(traced).request_id_extension.typed_config.use_request_id_for_trace_sampling, true, 'decided from the x-request-id, as the stack edge, so that the percentage takes effect');
   t.equal(hcm(traced).tracing.provider.typed_config.service_name, 'edge', 'spans carry the service name edge');
   t.equal(hcm(traced).tracing.provider.typed_config.http_service.http_uri.uri, 'http://127.0.0.1:4318/v1/traces');
   t.ok(clusters(traced).includes('opentelemetry_collector'));
@@ -88,11 +89,12 @@ t.test('tracing: mode 3 carries the edge tracer the stack renders, sampling the 
     delete l.traffic_direction;
     const h = l.filter_chains[0].filters[0].typed_config;
     delete h.tracing;
+    h.request_id_extension.typed_config.use_request_id_for_trace_sampling = false;
     for (const vh of h.route_config?.virtual_hosts ?? []) for (const r of vh.routes) delete r.decorator;
   }
   stripped.static_resources.clusters = stripped.static_resources.clusters.filter((c: Obj) => c.name !== 'opentelemetry_collector');
   delete stripped.layered_runtime;
-  t.same(stripped, plain, 'the tracer, its cluster and span names are the only differences');
+  t.same(stripped, plain, 'the tracer, its cluster, span names and the sampling switch are the only differences');
   t.throws(() => benchEdgeConfig('ext_authz', { ...input(dir), tracing: { collector: '127.0.0.1:4318', edgeSamplePercent: 101 } }), /edgeSamplePercent/);
 });
 

@@ -130,8 +130,13 @@ export interface TracingOptions {
   /** Path of the OTLP/HTTP traces endpoint on the collector. Default `/v1/traces` (OTLP/HTTP). */
   tracesPath?: string;
   /**
-   * Percentage (0..100, fractions allowed) of requests arriving without a `traceparent` that the
-   * edge samples. Default 100. Sidecars always use 0.
+   * Percentage (0..100, fractions allowed) of requests that the edge samples. Default 100.
+   * Sidecars always use 0 and follow the incoming `traceparent`. Envoy decides at the edge from
+   * the request's `x-request-id` (UUID request-ID extension, `use_request_id_for_trace_sampling`):
+   * sampled when its first 8 hex digits, as an integer, modulo 10000 are below
+   * `edgeSamplePercent` × 100. The edge generates a random UUID per request, or keeps a client's
+   * (`preserve_external_request_id`); an x-request-id that does not start with 8 hex digits is
+   * never sampled. A client's `traceparent` can turn sampling off (`-00`), not on.
    */
   edgeSamplePercent?: number;
   /** Timeout of one OTLP export request, milliseconds. Default 1000. */
@@ -1040,7 +1045,9 @@ function operationOf(role: ListenerRole, route: Obj, service: string): string {
  * listener's `traffic_direction` (OUTBOUND for a sidecar's outbound listener, so its spans are
  * CLIENT spans; INBOUND otherwise), one span name per route (`decorator`, not propagated
  * upstream), the `opentelemetry_collector` cluster (plain HTTP/1.1) and the exporter's flush
- * interval as a static runtime layer. The ext_authz gRPC call is a child span of the request's
+ * interval as a static runtime layer. The edge's UUID request-ID extension gets
+ * `use_request_id_for_trace_sampling: true`: without it Envoy samples every request whatever
+ * `random_sampling` says (`ConnectionManagerUtility::mutateTracingRequestHeader`). The ext_authz gRPC call is a child span of the request's
  * span and carries its `traceparent`, so the authz-service's Check span joins the same trace.
  * Nothing else in the config changes.
  */
@@ -1057,6 +1064,16 @@ function withTracing(source: Obj, tracing: TracingPlan): Obj {
       for (const f of chain['filters'] as Obj[]) {
         if (f['name'] !== 'envoy.filters.network.http_connection_manager') continue;
         const hcmConfig = f['typed_config'] as Obj;
+        // The edge: Envoy only applies `random_sampling` when the request-ID extension decides
+        // sampling from the x-request-id (`use_request_id_for_trace_sampling`); with it off, the
+        // connection manager marks every request sampled and the percentage has no effect. The
+        // sidecars keep it off: their connection manager then always says "sampled" and the
+        // tracer follows the incoming traceparent's flag (with it on, a sidecar at 0 % would drop
+        // the spans of sampled traces).
+        if (role === 'edge') {
+          const rid = hcmConfig['request_id_extension'] as Obj | undefined;
+          if (rid) hcmConfig['request_id_extension'] = { ...rid, typed_config: { ...(rid['typed_config'] as Obj), use_request_id_for_trace_sampling: true } };
+        }
         hcmConfig['tracing'] = {
           provider: {
             name: 'envoy.tracers.opentelemetry',

@@ -1,9 +1,10 @@
 /**
  * Envoy's OpenTelemetry tracer in the rendered configs (RenderOptions.tracing): absent unless
  * asked for, and when asked for: on every proxy's HTTP listeners but the probe listener, the edge
- * sampling the configured percentage of requests that arrive without a traceparent, the sidecars
- * never sampling on their own (0 %), one service name per proxy, one exporter cluster, and
- * nothing else in the config changed. `envoy --mode validate` of the traced configs is in
+ * sampling the configured percentage of requests (decided from the x-request-id, so that Envoy
+ * applies it), the sidecars never sampling on their own (0 %), one service name per proxy, one
+ * exporter cluster, and nothing else in the config changed. That the percentage takes effect in a
+ * real Envoy: tracing-sampling.test.ts. `envoy --mode validate` of the traced configs is in
  * render.test.ts with every other variant.
  */
 import { execFile } from 'node:child_process';
@@ -37,6 +38,7 @@ function untraced(config: Obj): Obj {
   for (const { hcm, l } of hcms(c)) {
     delete l.traffic_direction;
     delete hcm.tracing;
+    if (hcm.request_id_extension) hcm.request_id_extension.typed_config.use_request_id_for_trace_sampling = false;
     for (const vh of hcm.route_config.virtual_hosts as Obj[]) for (const r of vh.routes as Obj[]) delete r.decorator;
   }
   return c;
@@ -77,7 +79,9 @@ t.test('the edge samples the configured percentage; sidecars never start a sampl
     t.same(tracing.custom_tags, [{ tag: 'http.url', value: HTTP_URL_WITHOUT_QUERY }], `edge ${name}: http.url without the query string`);
     t.notMatch(HTTP_URL_WITHOUT_QUERY, /%REQ\(:PATH\)%|%PATH%|%PATH\(:PATH\)%/, 'built from the path without its query');
     t.equal(listener(edge, name).traffic_direction, 'INBOUND');
+    t.equal(hcmOf(listener(edge, name)).request_id_extension.typed_config.use_request_id_for_trace_sampling, true, `edge ${name}: the percentage is applied (decided from the x-request-id)`);
   }
+  t.equal(hcmOf(listener((buildConfigs(topology, 'k8s') as Record<string, Obj>)['edge.yaml'] as Obj, 'edge_http')).request_id_extension.typed_config.use_request_id_for_trace_sampling, false, 'untraced: as before');
   t.notOk(hcmOf(listener(edge, 'health')).tracing, 'the edge probe listener is not traced');
   for (const s of ['orders', 'inventory', 'profile', 'auth']) {
     const c = configs[`sidecar-${s}.yaml`] as Obj;
@@ -88,6 +92,9 @@ t.test('the edge samples the configured percentage; sidecars never start a sampl
     }
     t.equal(listener(c, 'inbound').traffic_direction, 'INBOUND', `sidecar-${s} inbound spans are SERVER spans`);
     t.equal(listener(c, 'outbound').traffic_direction, 'OUTBOUND', `sidecar-${s} outbound spans are CLIENT spans`);
+    for (const name of ['inbound', 'outbound']) {
+      t.equal(hcmOf(listener(c, name)).request_id_extension.typed_config.use_request_id_for_trace_sampling, false, `sidecar-${s} ${name}: the tracer follows the incoming traceparent`);
+    }
     t.notOk(hcmOf(listener(c, 'health')).tracing, `sidecar-${s}: probes are not traced`);
   }
   const defaults = buildConfigs(topology, 'local', { tracing: { collector: '127.0.0.1:4318' } }) as Record<string, Obj>;

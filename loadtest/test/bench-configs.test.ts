@@ -2,7 +2,8 @@
  * The benchmark's Envoy configs (modes 1-3) are the generated edge config with only the
  * authentication filter changed, and Envoy itself accepts each of them (`envoy --mode validate`
  * with real certificate files); mode chain_noauth is the generated edge without ext_authz and the
- * generated sidecars unchanged.
+ * generated sidecars unchanged; with tracing, mode 3 carries the stack edge's tracer and nothing else
+ * changes.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,6 +64,47 @@ t.test('Envoy accepts every bench config', async (t) => {
     t.ok(r.ok, `${mode}: ${r.ok ? 'OK' : r.output.slice(-1500)}`);
     t.same(r.deprecations, [], `${mode}: no deprecated fields`);
   }
+});
+
+t.test('tracing: mode 3 carries the edge tracer the stack renders, sampling the given percentage; nothing else changes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-bench-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const plain = benchEdgeConfig('ext_authz', input(dir)) as Obj;
+  const traced = benchEdgeConfig('ext_authz', { ...input(dir), tracing: { collector: '127.0.0.1:4318', edgeSamplePercent: 10 } }) as Obj;
+  const stackEdge = buildConfigs(defaultTopology(), 'local', { ports: input(dir).ports, certDir: dir, bindAddress: '127.0.0.1', tracing: { collector: '127.0.0.1:4318', edgeSamplePercent: 10 } })['edge.yaml'] as Obj;
+  const hcm = (c: Obj, i = 0) => c.static_resources.listeners[i].filter_chains[0].filters[0].typed_config;
+  t.same(hcm(traced).tracing, hcm(stackEdge).tracing, "the stack edge's tracer, unchanged");
+  t.equal(hcm(traced).tracing.random_sampling.value, 10, 'samples 10 % of the requests');
+  t.equal(hcm(traced).request_id_extension.typed_config.use_request_id_for_trace_sampling, true, 'decided from the x-request-id, as the stack edge, so that the percentage takes effect');
+  t.equal(hcm(traced).tracing.provider.typed_config.service_name, 'edge', 'spans carry the service name edge');
+  t.equal(hcm(traced).tracing.provider.typed_config.http_service.http_uri.uri, 'http://127.0.0.1:4318/v1/traces');
+  t.ok(clusters(traced).includes('opentelemetry_collector'));
+  t.same(traced.layered_runtime, stackEdge.layered_runtime, 'the same flush interval');
+  t.equal(plain.layered_runtime, undefined, 'without tracing: no runtime layer');
+  t.notOk(clusters(plain).includes('opentelemetry_collector'), 'without tracing: no collector cluster');
+  t.same(filterNames(traced), filterNames(plain), 'the same filters');
+  // Take the tracer's additions away again: what is left is the untraced bench config.
+  const stripped = structuredClone(traced);
+  for (const l of stripped.static_resources.listeners) {
+    delete l.traffic_direction;
+    const h = l.filter_chains[0].filters[0].typed_config;
+    delete h.tracing;
+    h.request_id_extension.typed_config.use_request_id_for_trace_sampling = false;
+    for (const vh of h.route_config?.virtual_hosts ?? []) for (const r of vh.routes) delete r.decorator;
+  }
+  stripped.static_resources.clusters = stripped.static_resources.clusters.filter((c: Obj) => c.name !== 'opentelemetry_collector');
+  delete stripped.layered_runtime;
+  t.same(stripped, plain, 'the tracer, its cluster, span names and the sampling switch are the only differences');
+  t.throws(() => benchEdgeConfig('ext_authz', { ...input(dir), tracing: { collector: '127.0.0.1:4318', edgeSamplePercent: 101 } }), /edgeSamplePercent/);
+});
+
+t.test('Envoy accepts the traced mode 3 config', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jwt-mesh-bench-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await createDevCerts({ dir });
+  const r = await validateEnvoyConfig(benchEdgeConfig('ext_authz', { ...input(dir), tracing: { collector: '127.0.0.1:4318', edgeSamplePercent: 100 } }), { name: 'bench-ext_authz-traced' });
+  t.ok(r.ok, r.ok ? 'OK' : r.output.slice(-1500));
+  t.same(r.deprecations, [], 'no deprecated fields');
 });
 
 const chainPorts = {

@@ -17,12 +17,16 @@
  * mode) instead of the orders sidecar, so the modes differ only by the authentication filter.
  * Mode 4 is the stack's own edge and chain, unchanged.
  *
+ * With {@link BenchConfigInput.tracing} (`make bench --tracing`), the generator renders the edge
+ * with its OpenTelemetry tracer exactly as the stack's (`RenderOptions.tracing`), before the
+ * transform: mode 3 is then traced like the stack's edge.
+ *
  * Why derived here and not an option of render.ts: `jwt_authn` and "no authentication" are not
  * product modes (the product always fails closed through ext_authz), so they live with the
  * benchmark as a small, tested transform of the generator's output rather than as switches in
  * the product's config generator.
  */
-import { buildConfigs, defaultTopology, k8sServiceHost, type PortsOverride, type Topology } from '@jwt-mesh/envoy';
+import { buildConfigs, defaultTopology, k8sServiceHost, type PortsOverride, type Topology, type TracingOptions } from '@jwt-mesh/envoy';
 
 /** The benchmark modes served by the dedicated Envoys. Mode 4 (`full`) is the stack's edge. */
 export const ENVOY_MODES = ['none', 'jwt_authn', 'ext_authz'] as const;
@@ -45,6 +49,12 @@ export interface BenchConfigInput {
   /** Path of the JWK Set on the auth service. Default `/.well-known/jwks.json`. */
   jwksPath?: string;
   topology?: Topology;
+  /**
+   * Envoy's OpenTelemetry tracer on the edge, as `RenderOptions.tracing` of envoy/src/render.ts
+   * renders it for the stack (collector, `edgeSamplePercent` 0..100, flush interval). Absent: no
+   * tracer, the config of a stack without tracing.
+   */
+  tracing?: TracingOptions;
 }
 
 const JWT_AUTHN_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
@@ -91,11 +101,13 @@ function hcmOf(listener: Obj): Obj {
  * Listeners, admin and ports are the edge's; pass `ports.edge` with port 0 for free ports and read
  * the bound ones from the admin API (testkit `listenerAddress('edge_http')`).
  * @throws Error when the generated edge config does not have the shape this transform expects
- *   (the message says what is missing), or as `buildConfigs` for bad ports.
+ *   (the message says what is missing), or as `buildConfigs` for bad ports or tracing options.
  */
 export function benchEdgeConfig(mode: EnvoyMode, input: BenchConfigInput): Obj {
   const topology = input.topology ?? defaultTopology();
-  const edge = structuredClone(buildConfigs(topology, 'local', { ports: input.ports, certDir: input.certDir, bindAddress: '127.0.0.1' })['edge.yaml']) as Obj;
+  const edge = structuredClone(
+    buildConfigs(topology, 'local', { ports: input.ports, certDir: input.certDir, bindAddress: '127.0.0.1', ...(input.tracing ? { tracing: input.tracing } : {}) })['edge.yaml'],
+  ) as Obj;
   const resources = edge.static_resources as { listeners: Obj[]; clusters: Obj[] };
   const orders = topology.services.find((s) => s.edgePrefixes.length > 0);
   if (!orders) throw new Error('bench config: the topology exposes no service at the edge');

@@ -8,7 +8,8 @@
  * For each: a grid of arrival rates, then the capacity at the SLO (p99 < 200 ms, no failed
  * request), the step at half of mode 1's capacity, CPU per request by process; then the
  * revocation-propagation figure. Writes loadtest/results/bench-latest.{json,md} and the table in
- * loadtest/README.md. `--profile` instead runs the CPU-profile pass (see ./profile.ts).
+ * loadtest/README.md. `--profile` instead runs the CPU-profile pass (see ./profile.ts);
+ * `--tracing <list>` the tracing-cost comparison (see ./tracing-cost.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { k8sServiceHost, type PortsOverride } from '@jwt-mesh/envoy';
-import { DEMO_USERS, spawnProcess, startStack, type ManagedProcess, type Stack } from '@jwt-mesh/stack';
+import { DEMO_USERS, otlpCollectorOf, spawnProcess, startStack, type ManagedProcess, type Stack } from '@jwt-mesh/stack';
 import { envoyBinary, startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
 import { request } from 'undici';
 import { z } from 'zod';
@@ -36,6 +37,8 @@ import { runGeneratorCost } from './generator-cost.js';
 import { rawRs256PerSec } from './machine.js';
 import { createManyTokens, type ManyTokens } from './many-tokens.js';
 import { startChainNoauth, type ChainNoauth } from './chain-noauth.js';
+import { runTracingCost } from './tracing-cost.js';
+import { parseTracingSettings, TRACING_MODES, type TracingSetting } from './tracing-report.js';
 import type { TokenSource } from '../runner.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -82,6 +85,18 @@ Options:
   --profile-full-rate <n>   arrival rate of the profile pass through mode 4 (default 150)
   --profile-low-rate <n>    arrival rate of the low-rate profile pass through mode 4 (default 20; 0 = skip)
   --profile-sec <s>         seconds per mode of the profile pass (default 20)
+  --tracing <list>          instead: what OpenTelemetry tracing costs. Runs --modes (here ext_authz
+                            and/or full; default both) once per setting, one rig per setting, in
+                            the order given: off (no tracer, no OTLP endpoint: the Node SDK is not
+                            loaded) or a percentage 0..100 of requests the edge samples (every
+                            sidecar and Node process follows it), the spans going to the stack's
+                            OTLP receiver. Per setting and mode: spans received per request, the
+                            capacity at the SLO, p50/p99 and CPU ms per request by process at
+                            --rates (default here 100,400), the receiver's CPU apart from the
+                            path's. E.g. --tracing off,10,100. Writes results/tracing-latest.{json,md}
+                            and the tracing table in loadtest/README.md (unless --no-readme).
+                            With --profile: one percentage; the profile pass on a rig traced at it
+                            (results/profile-tracing-latest.{md,json})
   -h, --help                this text
 `;
 
@@ -115,6 +130,7 @@ const optsSchema = z.object({
   profileFullRate: z.coerce.number().min(1).max(100_000),
   profileLowRate: z.coerce.number().min(0).max(100_000),
   profileSec: z.coerce.number().min(1).max(600),
+  tracing: z.array(z.union([z.literal('off'), z.number().min(0).max(100)])).min(1).nullable(),
 });
 export type BenchOptions = z.infer<typeof optsSchema>;
 
@@ -147,14 +163,21 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       'profile-full-rate': { type: 'string' },
       'profile-low-rate': { type: 'string' },
       'profile-sec': { type: 'string' },
+      tracing: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
   const q = values.quick === true;
+  // --tracing: validated first, so that its message (not a mode's) names what is wrong.
+  const tracing: TracingSetting[] | null = values.tracing !== undefined ? parseTracingSettings(values.tracing) : null;
+  if (tracing && values['generator-cost']) throw new Error('--tracing: not with --generator-cost');
+  if (tracing && values.profile && (tracing.length !== 1 || tracing[0] === 'off')) {
+    throw new Error('--tracing: with --profile, one sampling percentage (e.g. --profile --tracing 100): the profile pass runs one rig');
+  }
   const raw = {
-    modes: values.modes ?? MODES.join(','),
-    rates: values.rates ?? (q ? '100,400,1600' : '100,200,400,800,1600'),
+    modes: values.modes ?? (tracing ? TRACING_MODES.join(',') : MODES.join(',')),
+    rates: values.rates ?? (tracing ? '100,400' : q ? '100,400,1600' : '100,200,400,800,1600'),
     trialSec: values['trial-sec'] ?? (q ? '3' : '6'),
     warmupSec: values['warmup-sec'] ?? (q ? '1' : '2'),
     searchBudgetSec: values['search-budget-sec'] ?? (q ? '25' : '70'),
@@ -175,12 +198,17 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     profileFullRate: values['profile-full-rate'] ?? '150',
     profileLowRate: values['profile-low-rate'] ?? '20',
     profileSec: values['profile-sec'] ?? '20',
+    tracing,
   };
   const r = optsSchema.safeParse(raw);
   if (!r.success) {
     const i = r.error.issues[0];
     const key = String(i?.path[0] ?? 'options').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     throw new Error(`--${key}: ${i?.message ?? 'invalid'}`);
+  }
+  if (tracing && !r.data.profile) {
+    const other = r.data.modes.filter((m) => !(TRACING_MODES as readonly string[]).includes(m));
+    if (other.length > 0) throw new Error(`--modes: with --tracing only ${TRACING_MODES.join(' and ')} (the modes whose edge is traced), not ${other.join(', ')}`);
   }
   return r.data;
 }
@@ -256,7 +284,8 @@ export function collectVersions(): Record<string, string> {
   };
 }
 
-function gitInfo(): { commit: string; dirty: boolean } {
+/** The commit measured, and whether the working tree had uncommitted changes. */
+export function gitInfo(): { commit: string; dirty: boolean } {
   try {
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: REPO, encoding: 'utf8' }).trim() !== '';
@@ -266,7 +295,8 @@ function gitInfo(): { commit: string; dirty: boolean } {
   }
 }
 
-function uptime(): string {
+/** `uptime`'s line (load averages), or the load averages alone where there is no `uptime`. */
+export function uptime(): string {
   try {
     return execFileSync('uptime', { encoding: 'utf8' }).trim();
   } catch {
@@ -274,12 +304,16 @@ function uptime(): string {
   }
 }
 
-/** Replaces the block between the bench markers in loadtest/README.md with `markdown`. */
-export function updateReadme(readmePath: string, markdown: string): boolean {
+/**
+ * Replaces the block between `<!-- <marker>:start -->` and `<!-- <marker>:end -->` in
+ * loadtest/README.md with `markdown` (`bench`: the results table; `bench-tracing`: the tracing one).
+ * @returns false (and writes nothing) when the file or either marker is missing
+ */
+export function updateReadme(readmePath: string, markdown: string, marker = 'bench'): boolean {
   if (!existsSync(readmePath)) return false;
   const text = readFileSync(readmePath, 'utf8');
-  const start = '<!-- bench:start -->';
-  const end = '<!-- bench:end -->';
+  const start = `<!-- ${marker}:start -->`;
+  const end = `<!-- ${marker}:end -->`;
   const i = text.indexOf(start);
   const j = text.indexOf(end);
   if (i < 0 || j < i) return false;
@@ -299,8 +333,13 @@ interface Rig {
   noauth: ChainNoauth | null;
 }
 
-/** Starts the stack (free ports, own run folder, raised auth rate limits), the upstream and the bench Envoys. */
-export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurrency'> & { chainNoauth?: boolean }, extraEnv: { authz?: Record<string, string>; services?: Record<string, string> } = {}): Promise<Rig> {
+/**
+ * Starts the stack (free ports, own run folder, raised auth rate limits), the upstream and the bench Envoys.
+ * `edgeSamplePercent`: absent or null, no tracing anywhere (as `make up`); a percentage (0..100), the stack
+ * as `make up TRACING=on TRACE_SAMPLE_PERCENT=<it>` (its OTLP receiver, part `traces`, takes
+ * every span) and the bench Envoys with the same edge tracer.
+ */
+export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurrency'> & { chainNoauth?: boolean; edgeSamplePercent?: number | null }, extraEnv: { authz?: Record<string, string>; services?: Record<string, string> } = {}): Promise<Rig> {
   const runDir = join(REPO, '.run', 'bench');
   rmSync(join(runDir, 'logs'), { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
@@ -320,6 +359,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
     // The default prefix on purpose: the services read no prefix setting (services/kit
     // verifier-env.ts), so with any other prefix they would never see a revocation.
     env: { auth: limits, ...(extraEnv.authz ? { authz: extraEnv.authz } : {}), ...(extraEnv.services ? { services: extraEnv.services } : {}) },
+    ...(typeof opts.edgeSamplePercent === 'number' ? { tracing: { edgeSamplePercent: opts.edgeSamplePercent } } : {}),
     onProgress: (line) => say(line),
   });
   const started: { upstream?: { proc: ManagedProcess; port: number }; envoys: Partial<Record<EnvoyMode, EnvoyProcess>>; noauth?: ChainNoauth } = { envoys: {} };
@@ -332,7 +372,17 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
       authz: st.urls.authzGrpc,
       services: { auth: { inbound: authSidecarPort(st) } },
     };
-    const input = { ports, certDir: st.certDir, upstreamPort: started.upstream.port, issuer: st.jwt.issuer, audience: st.jwt.audience };
+    const collector = st.tracing ? otlpCollectorOf(st.tracing.endpoint) : null;
+    const input = {
+      ports,
+      certDir: st.certDir,
+      upstreamPort: started.upstream.port,
+      issuer: st.jwt.issuer,
+      audience: st.jwt.audience,
+      ...(collector && typeof opts.edgeSamplePercent === 'number'
+        ? { tracing: { collector: { host: collector.host, port: collector.port }, tracesPath: collector.tracesPath, edgeSamplePercent: opts.edgeSamplePercent } }
+        : {}),
+    };
     await Promise.all(
       ENVOY_MODES.map(async (mode) => {
         started.envoys[mode] = await startEnvoy({
@@ -384,7 +434,7 @@ export async function stopRig(rig: Rig): Promise<void> {
 }
 
 /** The processes whose CPU belongs to a mode's path (plus the generator, always reported). */
-function pathProcesses(mode: BenchMode, all: readonly Accounted[]): Accounted[] {
+export function pathProcesses(mode: BenchMode, all: readonly Accounted[]): Accounted[] {
   const want: Record<BenchMode, (n: string) => boolean> = {
     none: (n) => n === 'bench-envoy-none' || n === 'bench-upstream',
     jwt_authn: (n) => n === 'bench-envoy-jwt_authn' || n === 'bench-upstream' || n === 'auth',
@@ -702,6 +752,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (opts.profile) return runProfile(opts);
   if (opts.generatorCost) return runGeneratorCost(opts, opts.generatorRates);
+  if (opts.tracing) return runTracingCost(opts);
   return runBench(opts);
 }
 

@@ -7,6 +7,9 @@
  * protobuf, logging, the verification core, Node internals, GC ...) and the top frames by self
  * time. Writes loadtest/results/profile-latest.{md,json}; the raw profiles stay in
  * loadtest/results/tmp/ (not committed; open them in Chrome DevTools or speedscope).
+ * `--profile --tracing <percentage>` runs the same pass on a rig traced as `make up TRACING=on`
+ * at that edge sampling percentage, and writes loadtest/results/profile-tracing-latest.{md,json}:
+ * the OpenTelemetry SDK and its OTLP exporter are categories of their own.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -74,6 +77,8 @@ export function categoryOf(url: string, functionName: string): string {
     [/node_modules\/zod\//, 'zod'],
     [/node_modules\/(fastify|find-my-way|avvio|light-my-request|@fastify|fast-json-stringify|fast-querystring|process-warning|abstract-logging|toad-cache|safe-regex2|ret)\//, 'fastify'],
     [/node_modules\/undici\//, 'undici'],
+    [/node_modules\/@opentelemetry\/(exporter-|otlp-)/, 'OpenTelemetry OTLP exporter (serialise, send)'],
+    [/node_modules\/@opentelemetry\//, 'OpenTelemetry SDK and API (spans, context, sampler)'],
     [/node_modules\/(tsx|esbuild|get-tsconfig)\//, 'tsx (loader)'],
     [/packages\/core\//, 'jwt-mesh core (verify, policy, revocation)'],
     [/packages\/(fastify-auth|grpc-auth)\//, 'jwt-mesh adapters (fastify-auth, grpc-auth)'],
@@ -182,9 +187,12 @@ function findProfiles(dir: string): string[] {
 }
 
 /** Renders profile summaries as markdown. */
-export function renderProfileMarkdown(parts: Array<{ part: string; requests: number; summary: ProfileSummary }>, meta: { date: string; rate: number; fullRate: number; lowRate?: number; sec: number }): string {
+export function renderProfileMarkdown(
+  parts: Array<{ part: string; requests: number; summary: ProfileSummary }>,
+  meta: { date: string; rate: number; fullRate: number; lowRate?: number; sec: number; edgeSamplePercent?: number | null },
+): string {
   const L: string[] = [];
-  L.push(`### CPU profile — ${meta.date}`);
+  L.push(`### CPU profile${typeof meta.edgeSamplePercent === 'number' ? `, tracing on (the edge samples ${meta.edgeSamplePercent} %)` : ''} — ${meta.date}`);
   L.push('');
   L.push(`V8 sampling profiler (as \`node --cpu-prof\`, 1 ms interval) in each process during the load window only (after a warm-up): mode 3 (bench Envoy + ext_authz) at ${meta.rate} req/s, then mode 4 (full chain) at ${meta.fullRate} req/s, ${meta.sec} s each${meta.lowRate ? `; then a second window, mode 4 alone at a low rate, ${meta.lowRate} req/s (rows "@ ${meta.lowRate} req/s")` : ''}. Load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}. "busy" = not idle.`);
   L.push('');
@@ -217,7 +225,9 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
   mkdirSync(servicesDir, { recursive: true });
   // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload module starts the same V8 profiler.
   const preload = `--import ${join(LOADTEST_DIR, 'src', 'bench', 'cpu-prof-preload.mjs')}`;
-  const rig = await startRig(opts, {
+  // --profile --tracing <percentage>: the same pass on a rig traced as make up TRACING=on (one percentage, checked by parseBenchArgs).
+  const edgeSamplePercent = typeof opts.tracing?.[0] === 'number' ? opts.tracing[0] : null;
+  const rig = await startRig({ ...opts, edgeSamplePercent }, {
     authz: { NODE_OPTIONS: preload, JWT_MESH_CPU_PROF_DIR: authzDir },
     services: { NODE_OPTIONS: preload, JWT_MESH_CPU_PROF_DIR: servicesDir },
   });
@@ -290,11 +300,12 @@ export async function runProfile(opts: BenchOptions): Promise<number> {
     process.stderr.write(`profile: no .cpuprofile written under ${profDir} (did the processes exit cleanly?)\n`);
     return 1;
   }
-  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, fullRate: opts.profileFullRate, lowRate: opts.profileLowRate, sec: opts.profileSec });
+  const md = renderProfileMarkdown(parts, { date: new Date().toISOString(), rate: opts.profileRate, fullRate: opts.profileFullRate, lowRate: opts.profileLowRate, sec: opts.profileSec, edgeSamplePercent });
   const out = join(LOADTEST_DIR, 'results');
-  writeFileSync(join(out, 'profile-latest.md'), md);
-  writeFileSync(join(out, 'profile-latest.json'), `${JSON.stringify({ counts, parts }, null, 2)}\n`);
-  process.stdout.write(`\n${md}\nprofile: raw profiles in ${relative(process.cwd(), profDir)}; summary in loadtest/results/profile-latest.md\n`);
+  const base = edgeSamplePercent === null ? 'profile-latest' : 'profile-tracing-latest';
+  writeFileSync(join(out, `${base}.md`), md);
+  writeFileSync(join(out, `${base}.json`), `${JSON.stringify({ counts, edgeSamplePercent, parts }, null, 2)}\n`);
+  process.stdout.write(`\n${md}\nprofile: raw profiles in ${relative(process.cwd(), profDir)}; summary in loadtest/results/${base}.md\n`);
   if (process.env.KEEP_PROFILES !== '1') {
     // Keep only the newest raw set; older ones are large and never committed.
     for (const d of readdirSync(join(out, 'tmp')).filter((d) => d.startsWith('profile-') && d !== `profile-${stamp}`)) {

@@ -6,8 +6,8 @@ export { startStack, StackStartError, FIXED_PORTS, SERVICES, redactUrl, otlpColl
 export { reserveFreePort, holdPort, isPortClash, PORT_ATTEMPTS } from './ports.js';
 export type { PortReservation, PortReserver } from './ports.js';
 export type { Stack, StackOptions, PartSelection, ExtraUpstream, StackTracing, OtlpCollector } from './stack.js';
-export { startOtlpReceiver, DEFAULT_MAX_BODY_BYTES, TRACES_PATH } from './traces/receiver.js';
-export type { OtlpReceiver, OtlpReceiverOptions } from './traces/receiver.js';
+export { startOtlpReceiver, DEFAULT_MAX_BODY_BYTES, TRACES_PATH, MAX_STATS_SERVICES } from './traces/receiver.js';
+export type { OtlpReceiver, OtlpReceiverOptions, ReceiverStats } from './traces/receiver.js';
 export { TraceStore, topSpans, EDGE_SERVICE } from './traces/store.js';
 export type { TraceStoreOptions, TraceSummary, AddResult } from './traces/store.js';
 export { decodeExportRequest, encodeExportRequest, encodeExportResponse, OtlpDecodeError, SPAN_KINDS, STATUS_CODES } from './traces/otlp.js';

@@ -12,7 +12,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { encodeExportRequest, type SpanInput, type StoredSpan } from '../src/traces/otlp.js';
-import { startOtlpReceiver, type OtlpReceiver } from '../src/traces/receiver.js';
+import { MAX_STATS_SERVICES, startOtlpReceiver, type OtlpReceiver } from '../src/traces/receiver.js';
 import { TraceStore } from '../src/traces/store.js';
 
 const require = createRequire(import.meta.url);
@@ -277,6 +277,59 @@ t.test('complete means one top span, the edge\'s; a missing parent or a missing 
   t.equal(summary?.complete, true);
   t.equal(summary?.quietMs, 700, 'quiet since the last span arrived');
   t.equal(summary?.traceId, traceId);
+});
+
+t.test('GET /api/stats counts what was taken, per service, after the store let it go; counts only', async (t) => {
+  const r = await receiver(t, { maxTraces: 1 });
+  const empty = await getJson(`${r.url}/api/stats`);
+  t.equal(empty.status, 200);
+  t.same(empty.json, { exports: 0, spans: 0, rejected: 0, dropped: 0, evicted: 0, refused: 0, services: {} });
+
+  const first = chain();
+  const second = chain();
+  for (const c of [first, second]) {
+    for (const [service, spans] of Object.entries(c.bySvc)) {
+      t.equal((await post(`${r.url}/v1/traces`, { headers: PROTOBUF, body: Buffer.from(encodeExportRequest(service, spans)) })).status, 200);
+    }
+  }
+  // The same edge span again (dropped by the store), one invalid span (rejected), a body that does not decode (refused).
+  const t0 = 1_700_000_000_000n * ms;
+  const again = encodeExportRequest('edge', [...(second.bySvc['edge'] ?? []), { traceId: '00'.repeat(16), spanId: hex(8), name: 'zero trace id', startTimeUnixNano: t0, endTimeUnixNano: t0 }]);
+  t.equal((await post(`${r.url}/v1/traces`, { headers: PROTOBUF, body: Buffer.from(again) })).status, 200);
+  t.equal((await post(`${r.url}/v1/traces`, { headers: PROTOBUF, body: Buffer.from('not protobuf') })).status, 400);
+  // A sender naming its service __proto__ is counted like any other name.
+  const proto = chain();
+  t.equal((await post(`${r.url}/v1/traces`, { headers: PROTOBUF, body: Buffer.from(encodeExportRequest('__proto__', proto.bySvc['orders'] ?? [])) })).status, 200);
+
+  const stats = (await getJson(`${r.url}/api/stats`)).json;
+  t.equal(r.store.size, 1, 'the store holds one trace');
+  t.same(stats, {
+    exports: 8,
+    spans: 8,
+    rejected: 1,
+    dropped: 1,
+    evicted: 2,
+    refused: 1,
+    services: { edge: { exports: 3, spans: 3 }, 'sidecar-orders': { exports: 2, spans: 2 }, orders: { exports: 2, spans: 2 }, ['__proto__']: { exports: 1, spans: 1 } },
+  });
+  t.ok(Object.hasOwn(stats.services, '__proto__'), '__proto__ is an own key, not a prototype');
+  t.same(r.stats(), stats, 'the same figures in process');
+  t.notMatch(JSON.stringify(stats), new RegExp(`${first.traceId}|${second.traceId}|edge /api/orders`), 'no trace id or span name');
+});
+
+t.test('GET /api/stats counts at most MAX_STATS_SERVICES names; the rest under (other)', async (t) => {
+  const r = await receiver(t);
+  const { traceId, bySvc } = chain();
+  const span = bySvc['edge']?.[0] as SpanInput;
+  for (let i = 0; i < MAX_STATS_SERVICES + 3; i++) {
+    const body = encodeExportRequest(`svc-${i}`, [{ ...span, traceId, spanId: hex(8) }]);
+    t.equal((await post(`${r.url}/v1/traces`, { headers: PROTOBUF, body: Buffer.from(body) })).status, 200);
+  }
+  const s = r.stats();
+  t.equal(Object.keys(s.services).length, MAX_STATS_SERVICES + 1);
+  t.same(s.services['(other)'], { exports: 3, spans: 3 });
+  t.same(s.services['svc-0'], { exports: 1, spans: 1 });
+  t.equal(s.spans, MAX_STATS_SERVICES + 3);
 });
 
 t.test('loopback only', async (t) => {

@@ -10,6 +10,8 @@
  *   decode, 415 for another content type or encoding. Errors are one line of plain text.
  * - `GET /api/traces`: the traces held, newest first ({@link TraceSummary} JSON).
  * - `GET /api/traces/<trace id>`: `{ traceId, spans }` ({@link StoredSpan} JSON), 404 when not held.
+ * - `GET /api/stats`: what it has taken since it started ({@link ReceiverStats} JSON): counts
+ *   only, never span content; `make bench --tracing` reads it to count the spans per request.
  * - `GET /healthz`: `ok`.
  *
  * It listens on a loopback address only, and a malformed request is answered, never a crash.
@@ -38,12 +40,42 @@ export interface OtlpReceiverOptions extends TraceStoreOptions {
   onExport?: (e: { spans: number; rejected: number; dropped: number; evicted: number }) => void;
 }
 
+/**
+ * Running totals since the receiver started (`GET /api/stats`). Counts only: no trace id, span
+ * name or attribute. They keep counting after the store dropped or evicted what they count.
+ */
+export interface ReceiverStats {
+  /** Export requests accepted (answered 200, partial successes included). */
+  exports: number;
+  /** Spans in those requests with a valid trace id, span id and time range (stored or not). */
+  spans: number;
+  /** Spans refused as a partial success (invalid trace id, span id or time range). */
+  rejected: number;
+  /** Valid spans the store did not keep: their trace was full, or the span id was already there. */
+  dropped: number;
+  /** Traces evicted from the store to make room. */
+  evicted: number;
+  /** Requests answered with an error status (400, 405, 413, 415, ...), exports or not. */
+  refused: number;
+  /**
+   * Per `service.name` resource attribute: accepted export requests carrying its spans, and its
+   * valid spans. At most {@link MAX_STATS_SERVICES} names; spans of any later name are counted
+   * under `(other)`.
+   */
+  services: Record<string, { exports: number; spans: number }>;
+}
+
+/** Service names {@link ReceiverStats.services} counts one by one (a bound against senders inventing names). */
+export const MAX_STATS_SERVICES = 256;
+
 /** A running receiver. */
 export interface OtlpReceiver {
   /** `http://127.0.0.1:<port>`: the OTLP base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`) and the API's. */
   readonly url: string;
   readonly port: number;
   readonly store: TraceStore;
+  /** A copy of the running totals ({@link ReceiverStats}), as `GET /api/stats` returns them. */
+  stats(): ReceiverStats;
   /** Stops listening and closes open connections. */
   close(): Promise<void>;
 }
@@ -122,6 +154,10 @@ export async function startOtlpReceiver(opts: OtlpReceiverOptions): Promise<Otlp
   const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new RangeError(`otlp-receiver: maxBodyBytes must be a positive integer (got ${maxBodyBytes})`);
   const store = new TraceStore(opts);
+  const totals: Omit<ReceiverStats, 'services'> = { exports: 0, spans: 0, rejected: 0, dropped: 0, evicted: 0, refused: 0 };
+  // A Map, not a plain object: the keys are whatever service names senders put in their resources (`__proto__` included).
+  const services = new Map<string, { exports: number; spans: number }>();
+  const stats = (): ReceiverStats => ({ ...totals, services: Object.fromEntries([...services].map(([k, v]) => [k, { ...v }])) });
 
   const exportTraces = async (req: IncomingMessage, res: ServerResponse) => {
     const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
@@ -144,6 +180,20 @@ export async function startOtlpReceiver(opts: OtlpReceiverOptions): Promise<Otlp
       throw err;
     }
     const added = store.add(decoded.spans);
+    totals.exports += 1;
+    totals.spans += decoded.spans.length;
+    totals.rejected += decoded.rejected;
+    totals.dropped += added.dropped;
+    totals.evicted += added.evicted;
+    const perService = new Map<string, number>();
+    for (const span of decoded.spans) perService.set(span.serviceName, (perService.get(span.serviceName) ?? 0) + 1);
+    for (const [service, n] of perService) {
+      const name = services.has(service) || services.size < MAX_STATS_SERVICES ? service : '(other)';
+      const entry = services.get(name) ?? { exports: 0, spans: 0 };
+      entry.exports += 1;
+      entry.spans += n;
+      services.set(name, entry);
+    }
     opts.onExport?.({ spans: added.stored, rejected: decoded.rejected, dropped: added.dropped, evicted: added.evicted });
     send(res, 200, 'application/x-protobuf', encodeExportResponse(decoded.rejected, decoded.rejected ? `${decoded.rejected} span(s) with an invalid trace id, span id or time range` : ''));
   };
@@ -157,6 +207,7 @@ export async function startOtlpReceiver(opts: OtlpReceiverOptions): Promise<Otlp
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${path} takes GET`);
     if (path === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
+    if (path === '/api/stats') return send(res, 200, 'application/json', JSON.stringify(stats()));
     if (path === '/api/traces') return send(res, 200, 'application/json', JSON.stringify({ traces: store.list() }));
     const m = /^\/api\/traces\/([^/]+)$/.exec(path);
     if (m) {
@@ -166,12 +217,13 @@ export async function startOtlpReceiver(opts: OtlpReceiverOptions): Promise<Otlp
       if (!spans) throw new HttpError(404, `trace ${id} is not held (the receiver keeps the last ${store.maxTraces} traces)`);
       return send(res, 200, 'application/json', JSON.stringify({ traceId: id, spans }));
     }
-    throw new HttpError(404, `no such path: ${path} (POST ${TRACES_PATH}, GET /api/traces, GET /api/traces/<trace id>)`);
+    throw new HttpError(404, `no such path: ${path} (POST ${TRACES_PATH}, GET /api/traces, GET /api/traces/<trace id>, GET /api/stats)`);
   };
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : 500;
+      totals.refused += 1;
       const message = err instanceof HttpError ? err.message : 'internal error';
       if (status === 413 && !res.headersSent) {
         // A refused upload may still be arriving: answer, then close the connection instead of reading on.
@@ -197,6 +249,7 @@ export async function startOtlpReceiver(opts: OtlpReceiverOptions): Promise<Otlp
     url: `http://${urlHost}:${port}`,
     port,
     store,
+    stats,
     close: () =>
       new Promise<void>((resolveClose) => {
         server.closeAllConnections();

@@ -31,7 +31,7 @@ import { benchEdgeConfig, ENVOY_MODES, filterNames, type EnvoyMode } from './con
 import { findCapacity } from './capacity.js';
 import { cpuPerRequest, cpuSnapshot, foreignCores, machineBusyMs, type Accounted } from './procstat.js';
 import { authzVerifier, httpVerifier, propagationTrial, summarisePropagation, type PropagationTrial, type Verifier } from './propagation.js';
-import { evaluateAims, MANY_TOKEN_MODES, MODE_LABELS, MODES, renderMarkdown, type BenchMode, type BenchResult, type ModeResult, type StepResult } from './report.js';
+import { evaluateAims, MANY_TOKEN_MODES, MODE_LABELS, MODES, renderMarkdown, type BenchMode, type BenchResult, type ModeResult, type RunMeta, type StepResult } from './report.js';
 import { runProfile } from './profile.js';
 import { runGeneratorCost } from './generator-cost.js';
 import { rawRs256PerSec } from './machine.js';
@@ -284,6 +284,51 @@ export function collectVersions(): Record<string, string> {
   };
 }
 
+/**
+ * The latency and answer figures of one step, from the runner's result `r` at `rate` (req/s
+ * offered): achieved rate (req/s), p50/p90/p99/max (ms, from the scheduled send), failures by
+ * kind, the generator's lag p99 (ms), and `pass`: the runner's SLO verdict and at least 95 % of
+ * the offered rate achieved.
+ */
+export function stepFigures(rate: number, r: Awaited<ReturnType<typeof runLoad>>): Omit<StepResult, 'cpuMsPerRequest' | 'attempts' | 'foreignCores'> {
+  return {
+    rate,
+    achieved: r.achievedRate,
+    p50: r.latency.p50,
+    p90: r.latency.p90,
+    p99: r.latency.p99,
+    max: r.latency.max,
+    failed: r.failed,
+    nonOk: r.nonOk,
+    errors: r.errors,
+    dropped: r.dropped,
+    lagP99: r.lag.p99,
+    pass: r.pass && r.achievedRate >= 0.95 * rate,
+  };
+}
+
+/**
+ * The machine and run facts every bench result starts with ({@link RunMeta}): the date, the run's
+ * wall time from `t0` (epoch ms) in seconds, the host, the load average before (`loadBefore`,
+ * `os.loadavg()` at the start) and now, the raw RS256 rate (verifications/s on one core), `uptime`
+ * before and after, package versions and the git commit.
+ */
+export function runMeta(input: { t0: number; loadBefore: number[]; rawRs256PerSec: number; uptimeBefore: string; uptimeAfter: string }): RunMeta & { rawRs256PerSec: number } {
+  const c = cpus();
+  return {
+    date: new Date().toISOString(),
+    durationSec: (Date.now() - input.t0) / 1000,
+    host: { cores: c.length, cpuModel: c[0]?.model.trim() ?? '?', memGiB: Math.round(totalmem() / 2 ** 30), platform: `${platform()} ${release()}` },
+    loadavgBefore: input.loadBefore.map((x) => Math.round(x * 100) / 100),
+    loadavgAfter: loadavg().map((x) => Math.round(x * 100) / 100),
+    rawRs256PerSec: input.rawRs256PerSec,
+    uptimeBefore: input.uptimeBefore,
+    uptimeAfter: input.uptimeAfter,
+    versions: collectVersions(),
+    git: gitInfo(),
+  };
+}
+
 /** The commit measured, and whether the working tree had uncommitted changes. */
 export function gitInfo(): { commit: string; dirty: boolean } {
   try {
@@ -524,25 +569,13 @@ async function runBench(opts: BenchOptions): Promise<number> {
       });
       const after = cpuSnapshot(procs);
       const foreign = foreignCores(m0, { machine: machineBusyMs(), ours: ours(), at: Date.now() });
-      const pass = r.pass && r.achievedRate >= 0.95 * rate;
       const s: StepResult = {
-        rate,
-        achieved: r.achievedRate,
-        p50: r.latency.p50,
-        p90: r.latency.p90,
-        p99: r.latency.p99,
-        max: r.latency.max,
-        failed: r.failed,
-        nonOk: r.nonOk,
-        errors: r.errors,
-        dropped: r.dropped,
-        lagP99: r.lag.p99,
-        pass,
+        ...stepFigures(rate, r),
         cpuMsPerRequest: cpuPerRequest(before, after, r.answered),
         attempts: 1,
         foreignCores: foreign,
       };
-      say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s -> ${s.achieved} achieved, p50 ${s.p50} ms, p99 ${s.p99} ms, failed ${s.failed}, lag p99 ${s.lagP99} ms, foreign CPU ${foreign} cores: ${pass ? 'pass' : 'FAIL'}`);
+      say(`${mode.padEnd(9)} ${String(rate).padStart(6)} req/s -> ${s.achieved} achieved, p50 ${s.p50} ms, p99 ${s.p99} ms, failed ${s.failed}, lag p99 ${s.lagP99} ms, foreign CPU ${foreign} cores: ${s.pass ? 'pass' : 'FAIL'}`);
       await sleep(1000); // let queues drain and the next step start clean
       return s;
     };
@@ -629,19 +662,9 @@ async function runBench(opts: BenchOptions): Promise<number> {
   }
   const uptimeAfter = uptime();
   say(`uptime after: ${uptimeAfter}`);
-  const c = cpus();
   const result: BenchResult = {
     meta: {
-      date: new Date().toISOString(),
-      durationSec: (Date.now() - t0) / 1000,
-      host: { cores: c.length, cpuModel: c[0]?.model.trim() ?? '?', memGiB: Math.round(totalmem() / 2 ** 30), platform: `${platform()} ${release()}` },
-      loadavgBefore: loadBefore.map((x) => Math.round(x * 100) / 100),
-      loadavgAfter: loadavg().map((x) => Math.round(x * 100) / 100),
-      rawRs256PerSec: rawRs256,
-      uptimeBefore,
-      uptimeAfter,
-      versions: collectVersions(),
-      git: gitInfo(),
+      ...runMeta({ t0, loadBefore, rawRs256PerSec: rawRs256, uptimeBefore, uptimeAfter }),
       settings: {
         rates: opts.rates,
         trialSec: opts.trialSec,

@@ -83,20 +83,28 @@ export interface ModeResult {
   halfChain?: StepResult | null;
 }
 
+/** What every bench run records about the machine and the run (`runMeta` in ./main.ts). */
+export interface RunMeta {
+  /** ISO 8601 time the document was written. */
+  date: string;
+  /** Wall time of the whole run, seconds. */
+  durationSec: number;
+  host: { cores: number; cpuModel: string; memGiB: number; platform: string };
+  /** os.loadavg() before the run and after it (1, 5, 15 minutes). */
+  loadavgBefore: number[];
+  loadavgAfter: number[];
+  /** The machine's raw RS256 rate: node:crypto verifications per second on one core (./machine.ts). */
+  rawRs256PerSec?: number;
+  /** `uptime` output before and after. */
+  uptimeBefore: string;
+  uptimeAfter: string;
+  versions: Record<string, string>;
+  git: { commit: string; dirty: boolean };
+}
+
 /** The whole result document written to loadtest/results/bench-latest.json. */
 export interface BenchResult {
-  meta: {
-    date: string;
-    durationSec: number;
-    host: { cores: number; cpuModel: string; memGiB: number; platform: string };
-    loadavgBefore: number[];
-    loadavgAfter: number[];
-    /** The machine's raw RS256 rate: node:crypto verifications per second on one core (./machine.ts). */
-    rawRs256PerSec?: number;
-    uptimeBefore: string;
-    uptimeAfter: string;
-    versions: Record<string, string>;
-    git: { commit: string; dirty: boolean };
+  meta: RunMeta & {
     settings: Record<string, unknown>;
     notes: string[];
   };

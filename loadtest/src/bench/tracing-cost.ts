@@ -14,7 +14,7 @@
  * Writes loadtest/results/tracing-latest.{json,md} and, unless `--no-readme`, the block between
  * `<!-- bench-tracing:start -->` and `<!-- bench-tracing:end -->` in loadtest/README.md.
  */
-import { cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,7 +24,7 @@ import { runLoad } from '../runner.js';
 import { findCapacity } from './capacity.js';
 import { rawRs256PerSec } from './machine.js';
 import type { BenchOptions } from './main.js';
-import { collectVersions, gitInfo, LOADTEST_DIR, orderRoute, pathProcesses, startRig, stopRig, updateReadme, uptime } from './main.js';
+import { LOADTEST_DIR, orderRoute, pathProcesses, runMeta, startRig, stepFigures, stopRig, updateReadme, uptime } from './main.js';
 import { cpuPerRequest, cpuSnapshot, foreignCores, machineBusyMs, type Accounted } from './procstat.js';
 import { RECEIVER_PROCESS, renderTracingMarkdown, settingLabel, spansPerRequest, tracingPathCpu, type TracingMode, type TracingModeResult, type TracingResult, type TracingSetting, type TracingStep } from './tracing-report.js';
 
@@ -135,20 +135,8 @@ export async function runTracingCost(opts: BenchOptions): Promise<number> {
         const foreign = foreignCores(m0, { machine: machineBusyMs(), ours: ours(), at: Date.now() });
         const atWindowEnd = receiverUrl ? await receiverStats(receiverUrl) : null;
         const end = receiverUrl ? await whenQuiet(receiverUrl) : null;
-        const pass = r.pass && r.achievedRate >= 0.95 * rate;
         const s: TracingStep = {
-          rate,
-          achieved: r.achievedRate,
-          p50: r.latency.p50,
-          p90: r.latency.p90,
-          p99: r.latency.p99,
-          max: r.latency.max,
-          failed: r.failed,
-          nonOk: r.nonOk,
-          errors: r.errors,
-          dropped: r.dropped,
-          lagP99: r.lag.p99,
-          pass,
+          ...stepFigures(rate, r),
           cpuMsPerRequest: cpuPerRequest(before, after, r.answered),
           cpuMsPerRequestInStep: cpuPerRequest(before, atEnd, r.answered),
           tailMs: TAIL_MS,
@@ -163,7 +151,7 @@ export async function runTracingCost(opts: BenchOptions): Promise<number> {
         say(
           `${mode.padEnd(9)} tracing ${settingLabel(setting).padEnd(5)} ${String(rate).padStart(6)} req/s -> ${s.achieved} achieved, p50 ${s.p50} ms, p99 ${s.p99} ms, failed ${s.failed}, ` +
             `path CPU ${tracingPathCpu(s.cpuMsPerRequest)} ms/request, spans/request ${spr === null ? '-' : spr.toFixed(2)}${s.lateSpans ? ` (${s.lateSpans} late)` : ''}` +
-            `${s.cpuMsPerRequest[RECEIVER_PROCESS] !== undefined ? `, receiver ${s.cpuMsPerRequest[RECEIVER_PROCESS]} ms/request` : ''}, foreign CPU ${foreign} cores: ${pass ? 'pass' : 'FAIL'}`,
+            `${s.cpuMsPerRequest[RECEIVER_PROCESS] !== undefined ? `, receiver ${s.cpuMsPerRequest[RECEIVER_PROCESS]} ms/request` : ''}, foreign CPU ${foreign} cores: ${s.pass ? 'pass' : 'FAIL'}`,
         );
         await sleep(1000);
         return s;
@@ -228,19 +216,9 @@ export async function runTracingCost(opts: BenchOptions): Promise<number> {
 
   const uptimeAfter = uptime();
   say(`uptime after: ${uptimeAfter}`);
-  const c = cpus();
   const result: TracingResult = {
     meta: {
-      date: new Date().toISOString(),
-      durationSec: (Date.now() - t0) / 1000,
-      host: { cores: c.length, cpuModel: c[0]?.model.trim() ?? '?', memGiB: Math.round(totalmem() / 2 ** 30), platform: `${platform()} ${release()}` },
-      loadavgBefore: loadBefore.map((x) => Math.round(x * 100) / 100),
-      loadavgAfter: loadavg().map((x) => Math.round(x * 100) / 100),
-      rawRs256PerSec: rawRs256,
-      uptimeBefore,
-      uptimeAfter,
-      versions: collectVersions(),
-      git: gitInfo(),
+      ...runMeta({ t0, loadBefore, rawRs256PerSec: rawRs256, uptimeBefore, uptimeAfter }),
       settings: {
         trialSec: opts.trialSec,
         warmupSec: opts.warmupSec,

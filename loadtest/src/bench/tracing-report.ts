@@ -3,7 +3,7 @@
  * `--tracing` list, the result document (JSON) and its markdown table. The run itself is in
  * ./tracing-cost.ts; the tests render a hand-made result.
  */
-import type { StepResult } from './report.js';
+import type { RunMeta, StepResult } from './report.js';
 
 /**
  * One tracing setting of a run: `'off'` (no tracer rendered in any Envoy, no OTLP endpoint for
@@ -89,18 +89,9 @@ export interface TracingModeResult {
 
 /** The document written to loadtest/results/tracing-latest.json. */
 export interface TracingResult {
-  meta: {
-    date: string;
-    durationSec: number;
-    host: { cores: number; cpuModel: string; memGiB: number; platform: string };
-    loadavgBefore: number[];
-    loadavgAfter: number[];
-    /** node:crypto RS256 verifications per second on one core (./machine.ts). */
+  meta: RunMeta & {
+    /** node:crypto RS256 verifications per second on one core (./machine.ts); always measured here. */
     rawRs256PerSec: number;
-    uptimeBefore: string;
-    uptimeAfter: string;
-    versions: Record<string, string>;
-    git: { commit: string; dirty: boolean };
     /** trialSec, warmupSec, searchBudgetSec, pool, connections, envoyConcurrency, tailMs, ... */
     settings: Record<string, unknown>;
   };

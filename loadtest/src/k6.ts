@@ -9,7 +9,7 @@
  * 107 a script error, 108 the script aborted the test, 104/105 bad configuration.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -179,4 +179,24 @@ export function formatSummary(summary: K6Summary): string {
   const crossed = crossedThresholds(summary);
   lines.push(crossed.length === 0 ? `verdict   PASS (${Object.keys(thresholdOutcomes(summary)).length} thresholds)` : `verdict   FAIL: ${crossed.join('; ')}`);
   return lines.join('\n');
+}
+
+/**
+ * The end of a k6 run driven by a runner (`make loadtest-10k`, `make loadtest-login-burst`): with
+ * no summary, says so on stderr as `<tool>: k6 exited with ...`; else prints k6's figures, writes
+ * `render(summary)` to `<runDir>/report.md` and prints it. `say` prints one progress line.
+ * @returns the exit status for the runner: k6's own code (0, or {@link K6_THRESHOLDS_CROSSED}),
+ *   2 when k6 was killed by a signal.
+ */
+export function finishK6Report(tool: string, run: K6Run, runDir: string, render: (summary: K6Summary) => string, say: (line: string) => void): number {
+  if (!run.summary) {
+    process.stderr.write(`${tool}: k6 exited with ${run.code ?? run.signal} and wrote no summary\n`);
+    return run.code ?? 2;
+  }
+  say(`figures from ${run.summaryFile}:\n${formatSummary(run.summary)}`);
+  const report = render(run.summary);
+  writeFileSync(join(runDir, 'report.md'), report);
+  process.stdout.write(`\n${report}\n`);
+  say(`report in ${join(runDir, 'report.md')}; k6 exited with ${run.code ?? run.signal}`);
+  return run.code ?? 2;
 }

@@ -25,7 +25,7 @@ import { z } from 'zod';
 import { readEnv } from './env.js';
 import { tokenAnswerProblem } from '../k6/lib/scenario.js';
 import { assertLoopbackTarget } from './guard.js';
-import { formatSummary, k6Binary, runK6 } from './k6.js';
+import { finishK6Report, k6Binary, runK6 } from './k6.js';
 import { meshSnapshot, sampleProcesses, type Watched } from './mesh-probe.js';
 import { renderReport, type MeshRecord } from './report.js';
 
@@ -249,16 +249,7 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
     verifiers,
   };
   writeFileSync(join(runDir, 'mesh.json'), `${JSON.stringify(mesh, null, 1)}\n`);
-  if (!result.summary) {
-    process.stderr.write(`loadtest-10k: k6 exited with ${result.code ?? result.signal} and wrote no summary\n`);
-    return result.code ?? 2;
-  }
-  say(`figures from ${result.summaryFile}:\n${formatSummary(result.summary)}`);
-  const report = renderReport(result.summary, mesh);
-  writeFileSync(join(runDir, 'report.md'), report);
-  process.stdout.write(`\n${report}\n`);
-  say(`report in ${join(runDir, 'report.md')}; k6 exited with ${result.code ?? result.signal}`);
-  return result.code ?? 2;
+  return finishK6Report('loadtest-10k', result, runDir, (summary) => renderReport(summary, mesh), say);
 }
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {

@@ -30,7 +30,7 @@ import { rawRs256PerSec } from './bench/machine.js';
 import { cpuMsOfPid } from './bench/procstat.js';
 import { readEnv } from './env.js';
 import { assertLoopbackTarget } from './guard.js';
-import { formatSummary, k6Binary, runK6 } from './k6.js';
+import { finishK6Report, k6Binary, runK6 } from './k6.js';
 import { CPU_SAMPLE_MS, renderBurstReport, type BurstRecord } from './login-burst-report.js';
 import { cpuMs, sampleProcesses, scrapeMetrics, type Watched } from './mesh-probe.js';
 
@@ -238,16 +238,7 @@ async function run(env: NodeJS.ProcessEnv): Promise<number> {
       authMetricsAfter,
     };
     writeFileSync(join(runDir, 'run.json'), `${JSON.stringify(record, null, 1)}\n`);
-    if (!result.summary) {
-      process.stderr.write(`loadtest-login-burst: k6 exited with ${result.code ?? result.signal} and wrote no summary\n`);
-      return result.code ?? 2;
-    }
-    say(`figures from ${result.summaryFile}:\n${formatSummary(result.summary)}`);
-    const report = renderBurstReport(result.summary, record);
-    writeFileSync(join(runDir, 'report.md'), report);
-    process.stdout.write(`\n${report}\n`);
-    say(`report in ${join(runDir, 'report.md')}; k6 exited with ${result.code ?? result.signal}`);
-    return result.code ?? 2;
+    return finishK6Report('loadtest-login-burst', result, runDir, (summary) => renderBurstReport(summary, record), say);
   } finally {
     await stack?.stop();
   }

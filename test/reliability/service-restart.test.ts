@@ -6,7 +6,7 @@
  * Requests in flight at SIGTERM are made on purpose: profile (the last hop) is frozen with
  * SIGSTOP for 0.7 s around the signal, so requests wait inside orders and inventory.
  *
- * The drain (services/kit): for DRAIN_GRACE_MS after SIGTERM the service still serves (with
+ * The drain (packages/runtime): for DRAIN_GRACE_MS after SIGTERM the service still serves (with
  * `/readyz` 503 and `Connection: close`), then closes its listener and finishes in-flight
  * requests. The sidecars and the edge retry GET on connect failures, refused streams and resets
  * before the request was sent, 3 times with a 25-250 ms back-off (envoy/README.md).

@@ -401,7 +401,7 @@ export async function startRig(opts: Pick<BenchOptions, 'pool' | 'envoyConcurren
     stateFile: join(runDir, 'stack.json'),
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
     ...(process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL } : {}),
-    // The default prefix on purpose: the services read no prefix setting (services/kit
+    // The default prefix on purpose: the services read no prefix setting (packages/runtime
     // verifier-env.ts), so with any other prefix they would never see a revocation.
     env: { auth: limits, ...(extraEnv.authz ? { authz: extraEnv.authz } : {}), ...(extraEnv.services ? { services: extraEnv.services } : {}) },
     ...(typeof opts.edgeSamplePercent === 'number' ? { tracing: { edgeSamplePercent: opts.edgeSamplePercent } } : {}),

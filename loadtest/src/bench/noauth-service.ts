@@ -18,7 +18,7 @@ import { buildApp as buildInventory, createProfileClient } from '@jwt-mesh/inven
 import { buildApp as buildOrders } from '@jwt-mesh/orders';
 import { buildApp as buildProfile, buildGrpcServer, GRPC_SERVICE } from '@jwt-mesh/profile';
 import { loadProfileProto } from '@jwt-mesh/profile/proto';
-import { createLogger, createMetrics, type Readiness } from '@jwt-mesh/service-kit';
+import { createLogger, createMetrics, type Readiness } from '@jwt-mesh/runtime';
 
 /** The identity every request gets: fixed, with every scope the chain's routes ask for. */
 export const BENCH_IDENTITY: Identity = Object.freeze({

@@ -83,7 +83,7 @@ export function categoryOf(url: string, functionName: string): string {
     [/packages\/core\//, 'jwt-mesh core (verify, policy, revocation)'],
     [/packages\/(fastify-auth|grpc-auth)\//, 'jwt-mesh adapters (fastify-auth, grpc-auth)'],
     [/authz-service\/src\//, 'authz-service (Check adapter, metrics, logging glue)'],
-    [/services\/kit\//, 'service kit'],
+    [/packages\/runtime\//, 'runtime'],
     [/services\/(orders|inventory|profile)\//, 'service handlers'],
     [/node_modules\//, 'other npm packages'],
   ];

@@ -68,7 +68,7 @@ const PASSED_BACK_HEADERS = ['www-authenticate', 'retry-after'] as const;
  * A downstream failure to hand back to the client as is: `status` and `headers`
  * (`www-authenticate`, `retry-after`) copied from the downstream answer, `body` its JSON error
  * body. Transport failures are 502 `bad_gateway`; a missed deadline is 504 `gateway_timeout`.
- * Reply with `reply.code(err.status).headers(err.headers).send(err.body)` (the service kit's
+ * Reply with `reply.code(err.status).headers(err.headers).send(err.body)` (the runtime package's
  * error handler does this).
  */
 export class DownstreamError extends Error {

@@ -80,7 +80,7 @@ export interface FastifyAuthOptions {
   /**
    * Log each denial on its own line (`request denied` at info, with the error code and policy
    * rule). Default true. A host that writes one line per request itself (the mesh services'
-   * kit) turns it off and puts the code from `onDecision` on that line.
+   * runtime package) turns it off and puts the code from `onDecision` on that line.
    */
   readonly logDenials?: boolean;
 }

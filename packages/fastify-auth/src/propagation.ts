@@ -67,7 +67,7 @@ const requestIdCache = new WeakMap<object, string>();
  * valid, otherwise starts a new one. Memoised per `headers` object, so every reader during one
  * request (logs, the hop report, each outgoing call) sees the same trace id and span id.
  *
- * With tracing on, the request's SERVER span (bound by the service kit or the gRPC wrapper with
+ * With tracing on, the request's SERVER span (bound by the runtime package or the gRPC wrapper with
  * the core's `bindRequestSpan`) gives the trace id, span id and sampled flag instead, so the hop
  * report and the logs name the same trace as the exported spans.
  *
@@ -118,7 +118,7 @@ export function outgoingTraceparent(ctx: TraceContext): string {
 /**
  * The request id of an incoming request: the caller's `x-request-id` when it is one short
  * token (`[A-Za-z0-9._:-]{1,128}`), otherwise a new UUID. Memoised per `headers` object.
- * Fastify uses it as `request.id` (see `genReqId` in the service kit), so logs carry it.
+ * Fastify uses it as `request.id` (see `genReqId` in the runtime package), so logs carry it.
  */
 export function requestIdOf(req: { readonly headers: IncomingHeaders }): string {
   const cached = requestIdCache.get(req.headers);

@@ -1,5 +1,5 @@
 /**
- * SERVER spans for a Fastify app: every service (through the service kit) and the auth-service.
+ * SERVER spans for a Fastify app: every service (through the runtime package) and the auth-service.
  * OpenTelemetry API only; W3C Trace Context for the parent; HTTP server semantic conventions 1.45.
  */
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createAuthenticator, createRemoteKeySource, createVerifier, type Identity } from '@jwt-mesh/core';
 import { createRedisRevocation } from '@jwt-mesh/core/redis';
-import { startTestIssuer, TEST_REDIS_URL, uniquePrefix } from '@jwt-mesh/service-kit/testing';
+import { startTestIssuer, TEST_REDIS_URL, uniquePrefix } from '@jwt-mesh/runtime/testing';
 import Fastify, { type FastifyInstance } from 'fastify';
 import t from 'tap';
 import { request as undiciRequest } from 'undici';

@@ -1,5 +1,5 @@
 /**
- * @jwt-mesh/service-kit: what the mesh services share. See services/README.md.
+ * @jwt-mesh/runtime: what the mesh services share. See services/README.md.
  */
 export { createServiceApp, HttpError, timedDownstream } from './app.js';
 export type { ServiceAppOptions } from './app.js';

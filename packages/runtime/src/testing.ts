@@ -1,5 +1,5 @@
 /**
- * Test fixtures for the services and the plugin (`@jwt-mesh/service-kit/testing`): a local
+ * Test fixtures for the services and the plugin (`@jwt-mesh/runtime/testing`): a local
  * issuer (RS256 key pair generated per test file, its JWK Set served by a `node:http` server on
  * port 0, tokens minted with jose exactly as RFC 9068 shapes them), unique Redis prefixes, and a
  * log stream that keeps every line for assertions. Not for production code.

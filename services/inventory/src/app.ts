@@ -17,7 +17,7 @@ import type { Authenticator } from '@jwt-mesh/core';
 import { DownstreamError, identityOfRequest, propagationHeaders } from '@jwt-mesh/fastify-auth';
 import { httpFailureOf, metadataOf, withGrpcClientSpan } from '@jwt-mesh/grpc-auth';
 import type { GetProfileResponse__Output, Hop__Output, ProfileServiceClient } from '@jwt-mesh/profile/proto';
-import { createLogger, createMetrics, createServiceApp, hopOf, HttpError, timedDownstream, type HopInfo, type Readiness, type ServiceMetrics } from '@jwt-mesh/service-kit';
+import { createLogger, createMetrics, createServiceApp, hopOf, HttpError, timedDownstream, type HopInfo, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';

@@ -27,8 +27,8 @@ import {
   exitOnStartupError,
   parseEnv,
   port,
-} from '@jwt-mesh/service-kit';
-import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+} from '@jwt-mesh/runtime';
+import { verifierStackOptionsFromEnv } from '@jwt-mesh/runtime/verifier-env';
 import { startTracing } from '@jwt-mesh/tracing';
 import { z } from 'zod';
 import { buildApp, createProfileClient, SERVICE } from './app.js';

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { buildGrpcServer } from '@jwt-mesh/profile';
 import { loadProfileProto } from '@jwt-mesh/profile/proto';
-import { createLogger, createMetrics, type HopInfo } from '@jwt-mesh/service-kit';
-import { readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/service-kit/testing';
+import { createLogger, createMetrics, type HopInfo } from '@jwt-mesh/runtime';
+import { readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/runtime/testing';
 import t from 'tap';
 import { buildApp, createProfileClient } from '../src/app.js';
 

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Authenticator } from '@jwt-mesh/core';
 import { identityOfRequest, type MeshClient } from '@jwt-mesh/fastify-auth';
-import { createServiceApp, createMetrics, createLogger, hopOf, HttpError, timedDownstream, type HopInfo, type Readiness, type ServiceMetrics } from '@jwt-mesh/service-kit';
+import { createServiceApp, createMetrics, createLogger, hopOf, HttpError, timedDownstream, type HopInfo, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';

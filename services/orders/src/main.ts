@@ -26,8 +26,8 @@ import {
   exitOnStartupError,
   parseEnv,
   port,
-} from '@jwt-mesh/service-kit';
-import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+} from '@jwt-mesh/runtime';
+import { verifierStackOptionsFromEnv } from '@jwt-mesh/runtime/verifier-env';
 import { startTracing } from '@jwt-mesh/tracing';
 import { buildApp, SERVICE } from './app.js';
 

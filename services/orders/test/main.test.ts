@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { markRevocationsSynced, startTestIssuer, uniquePrefix, waitUntil } from '@jwt-mesh/service-kit/testing';
+import { markRevocationsSynced, startTestIssuer, uniquePrefix, waitUntil } from '@jwt-mesh/runtime/testing';
 import t from 'tap';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Identity } from '@jwt-mesh/core';
 import { createGrpcAuth, type MetadataHeaders } from '@jwt-mesh/grpc-auth';
 import { identityOfRequest } from '@jwt-mesh/fastify-auth';
-import { createLogger, createMetrics, createServiceApp, hopOf, type Readiness, type ServiceMetrics } from '@jwt-mesh/service-kit';
+import { createLogger, createMetrics, createServiceApp, hopOf, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
 import type { FastifyInstance } from 'fastify';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';

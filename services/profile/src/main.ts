@@ -25,8 +25,8 @@ import {
   exitOnStartupError,
   parseEnv,
   port,
-} from '@jwt-mesh/service-kit';
-import { verifierStackOptionsFromEnv } from '@jwt-mesh/service-kit/verifier-env';
+} from '@jwt-mesh/runtime';
+import { verifierStackOptionsFromEnv } from '@jwt-mesh/runtime/verifier-env';
 import { startTracing } from '@jwt-mesh/tracing';
 import { buildApp, buildGrpcServer, GRPC_SERVICE, SERVICE } from './app.js';
 

@@ -3,8 +3,8 @@
  * core and answers denials with the table's gRPC status plus RFC 6750 trailers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createLogger, createMetrics } from '@jwt-mesh/service-kit';
-import { captureLogs, readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/service-kit/testing';
+import { createLogger, createMetrics } from '@jwt-mesh/runtime';
+import { captureLogs, readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/runtime/testing';
 import { service as healthService } from 'grpc-health-check';
 import t from 'tap';
 import { buildApp, buildGrpcServer, GRPC_SERVICE } from '../src/app.js';

@@ -10,8 +10,8 @@ import { createMeshClient } from '@jwt-mesh/fastify-auth';
 import { buildApp as buildInventory, createProfileClient } from '@jwt-mesh/inventory';
 import { buildApp as buildProfile, buildGrpcServer } from '@jwt-mesh/profile';
 import { loadProfileProto, type ProfileServiceClient } from '@jwt-mesh/profile/proto';
-import { createLogger, createMetrics, type ServiceMetrics } from '@jwt-mesh/service-kit';
-import { captureLogs, readyTestStack, startTestIssuer, TEST_REDIS_URL, uniquePrefix, type LogCapture, type TestIssuer } from '@jwt-mesh/service-kit/testing';
+import { createLogger, createMetrics, type ServiceMetrics } from '@jwt-mesh/runtime';
+import { captureLogs, readyTestStack, startTestIssuer, TEST_REDIS_URL, uniquePrefix, type LogCapture, type TestIssuer } from '@jwt-mesh/runtime/testing';
 import type { FastifyInstance } from 'fastify';
 import { buildApp as buildOrders } from '../../src/app.js';
 

@@ -6,11 +6,12 @@
  */
 import { z } from 'zod';
 import { SUPPORTED_ALGORITHMS, type JwsAlgorithm } from './algorithms.js';
+import { envEnum, envInt, envList, envText, envUrl, parseEnv } from './env.js';
 import { redisConnectionFromEnv, type RedisConnectionOptions } from './redis-connection.js';
 
 /** The shared verifier settings. Durations carry their unit in the name. */
 export interface VerifierConfig {
-  /** `JWT_ISSUER`: expected `iss`, and the issuer's own `iss`. Default `http://localhost:4000`. */
+  /** `JWT_ISSUER`: expected `iss`, and the issuer's own `iss`: an http(s) URL (RFC 9068 section 2.2). Default `http://localhost:4000`. */
   readonly issuer: string;
   /** `JWT_AUDIENCE`: expected `aud`. Default `jwt-mesh`. */
   readonly audience: string;
@@ -18,7 +19,7 @@ export interface VerifierConfig {
   readonly algorithms: readonly JwsAlgorithm[];
   /** `JWT_CLOCK_TOLERANCE_SEC`: seconds, 0..300. Default 30. */
   readonly clockToleranceSec: number;
-  /** `ACCESS_TOKEN_TTL_SEC`: access-token lifetime in seconds (issuer), the longest `exp - iat` accepted (verifiers), 1..86400. Default 300. */
+  /** `ACCESS_TOKEN_TTL_SEC`: access-token lifetime in seconds (issuer), the longest `exp - iat` accepted (verifiers), 10..86400. Default 300. */
   readonly accessTokenTtlSec: number;
   /** `JWT_MAX_TOKEN_BYTES`: size cap of a token in bytes, 512..65536. Default 8192. */
   readonly maxTokenBytes: number;
@@ -58,6 +59,9 @@ export interface VerifierConfig {
   readonly revocationCacheTtlMs: number;
 }
 
+/** Shortest `ACCESS_TOKEN_TTL_SEC`, seconds: below it a token can expire in flight through the mesh. */
+export const ACCESS_TOKEN_TTL_MIN_SEC = 10;
+
 /** Defaults, in one place. */
 export const VERIFIER_CONFIG_DEFAULTS = Object.freeze({
   JWT_ISSUER: 'http://localhost:4000',
@@ -77,45 +81,25 @@ export const VERIFIER_CONFIG_DEFAULTS = Object.freeze({
   REVOCATION_CACHE_TTL_MS: '1000',
 });
 
-const int = (min: number, max: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
+/** The JWK Set URL: https, or plain http to a loopback address only. */
+const jwksUrl = envUrl(['http:', 'https:']).refine((v) => {
+  if (!URL.canParse(v)) return true; // reported by envUrl above
+  const u = new URL(v);
+  return u.protocol === 'https:' || /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname);
+}, 'must be https (plain http only to localhost, 127.0.0.0/8 or [::1]: anyone on the path could serve signing keys)');
 
-const url = (protocols: readonly string[]) =>
-  z
-    .string()
-    .trim()
-    .refine((v) => {
-      try {
-        return protocols.includes(new URL(v).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL with scheme ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
-
+/**
+ * The shared variables, one rule each. The issuer (auth-service) reads `JWT_*`, `REDIS_*` and
+ * `ACCESS_TOKEN_TTL_SEC` through this same schema ({@link loadVerifierConfig}).
+ */
 const schema = z.object({
-  JWT_ISSUER: z.string().trim().min(1, 'must not be empty'),
-  JWT_AUDIENCE: z.string().trim().min(1, 'must not be empty'),
-  JWT_ALGORITHMS: z
-    .string()
-    .transform((v) => [...new Set(v.split(/[\s,]+/).filter((a) => a !== ''))])
-    .pipe(
-      z
-        .array(z.enum(SUPPORTED_ALGORITHMS as [JwsAlgorithm, ...JwsAlgorithm[]], { error: `each must be one of ${SUPPORTED_ALGORITHMS.join(', ')} (never none or HS*)` }))
-        .min(1, 'must list at least one algorithm'),
-    ),
-  JWT_CLOCK_TOLERANCE_SEC: int(0, 300),
-  ACCESS_TOKEN_TTL_SEC: int(1, 86_400),
-  JWT_MAX_TOKEN_BYTES: int(512, 65_536),
-  JWKS_URL: url(['http:', 'https:']).refine((v) => {
-    if (!URL.canParse(v)) return true; // reported by url() above
-    const u = new URL(v);
-    return u.protocol === 'https:' || /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname);
-  }, 'must be https (plain http only to localhost, 127.0.0.0/8 or [::1]: anyone on the path could serve signing keys)'),
+  JWT_ISSUER: envUrl(['http:', 'https:']),
+  JWT_AUDIENCE: envText(),
+  JWT_ALGORITHMS: envList(z.enum(SUPPORTED_ALGORITHMS as [JwsAlgorithm, ...JwsAlgorithm[]], { error: `each must be one of ${SUPPORTED_ALGORITHMS.join(', ')} (never none or HS*)` }), 1),
+  JWT_CLOCK_TOLERANCE_SEC: envInt(0, 300, 's'),
+  ACCESS_TOKEN_TTL_SEC: envInt(ACCESS_TOKEN_TTL_MIN_SEC, 86_400, 's'),
+  JWT_MAX_TOKEN_BYTES: envInt(512, 65_536, 'bytes'),
+  JWKS_URL: jwksUrl,
   JWKS_CA_FILE: z.string().trim(),
   JWKS_CERT_FILE: z.string().trim(),
   JWKS_KEY_FILE: z.string().trim(),
@@ -123,10 +107,10 @@ const schema = z.object({
     .string()
     .trim()
     .refine((v) => v === '' || /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(v), 'must be a URI, e.g. spiffe://jwt-mesh.local/ns/jwt-mesh/sa/auth'),
-  REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_URL: envUrl(['redis:', 'rediss:']),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -'),
-  REVOCATION_FAIL_MODE: z.enum(['closed', 'open'], { error: 'must be closed or open' }),
-  REVOCATION_CACHE_TTL_MS: int(0, 60_000),
+  REVOCATION_FAIL_MODE: envEnum(['closed', 'open']),
+  REVOCATION_CACHE_TTL_MS: envInt(0, 60_000, 'ms'),
 });
 
 /**
@@ -135,17 +119,13 @@ const schema = z.object({
  *
  * @param env - the environment, default `process.env`; read once
  * @returns a frozen {@link VerifierConfig}
- * @throws Error naming every bad variable, e.g. `JWT_CLOCK_TOLERANCE_SEC: must be a whole number`,
- *   or the first bad Redis credential variable (`REDIS_PASSWORD_FILE: cannot read ...`)
+ * @throws ConfigError naming every bad variable, e.g. `invalid configuration: JWT_CLOCK_TOLERANCE_SEC:
+ *   must be at most 300 s (got "3600")`, or the first bad Redis credential variable
+ *   (`REDIS_PASSWORD_FILE: cannot read ...`)
  */
 export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): VerifierConfig {
-  const input: Record<string, string> = {};
-  for (const [name, fallback] of Object.entries(VERIFIER_CONFIG_DEFAULTS)) {
-    const v = env[name];
-    input[name] = v === undefined || v.trim() === '' ? fallback : v;
-  }
-  const res = schema
-    .superRefine((d, ctx) => {
+  const d = parseEnv(
+    schema.superRefine((d, ctx) => {
       const tlsSet = ['JWKS_CA_FILE', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE', 'JWKS_SERVER_ID'].filter((k) => d[k as keyof typeof d] !== '');
       if (tlsSet.length > 0 && !d.JWKS_URL.startsWith('https:')) {
         ctx.addIssue({ code: 'custom', path: [tlsSet[0] as string], message: 'needs an https JWKS_URL' });
@@ -153,24 +133,11 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
       if ((d.JWKS_CERT_FILE === '') !== (d.JWKS_KEY_FILE === '')) {
         ctx.addIssue({ code: 'custom', path: [d.JWKS_CERT_FILE === '' ? 'JWKS_CERT_FILE' : 'JWKS_KEY_FILE'], message: 'JWKS_CERT_FILE and JWKS_KEY_FILE go together' });
       }
-    })
-    .safeParse(input);
-  if (!res.success) {
-    const lines = res.error.issues.map((i) => {
-      const name = String(i.path[0] ?? '(env)');
-      // Never echo REDIS_URL: it may carry a password.
-      const got = name === 'REDIS_URL' ? '' : ` (got ${JSON.stringify(input[name] ?? '')})`;
-      return `${name}: ${i.message}${got}`;
-    });
-    throw new Error(`invalid configuration: ${lines.join('; ')}`);
-  }
-  const d = res.data;
-  let redisConnection: RedisConnectionOptions;
-  try {
-    redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: d.REDIS_URL });
-  } catch (err) {
-    throw new Error(`invalid configuration: ${(err as Error).message}`);
-  }
+    }),
+    env,
+    VERIFIER_CONFIG_DEFAULTS,
+  );
+  const redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: d.REDIS_URL });
   return Object.freeze({
     issuer: d.JWT_ISSUER,
     audience: d.JWT_AUDIENCE,

@@ -14,6 +14,7 @@ export * from './authenticate.js';
 export * from './cache-metrics.js';
 export * from './revocation/memory.js';
 export * from './config.js';
+export * from './env.js';
 export * from './redis-connection.js';
 export * from './identity-headers.js';
 export * from './trace-context.js';

@@ -10,7 +10,6 @@
  * it refetches on every lookup and throws for known keys when the endpoint is down.
  */
 import { KeyObject, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
@@ -18,6 +17,7 @@ import { createSecureContext, type PeerCertificate } from 'node:tls';
 import { importJWK, type JWK } from 'jose';
 import { isSupportedAlgorithm, jwkMatchesAlg, keyObjectMatchesAlg, type JwsAlgorithm } from './algorithms.js';
 import { AuthError } from './errors.js';
+import { readConfigFile } from './env.js';
 
 export type { JWK } from 'jose';
 
@@ -206,19 +206,13 @@ export class JwksFetchError extends Error {
  * `loadVerifierConfig`) into {@link JwksTlsOptions}. Read once at start-up: a renewed
  * certificate takes effect on restart.
  * @param files - `caFile`, `certFile`, `keyFile` (paths), `serverId`; `undefined` gives `undefined`
- * @throws Error naming the variable and file that cannot be read
+ * @throws ConfigError naming the variable and file that cannot be read
  */
 export function readJwksTlsFiles(
   files: Readonly<{ caFile?: string; certFile?: string; keyFile?: string; serverId?: string }> | undefined,
 ): JwksTlsOptions | undefined {
   if (files === undefined) return undefined;
-  const read = (variable: string, file: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new Error(`invalid configuration: ${variable}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
-    }
-  };
+  const read = (variable: string, file: string): Buffer => readConfigFile(variable, file);
   return {
     ...(files.caFile !== undefined ? { ca: read('JWKS_CA_FILE', files.caFile) } : {}),
     ...(files.certFile !== undefined ? { cert: read('JWKS_CERT_FILE', files.certFile) } : {}),

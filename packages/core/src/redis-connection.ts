@@ -14,6 +14,7 @@
  * returned object, so a logged or serialized configuration does not contain it.
  */
 import { readFileSync } from 'node:fs';
+import { ConfigError, readConfigFile } from './env.js';
 
 /** Credentials and TLS trust for a Redis connection, beside its URL. */
 export interface RedisConnectionOptions {
@@ -44,7 +45,7 @@ const MAX_PASSWORD_FILE_BYTES = 4096;
  * @param env - the variables; `REDIS_URL` must be present (the caller applied its default)
  * @param readFile - reads a file as UTF-8 (tests inject one); default `fs.readFileSync`
  * @returns frozen {@link RedisConnectionOptions}: `{}` when neither variable is set
- * @throws Error whose message names the variable, e.g. `REDIS_PASSWORD_FILE: cannot read
+ * @throws ConfigError naming the variable, e.g. `REDIS_PASSWORD_FILE: cannot read
  *   /run/x (ENOENT)`, `REDIS_USERNAME: REDIS_URL already names a user; set it in one place`,
  *   `REDIS_USERNAME: needs a password (REDIS_PASSWORD_FILE, or in REDIS_URL)`,
  *   `REDIS_TLS_CA_FILE: only with a rediss:// REDIS_URL`. Never the password or the URL.
@@ -54,18 +55,12 @@ export function redisConnectionFromEnv(
   readFile: (path: string) => string = (path) => readFileSync(path, 'utf8'),
 ): RedisConnectionOptions {
   const val = (v: string | undefined) => (v === undefined || v.trim() === '' ? undefined : v.trim());
-  const read = (variable: string, path: string): string => {
-    try {
-      return readFile(path);
-    } catch (err) {
-      throw new Error(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  };
+  const read = (variable: string, path: string): string => readConfigFile(variable, path, readFile);
   let url: URL;
   try {
     url = new URL(val(env.REDIS_URL) ?? '');
   } catch {
-    throw new Error('REDIS_URL: must be a redis:// or rediss:// URL');
+    throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL');
   }
   const username = val(env.REDIS_USERNAME);
   const passwordFile = val(env.REDIS_PASSWORD_FILE);
@@ -74,25 +69,25 @@ export function redisConnectionFromEnv(
   let password: string | undefined;
 
   if (username !== undefined) {
-    if (url.username !== '') throw new Error('REDIS_USERNAME: REDIS_URL already names a user; set it in one place');
-    if (!/^[!-~]{1,128}$/.test(username)) throw new Error('REDIS_USERNAME: must be 1-128 printable ASCII characters without spaces');
+    if (url.username !== '') throw new ConfigError('REDIS_USERNAME', 'REDIS_URL already names a user; set it in one place');
+    if (!/^[!-~]{1,128}$/.test(username)) throw new ConfigError('REDIS_USERNAME', 'must be 1-128 printable ASCII characters without spaces');
     out.username = username;
   }
   if (passwordFile !== undefined) {
-    if (url.password !== '') throw new Error('REDIS_PASSWORD_FILE: REDIS_URL already carries a password; set it in one place');
+    if (url.password !== '') throw new ConfigError('REDIS_PASSWORD_FILE', 'REDIS_URL already carries a password; set it in one place');
     const text = read('REDIS_PASSWORD_FILE', passwordFile);
-    if (Buffer.byteLength(text) > MAX_PASSWORD_FILE_BYTES) throw new Error(`REDIS_PASSWORD_FILE: ${passwordFile} is larger than ${MAX_PASSWORD_FILE_BYTES} bytes`);
+    if (Buffer.byteLength(text) > MAX_PASSWORD_FILE_BYTES) throw new ConfigError('REDIS_PASSWORD_FILE', `${passwordFile} is larger than ${MAX_PASSWORD_FILE_BYTES} bytes`);
     password = text.replace(/\r?\n$/, '');
-    if (password === '') throw new Error(`REDIS_PASSWORD_FILE: ${passwordFile} is empty`);
-    if (/[\r\n]/.test(password)) throw new Error(`REDIS_PASSWORD_FILE: ${passwordFile} must hold the password alone, on one line`);
+    if (password === '') throw new ConfigError('REDIS_PASSWORD_FILE', `${passwordFile} is empty`);
+    if (/[\r\n]/.test(password)) throw new ConfigError('REDIS_PASSWORD_FILE', `${passwordFile} must hold the password alone, on one line`);
   }
   if (username !== undefined && password === undefined && url.password === '') {
-    throw new Error('REDIS_USERNAME: needs a password (REDIS_PASSWORD_FILE, or in REDIS_URL)');
+    throw new ConfigError('REDIS_USERNAME', 'needs a password (REDIS_PASSWORD_FILE, or in REDIS_URL)');
   }
   if (caFile !== undefined) {
-    if (url.protocol !== 'rediss:') throw new Error('REDIS_TLS_CA_FILE: only with a rediss:// REDIS_URL');
+    if (url.protocol !== 'rediss:') throw new ConfigError('REDIS_TLS_CA_FILE', 'only with a rediss:// REDIS_URL');
     const pem = read('REDIS_TLS_CA_FILE', caFile);
-    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`REDIS_TLS_CA_FILE: ${caFile} holds no PEM certificate`);
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError('REDIS_TLS_CA_FILE', `${caFile} holds no PEM certificate`);
     out.tlsCa = pem;
   }
   if (password !== undefined) Object.defineProperty(out, 'password', { value: password, enumerable: false });

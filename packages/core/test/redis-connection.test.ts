@@ -44,17 +44,17 @@ t.test('TLS CA file with rediss://', async (t) => {
 
 t.test('bad combinations and files: clear errors naming the variable, never the secret', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
-    [{ REDIS_URL: 'redis://u@h', REDIS_USERNAME: 'x', REDIS_PASSWORD_FILE: pwFile }, /^REDIS_USERNAME: REDIS_URL already names a user; set it in one place$/],
-    [{ REDIS_URL: `redis://:${PASSWORD}@h`, REDIS_PASSWORD_FILE: pwFile }, /^REDIS_PASSWORD_FILE: REDIS_URL already carries a password; set it in one place$/],
-    [{ REDIS_URL: 'redis://h', REDIS_USERNAME: 'jwtmesh-verifier' }, /^REDIS_USERNAME: needs a password \(REDIS_PASSWORD_FILE, or in REDIS_URL\)$/],
-    [{ REDIS_URL: 'redis://h', REDIS_USERNAME: 'a b', REDIS_PASSWORD_FILE: pwFile }, /^REDIS_USERNAME: must be 1-128 printable ASCII/],
-    [{ REDIS_URL: 'redis://h', REDIS_PASSWORD_FILE: join(dir, 'missing') }, /^REDIS_PASSWORD_FILE: cannot read .*missing \(ENOENT\)$/],
-    [{ REDIS_URL: 'redis://h', REDIS_PASSWORD_FILE: file('empty', '\n') }, /^REDIS_PASSWORD_FILE: .* is empty$/],
+    [{ REDIS_URL: 'redis://u@h', REDIS_USERNAME: 'x', REDIS_PASSWORD_FILE: pwFile }, /REDIS_USERNAME: REDIS_URL already names a user; set it in one place$/],
+    [{ REDIS_URL: `redis://:${PASSWORD}@h`, REDIS_PASSWORD_FILE: pwFile }, /REDIS_PASSWORD_FILE: REDIS_URL already carries a password; set it in one place$/],
+    [{ REDIS_URL: 'redis://h', REDIS_USERNAME: 'jwtmesh-verifier' }, /REDIS_USERNAME: needs a password \(REDIS_PASSWORD_FILE, or in REDIS_URL\)$/],
+    [{ REDIS_URL: 'redis://h', REDIS_USERNAME: 'a b', REDIS_PASSWORD_FILE: pwFile }, /REDIS_USERNAME: must be 1-128 printable ASCII/],
+    [{ REDIS_URL: 'redis://h', REDIS_PASSWORD_FILE: join(dir, 'missing') }, /REDIS_PASSWORD_FILE: cannot read .*missing \(ENOENT\)$/],
+    [{ REDIS_URL: 'redis://h', REDIS_PASSWORD_FILE: file('empty', '\n') }, /REDIS_PASSWORD_FILE: .* is empty$/],
     [{ REDIS_URL: 'redis://h', REDIS_PASSWORD_FILE: file('two-lines', 'a\nb\n') }, /one line/],
     [{ REDIS_URL: 'redis://h', REDIS_PASSWORD_FILE: file('huge', 'x'.repeat(5000)) }, /larger than 4096 bytes/],
-    [{ REDIS_URL: 'redis://h', REDIS_TLS_CA_FILE: caFile }, /^REDIS_TLS_CA_FILE: only with a rediss:\/\/ REDIS_URL$/],
-    [{ REDIS_URL: 'rediss://h', REDIS_TLS_CA_FILE: pwFile }, /^REDIS_TLS_CA_FILE: .* holds no PEM certificate$/],
-    [{ REDIS_URL: 'rediss://h', REDIS_TLS_CA_FILE: join(dir, 'nope.pem') }, /^REDIS_TLS_CA_FILE: cannot read/],
+    [{ REDIS_URL: 'redis://h', REDIS_TLS_CA_FILE: caFile }, /REDIS_TLS_CA_FILE: only with a rediss:\/\/ REDIS_URL$/],
+    [{ REDIS_URL: 'rediss://h', REDIS_TLS_CA_FILE: pwFile }, /REDIS_TLS_CA_FILE: .* holds no PEM certificate$/],
+    [{ REDIS_URL: 'rediss://h', REDIS_TLS_CA_FILE: join(dir, 'nope.pem') }, /REDIS_TLS_CA_FILE: cannot read/],
   ];
   for (const [env, re] of cases) {
     const err = t.throws(() => redisConnectionFromEnv(env)) as Error;

@@ -1,59 +1,49 @@
 /**
- * Service configuration: read once from the environment at start-up, validated with zod,
- * frozen (CONTRIBUTING.md, "Config is read once, validated, frozen"). A bad value stops start-up with a message naming the variable.
- * Reading (`process.env`) is separate from parsing: every function takes the env as an argument.
+ * Configuration of a jwt-mesh process: read once from the environment at start-up, validated,
+ * frozen (CONTRIBUTING.md, "Config is read once, validated, frozen"). A bad value stops start-up
+ * with a {@link ConfigError} naming the variable and why.
  *
- * The verifier settings (`JWT_*`, `JWKS_URL`, `REDIS_URL`, `REVOCATION_*`, ...) are the shared
- * ones every verifier reads through the core's `loadVerifierConfig`; this module adds only what
- * a service itself needs.
+ * The helpers are the core's (`@jwt-mesh/core`, `env.ts`), re-exported here so that every
+ * process reads its variables with the same functions: the issuer, the ext_authz server and the
+ * services. The verifier settings (`JWT_*`, `JWKS_*`, `REDIS_*`, `ACCESS_TOKEN_TTL_SEC`,
+ * `REVOCATION_*`) are read by the core's `loadVerifierConfig`; this module adds what a service
+ * process itself needs.
  */
 import { z } from 'zod';
+import { LOG_LEVELS, envEnum, envInt, envMs, envPort, envText, envUrl } from '@jwt-mesh/core';
 
-/** Thrown when the environment is invalid; the message names every bad variable. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export {
+  ConfigError,
+  LOG_LEVELS,
+  MAX_TIMER_MS,
+  envBool,
+  envEnum,
+  envInt,
+  envList,
+  envMs,
+  envPort,
+  envText,
+  envUrl,
+  parseEnv,
+  readConfigFile,
+} from '@jwt-mesh/core';
+export type { ConfigProblem, EnvUnit } from '@jwt-mesh/core';
 
-/**
- * Parses `env` with `schema` (an object schema whose keys are variable names). A variable that is
- * unset, empty or only white space takes its default, as everywhere else in jwt-mesh (an empty
- * `PORT=` must not become port 0).
- *
- * @returns the parsed values, frozen
- * @throws ConfigError naming each bad variable and why, e.g. `PORT: expected a number`
- */
-export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv): Readonly<z.infer<S>> {
-  const present: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) {
-    if (value !== undefined && value.trim() !== '') present[name] = value;
-  }
-  const result = schema.safeParse(present);
-  if (!result.success) {
-    const lines = result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
-    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
-  }
-  return Object.freeze(result.data);
-}
+/** A TCP port with a default; `0` picks a free one (tests). */
+export const port = (dflt: number) => envPort().default(dflt);
 
-/** A TCP port; `0` picks a free one (tests). */
-export const port = (dflt: number) => z.coerce.number().int().min(0).max(65535).default(dflt);
-
-/** A duration in milliseconds, strictly positive. */
-export const millis = (dflt: number) => z.coerce.number().int().positive().default(dflt);
+/** A duration in milliseconds, strictly positive, with a default. */
+export const millis = (dflt: number) => envMs().default(dflt);
 
 /** An http(s) URL. */
-export const httpUrl = () =>
-  z.string().url().refine((s) => /^https?:\/\//i.test(s), { message: 'must be an http:// or https:// URL' });
+export const httpUrl = () => envUrl(['http:', 'https:']);
 
 /** Variables every service reads (besides the shared verifier ones). */
 export const commonEnvSchema = z.object({
   /** Address the HTTP server binds to. Default loopback only: the sidecar reaches it there. */
-  HOST: z.string().min(1).default('127.0.0.1'),
+  HOST: envText().default('127.0.0.1'),
   /** pino level. */
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: envEnum(LOG_LEVELS).default('info'),
   /** After SIGTERM, how long in-flight requests may take before the process exits anyway (ms). */
   SHUTDOWN_TIMEOUT_MS: millis(10_000),
   /**
@@ -61,5 +51,5 @@ export const commonEnvSchema = z.object({
    * listener (ms; 0 closes at once). Counts towards SHUTDOWN_TIMEOUT_MS. In Kubernetes it overlaps
    * with the preStop sleep; locally it lets callers' sidecars move off kept-alive connections.
    */
-  DRAIN_GRACE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+  DRAIN_GRACE_MS: envInt(0, 60_000, 'ms').default(1000),
 });

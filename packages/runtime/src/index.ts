@@ -1,18 +1,39 @@
 /**
- * @jwt-mesh/runtime: what the mesh services share. See services/README.md.
+ * @jwt-mesh/runtime: how every jwt-mesh process starts (auth-service, authz-service, the
+ * services): the environment helpers and `ConfigError`, the logger with one redaction list and
+ * one throttled warning, Prometheus metrics, readiness, the verifier stack, graceful drain and
+ * the start-up error exit. Nothing here loads Fastify: the Fastify service app is in
+ * `@jwt-mesh/runtime/fastify`. See README.md.
  */
-export { createServiceApp, HttpError, timedDownstream } from './app.js';
-export type { ServiceAppOptions } from './app.js';
-export { parseEnv, ConfigError, commonEnvSchema, port, millis, httpUrl } from './config.js';
+export {
+  ConfigError,
+  LOG_LEVELS,
+  MAX_TIMER_MS,
+  commonEnvSchema,
+  envBool,
+  envEnum,
+  envInt,
+  envList,
+  envMs,
+  envPort,
+  envText,
+  envUrl,
+  httpUrl,
+  millis,
+  parseEnv,
+  port,
+  readConfigFile,
+} from './config.js';
+export type { ConfigProblem, EnvUnit } from './config.js';
 export { createLogger, redactUrl, throttledWarn, REDACT_PATHS, REDACTED } from './logger.js';
 export type { LoggerOptions } from './logger.js';
-export { createMetrics } from './metrics.js';
+export { createMetrics, registerCacheCounters } from './metrics.js';
 export type { ServiceMetrics } from './metrics.js';
 export { createReadiness } from './readiness.js';
 export type { Readiness, ReadinessReport, ReadinessOptions } from './readiness.js';
 export { installGracefulShutdown, drain, exitOnStartupError, DEFAULT_DRAIN_GRACE_MS } from './shutdown.js';
 export type { ShutdownOptions, DrainOptions } from './shutdown.js';
-export { hopOf } from './hop.js';
-export type { HopInfo } from './hop.js';
+export { listenOrExit, logTracingState, startService } from './start.js';
+export type { ServiceEnv, ServiceStart } from './start.js';
 export { createServiceVerifierStack, createVerifierStack } from './stack.js';
 export type { VerifierStack, VerifierStackOptions } from './stack.js';

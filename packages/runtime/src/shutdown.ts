@@ -14,6 +14,7 @@
  * If all of that takes longer than the deadline (`timeoutMs`), exit 1 anyway.
  */
 import { setTimeout as sleepMs } from 'node:timers/promises';
+import { ConfigError } from '@jwt-mesh/core';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
@@ -116,7 +117,7 @@ export function installGracefulShutdown(opts: ShutdownOptions): void {
  */
 export function exitOnStartupError(service: string, err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
-  const detail = err instanceof Error && err.name !== 'ConfigError' && !/configuration/i.test(message) ? `\n${err.stack ?? ''}` : '';
+  const detail = err instanceof Error && !(err instanceof ConfigError) ? `\n${err.stack ?? ''}` : '';
   process.stderr.write(`${service}: cannot start: ${message}${detail}\n`);
   process.exit(1);
 }

@@ -7,15 +7,14 @@ import {
   ConfigError,
   createLogger,
   createMetrics,
-  createServiceApp,
   createServiceVerifierStack,
   createVerifierStack,
   drain,
-  HttpError,
   parseEnv,
   port,
   redactUrl,
 } from '../src/index.js';
+import { createServiceApp, HttpError } from '../src/fastify.js';
 import { captureLogs, readyTestStack, startTestIssuer, TEST_REDIS_URL, uniquePrefix, waitUntil } from '../src/testing.js';
 
 const issuer = await startTestIssuer();

@@ -16,50 +16,15 @@
  * | `OTEL_*` | tracing off | OpenTelemetry tracing (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...): see packages/tracing/README.md |
  */
 import { loadProfileProto } from '@jwt-mesh/profile/proto';
-import {
-  commonEnvSchema,
-  createLogger,
-  createMetrics,
-  createServiceVerifierStack,
-  httpUrl,
-  installGracefulShutdown,
-  millis,
-  exitOnStartupError,
-  parseEnv,
-  port,
-} from '@jwt-mesh/runtime';
-import { verifierStackOptionsFromEnv } from '@jwt-mesh/runtime/verifier-env';
-import { startTracing } from '@jwt-mesh/tracing';
-import { z } from 'zod';
+import { envText, httpUrl, installGracefulShutdown, listenOrExit, millis, port, startService } from '@jwt-mesh/runtime';
 import { buildApp, createProfileClient, SERVICE } from './app.js';
 
-// First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
-const tracing = await startTracing({ serviceName: SERVICE });
-
-// Configuration is read once; a bad value ends start-up with one line naming the variable.
-const { env, stackOptions } = (() => {
-  try {
-    return {
-      env: parseEnv(
-        commonEnvSchema.extend({
-          PORT: port(3002),
-          UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3202'),
-          UPSTREAM_AUTHORITY: z.string().min(1).optional(),
-          UPSTREAM_TIMEOUT_MS: millis(5000),
-        }),
-        process.env,
-      ),
-      stackOptions: verifierStackOptionsFromEnv(process.env),
-    };
-  } catch (err) {
-    return exitOnStartupError(SERVICE, err);
-  }
-})();
-
-const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const metrics = createMetrics(SERVICE);
-logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
-const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
+const { tracing, env, stackOptions, logger, metrics, stack } = await startService(SERVICE, {
+  PORT: port(3002),
+  UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3202'),
+  UPSTREAM_AUTHORITY: envText().optional(),
+  UPSTREAM_TIMEOUT_MS: millis(5000),
+});
 const upstream = new URL(env.UPSTREAM_URL);
 const profile = createProfileClient(loadProfileProto().jwtmesh.profile.v1.ProfileService, upstream.host, env.UPSTREAM_AUTHORITY);
 const app = await buildApp({
@@ -78,10 +43,5 @@ installGracefulShutdown({
   graceMs: env.DRAIN_GRACE_MS,
   closers: [async () => profile.close(), () => stack.close(), () => tracing.shutdown()],
 });
-try {
-  await app.listen({ port: env.PORT, host: env.HOST });
-} catch (err) {
-  await stack.close();
-  exitOnStartupError(SERVICE, err);
-}
+await listenOrExit(SERVICE, app, { port: env.PORT, host: env.HOST }, stack);
 logger.info({ upstream: upstream.host, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening`);

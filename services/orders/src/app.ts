@@ -13,7 +13,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Authenticator } from '@jwt-mesh/core';
 import { identityOfRequest, type MeshClient } from '@jwt-mesh/fastify-auth';
-import { createServiceApp, createMetrics, createLogger, hopOf, HttpError, timedDownstream, type HopInfo, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
+import { createMetrics, createLogger, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
+import { createServiceApp, hopOf, HttpError, timedDownstream, type HopInfo } from '@jwt-mesh/runtime/fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';

@@ -15,56 +15,17 @@
  * | `OTEL_*` | tracing off | OpenTelemetry tracing (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...): see packages/tracing/README.md |
  */
 import { createMeshClient } from '@jwt-mesh/fastify-auth';
-import {
-  commonEnvSchema,
-  createLogger,
-  createMetrics,
-  createServiceVerifierStack,
-  httpUrl,
-  installGracefulShutdown,
-  millis,
-  exitOnStartupError,
-  parseEnv,
-  port,
-} from '@jwt-mesh/runtime';
-import { verifierStackOptionsFromEnv } from '@jwt-mesh/runtime/verifier-env';
-import { startTracing } from '@jwt-mesh/tracing';
+import { httpUrl, installGracefulShutdown, listenOrExit, millis, port, startService } from '@jwt-mesh/runtime';
 import { buildApp, SERVICE } from './app.js';
 
-// First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
-const tracing = await startTracing({ serviceName: SERVICE });
-
-// Configuration is read once; a bad value ends start-up with one line naming the variable.
-const { env, stackOptions } = (() => {
-  try {
-    return {
-      env: parseEnv(
-        commonEnvSchema.extend({
-          PORT: port(3001),
-          UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3201'),
-          UPSTREAM_TIMEOUT_MS: millis(5000),
-        }),
-        process.env,
-      ),
-      stackOptions: verifierStackOptionsFromEnv(process.env),
-    };
-  } catch (err) {
-    return exitOnStartupError(SERVICE, err);
-  }
-})();
-
-const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const metrics = createMetrics(SERVICE);
-logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
-const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
+const { tracing, env, stackOptions, logger, metrics, stack } = await startService(SERVICE, {
+  PORT: port(3001),
+  UPSTREAM_URL: httpUrl().default('http://127.0.0.1:3201'),
+  UPSTREAM_TIMEOUT_MS: millis(5000),
+});
 const inventory = createMeshClient({ baseUrl: env.UPSTREAM_URL, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, inventory, logger, metrics });
 
 installGracefulShutdown({ app, logger, timeoutMs: env.SHUTDOWN_TIMEOUT_MS, graceMs: env.DRAIN_GRACE_MS, closers: [() => inventory.close(), () => stack.close(), () => tracing.shutdown()] });
-try {
-  await app.listen({ port: env.PORT, host: env.HOST });
-} catch (err) {
-  await stack.close();
-  exitOnStartupError(SERVICE, err);
-}
+await listenOrExit(SERVICE, app, { port: env.PORT, host: env.HOST }, stack);
 logger.info({ upstream: env.UPSTREAM_URL, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening`);

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import type { HopInfo } from '@jwt-mesh/runtime';
+import type { HopInfo } from '@jwt-mesh/runtime/fastify';
 import t from 'tap';
 import { callProfile, READ_SCOPES, startChain } from './helpers/chain.js';
 

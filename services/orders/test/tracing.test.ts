@@ -7,7 +7,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SpanKind } from '@opentelemetry/api';
 import { createMeshClient } from '@jwt-mesh/fastify-auth';
-import type { HopInfo } from '@jwt-mesh/runtime';
+import type { HopInfo } from '@jwt-mesh/runtime/fastify';
 import { readyTestStack, startTestIssuer, uniquePrefix } from '@jwt-mesh/runtime/testing';
 import { installTestTracing, type ReadableSpan } from '@jwt-mesh/tracing/testing';
 import t, { type Test } from 'tap';

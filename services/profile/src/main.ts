@@ -16,39 +16,10 @@
  * | `OTEL_*` | tracing off | OpenTelemetry tracing (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...): see packages/tracing/README.md |
  */
 import * as grpc from '@grpc/grpc-js';
-import {
-  commonEnvSchema,
-  createLogger,
-  createMetrics,
-  createServiceVerifierStack,
-  installGracefulShutdown,
-  exitOnStartupError,
-  parseEnv,
-  port,
-} from '@jwt-mesh/runtime';
-import { verifierStackOptionsFromEnv } from '@jwt-mesh/runtime/verifier-env';
-import { startTracing } from '@jwt-mesh/tracing';
+import { exitOnStartupError, installGracefulShutdown, listenOrExit, port, startService } from '@jwt-mesh/runtime';
 import { buildApp, buildGrpcServer, GRPC_SERVICE, SERVICE } from './app.js';
 
-// First: OpenTelemetry from the OTEL_* variables (a no-op without an OTLP endpoint).
-const tracing = await startTracing({ serviceName: SERVICE });
-
-// Configuration is read once; a bad value ends start-up with one line naming the variable.
-const { env, stackOptions } = (() => {
-  try {
-    return {
-      env: parseEnv(commonEnvSchema.extend({ PORT: port(3003), GRPC_PORT: port(3053) }), process.env),
-      stackOptions: verifierStackOptionsFromEnv(process.env),
-    };
-  } catch (err) {
-    return exitOnStartupError(SERVICE, err);
-  }
-})();
-
-const logger = createLogger({ service: SERVICE, level: env.LOG_LEVEL });
-const metrics = createMetrics(SERVICE);
-logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
-const stack = createServiceVerifierStack(SERVICE, stackOptions, logger, metrics.registry);
+const { tracing, env, stackOptions, logger, metrics, stack } = await startService(SERVICE, { PORT: port(3003), GRPC_PORT: port(3053) });
 const app = await buildApp({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 const { server, health } = buildGrpcServer({ authenticator: stack.authenticator, readiness: stack.readiness, logger, metrics });
 
@@ -86,11 +57,5 @@ installGracefulShutdown({
     () => tracing.shutdown(),
   ],
 });
-try {
-  await app.listen({ port: env.PORT, host: env.HOST });
-} catch (err) {
-  server.forceShutdown();
-  await stack.close();
-  exitOnStartupError(SERVICE, err);
-}
+await listenOrExit(SERVICE, app, { port: env.PORT, host: env.HOST }, stack, () => server.forceShutdown());
 logger.info({ grpcPort, jwksUrl: stackOptions.jwksUrl }, `${SERVICE} listening (HTTP and gRPC)`);

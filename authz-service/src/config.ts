@@ -9,7 +9,9 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { loadVerifierConfig, type VerifierConfig } from '@jwt-mesh/core';
+import { ConfigError, LOG_LEVELS, envBool, envEnum, envInt, envMs, envPort, envText, loadVerifierConfig, parseEnv, type VerifierConfig } from '@jwt-mesh/core';
+
+export { ConfigError } from '@jwt-mesh/core';
 
 /** The package root (`authz-service/`): the default policy file lives there. */
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,47 +28,25 @@ export const DEFAULTS = Object.freeze({
   AUTHZ_METRICS_HOST: '127.0.0.1',
   AUTHZ_DRAIN_TIMEOUT_MS: 10_000,
   VERIFIED_CACHE_MAX_ENTRIES: 10_000,
-  LOG_LEVEL: 'info',
+  LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
 });
-
-/** A configuration error; `variable` names the environment variable at fault. */
-export class ConfigError extends Error {
-  readonly variable: string;
-  constructor(variable: string, message: string, options?: { cause?: unknown }) {
-    super(`invalid configuration: ${variable}: ${message}`, options);
-    this.name = new.target.name;
-    this.variable = variable;
-  }
-}
-
-/** A whole number in [min, max], from its decimal string. */
-const int = (min: number, max: number, unit = '') =>
-  z
-    .string()
-    .regex(/^\d+$/, `must be a whole number from ${min} to ${max}${unit}`)
-    .transform(Number)
-    .refine((n) => n >= min && n <= max, `must be a whole number from ${min} to ${max}${unit}`);
-const port = int(0, 65_535);
-const positiveMs = int(1, 600_000, ' (milliseconds)');
-const bool = z.enum(['true', 'false', '1', '0'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1');
-const nonEmpty = z.string().trim().min(1);
 
 /** The raw variables this service reads itself (the JWT_* / JWKS_URL / REDIS_URL / REVOCATION_* ones are the core's). */
 const envSchema = z.object({
-  AUTHZ_PORT: port.optional(),
-  AUTHZ_HOST: nonEmpty.optional(),
-  AUTHZ_TLS: bool.optional(),
-  AUTHZ_TLS_CERT: nonEmpty.optional(),
-  AUTHZ_TLS_KEY: nonEmpty.optional(),
-  AUTHZ_TLS_CA: nonEmpty.optional(),
-  AUTHZ_INSECURE_PLAINTEXT: bool.optional(),
-  AUTHZ_POLICY_FILE: nonEmpty.optional(),
-  AUTHZ_DEADLINE_MS: positiveMs.optional(),
-  AUTHZ_METRICS_PORT: port.optional(),
-  AUTHZ_METRICS_HOST: nonEmpty.optional(),
-  AUTHZ_DRAIN_TIMEOUT_MS: positiveMs.optional(),
-  VERIFIED_CACHE_MAX_ENTRIES: int(0, 10_000_000).optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be fatal, error, warn, info, debug, trace or silent' }).optional(),
+  AUTHZ_PORT: envPort().optional(),
+  AUTHZ_HOST: envText().optional(),
+  AUTHZ_TLS: envBool().optional(),
+  AUTHZ_TLS_CERT: envText().optional(),
+  AUTHZ_TLS_KEY: envText().optional(),
+  AUTHZ_TLS_CA: envText().optional(),
+  AUTHZ_INSECURE_PLAINTEXT: envBool().optional(),
+  AUTHZ_POLICY_FILE: envText().optional(),
+  AUTHZ_DEADLINE_MS: envMs(1, 600_000).optional(),
+  AUTHZ_METRICS_PORT: envPort().optional(),
+  AUTHZ_METRICS_HOST: envText().optional(),
+  AUTHZ_DRAIN_TIMEOUT_MS: envMs(1, 600_000).optional(),
+  VERIFIED_CACHE_MAX_ENTRIES: envInt(0, 10_000_000).optional(),
+  LOG_LEVEL: envEnum(LOG_LEVELS).optional(),
 });
 
 /** The validated raw variables (all optional; defaults are applied by {@link loadConfig}). */
@@ -75,21 +55,10 @@ export type AuthzEnv = z.infer<typeof envSchema>;
 /**
  * Picks this service's variables from `env` and validates them. Empty strings count as unset.
  *
- * @throws ConfigError naming the first invalid variable
+ * @throws ConfigError naming every invalid variable, e.g. `AUTHZ_PORT: must be a whole number from 0 to 65535 (got "nine")`
  */
 export function readAuthzEnv(env: NodeJS.ProcessEnv): AuthzEnv {
-  const picked: Record<string, string> = {};
-  for (const key of Object.keys(envSchema.shape)) {
-    const value = env[key];
-    if (value !== undefined && value !== '') picked[key] = value;
-  }
-  const parsed = envSchema.safeParse(picked);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = String(issue?.path[0] ?? 'environment');
-    throw new ConfigError(variable, `${issue?.message ?? 'invalid value'} (got ${JSON.stringify(picked[variable])})`);
-  }
-  return parsed.data;
+  return parseEnv(envSchema, env);
 }
 
 /** How the gRPC listener is secured. */
@@ -117,7 +86,8 @@ export interface AuthzConfig {
   readonly drainTimeoutMs: number;
   /** Size of the core's verified-token cache (`VERIFIED_CACHE_MAX_ENTRIES`; 0 disables it). */
   readonly verifiedCacheMaxEntries: number;
-  readonly logLevel: string;
+  /** `LOG_LEVEL`, pino level. Default `info`. */
+  readonly logLevel: (typeof LOG_LEVELS)[number];
   /**
    * Redis key prefix of the revocation store (`REDIS_PREFIX`, read by the core's `loadVerifierConfig`, default `jwtmesh:`); must
    * equal the issuer's. Keys `<prefix>rv:{jti,sid,sub}:<id>`, channel `<prefix>revocations`.
@@ -137,7 +107,7 @@ export interface AuthzConfig {
  *
  * @param env - defaults to `process.env`
  * @returns a deeply frozen {@link AuthzConfig}
- * @throws ConfigError (or the core's config error) naming the variable
+ * @throws ConfigError naming the variable (also for the shared verifier settings)
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AuthzConfig {
   const raw = readAuthzEnv(env);

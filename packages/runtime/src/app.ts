@@ -10,6 +10,7 @@ import { addServerSpans, DownstreamError, fastifyAuth, requestIdOf } from '@jwt-
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
+import { createLogger } from './logger.js';
 import type { ServiceMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 
@@ -17,8 +18,8 @@ import type { Readiness } from './readiness.js';
 export interface ServiceAppOptions {
   /** The service name: logs, metrics label, `realm` of the challenges. */
   readonly service: string;
-  /** The pino logger (`createLogger`). */
-  readonly logger: Logger;
+  /** The pino logger. Default `createLogger({ service })`. */
+  readonly logger?: Logger | undefined;
   readonly metrics: ServiceMetrics;
   /** The core's decision maker; every route not marked `config: { auth: false }` goes through it. */
   readonly authenticator: Authenticator;
@@ -26,18 +27,6 @@ export interface ServiceAppOptions {
   readonly readiness: Readiness;
   /** Largest accepted request body, in bytes. Default 65536. */
   readonly bodyLimit?: number;
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** True once graceful shutdown started: `/readyz` answers 503, answers carry `Connection: close`. */
-    draining: boolean;
-    /**
-     * True once the grace period ended and the listener is closing: a request that still arrives
-     * on an open connection gets 503 `temporarily_unavailable` with `Retry-After: 1`.
-     */
-    listenerClosing: boolean;
-  }
 }
 
 const PUBLIC = { auth: false } as const;
@@ -98,7 +87,7 @@ export async function timedDownstream<T>(metrics: ServiceMetrics, target: string
 export async function createServiceApp(opts: ServiceAppOptions): Promise<FastifyInstance> {
   const { service, metrics } = opts;
   const app = Fastify({
-    loggerInstance: opts.logger as FastifyBaseLogger,
+    loggerInstance: (opts.logger ?? createLogger({ service })) as FastifyBaseLogger,
     genReqId: (raw) => requestIdOf(raw),
     bodyLimit: opts.bodyLimit ?? 65_536,
     // Stop accepting on close; in-flight requests finish; idle keep-alive sockets are closed.

@@ -5,26 +5,7 @@
  * the start-up error exit. Nothing here loads Fastify: the Fastify service app is in
  * `@jwt-mesh/runtime/fastify`. See README.md.
  */
-export {
-  ConfigError,
-  LOG_LEVELS,
-  MAX_TIMER_MS,
-  commonEnvSchema,
-  envBool,
-  envEnum,
-  envInt,
-  envList,
-  envMs,
-  envPort,
-  envText,
-  envUrl,
-  httpUrl,
-  millis,
-  parseEnv,
-  port,
-  readConfigFile,
-} from './config.js';
-export type { ConfigProblem, EnvUnit } from './config.js';
+export * from './config.js';
 export { createLogger, redactUrl, throttledWarn, REDACT_PATHS, REDACTED } from './logger.js';
 export type { LoggerOptions } from './logger.js';
 export { createMetrics, registerCacheCounters } from './metrics.js';

@@ -72,10 +72,12 @@ export function createMetrics(
  *
  * @param registry - the service's registry
  * @param caches - the verifier stack (`createVerifierStack`): its authenticator and revocation checker
+ * @param prefix - prefix of the two names, default `jwt_mesh_`
  */
 export function registerCacheCounters(
   registry: Registry,
   caches: { readonly authenticator: Pick<Authenticator, 'stats'>; readonly revocation?: RevocationCacheStatsSource },
+  prefix = 'jwt_mesh_',
 ): void {
-  for (const def of cacheCounterDefinitions('jwt_mesh_', caches)) new Counter({ ...def, registers: [registry] });
+  for (const def of cacheCounterDefinitions(prefix, caches)) new Counter({ ...def, registers: [registry] });
 }

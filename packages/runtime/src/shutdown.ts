@@ -18,6 +18,18 @@ import { ConfigError } from '@jwt-mesh/core';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** True once graceful shutdown started: `/readyz` answers 503, answers carry `Connection: close`. */
+    draining: boolean;
+    /**
+     * True once the grace period ended and the listener is closing: a request that still arrives
+     * on an open connection gets 503 `temporarily_unavailable` with `Retry-After: 1`.
+     */
+    listenerClosing: boolean;
+  }
+}
+
 /** Default of {@link ShutdownOptions.graceMs} and of `DRAIN_GRACE_MS`, milliseconds. */
 export const DEFAULT_DRAIN_GRACE_MS = 1000;
 
@@ -111,13 +123,16 @@ export function installGracefulShutdown(opts: ShutdownOptions): void {
 }
 
 /**
- * Ends a process whose start-up failed (bad configuration, port in use): one line on stderr
- * naming the problem (for a `ConfigError`, the variable), exit code 1. No stack trace for
- * configuration errors: the message is the whole story.
+ * Ends a process whose start-up failed (bad configuration, port in use): one line on stderr,
+ * `<service>: cannot start: <message>` (for a `ConfigError`, the message names the variable),
+ * exit code 1. No stack trace for a `ConfigError` or an error `named` accepts: the message is the
+ * whole story; any other error gets its stack trace on the following lines.
+ *
+ * @param named - further errors whose message names what is wrong (e.g. a policy file's field)
  */
-export function exitOnStartupError(service: string, err: unknown): never {
+export function exitOnStartupError(service: string, err: unknown, named: (err: Error) => boolean = () => false): never {
   const message = err instanceof Error ? err.message : String(err);
-  const detail = err instanceof Error && !(err instanceof ConfigError) ? `\n${err.stack ?? ''}` : '';
+  const detail = err instanceof Error && !(err instanceof ConfigError) && !named(err) ? `\n${err.stack ?? ''}` : '';
   process.stderr.write(`${service}: cannot start: ${message}${detail}\n`);
   process.exit(1);
 }

@@ -13,11 +13,11 @@ import {
   type JwksTlsOptions,
   type JwsAlgorithm,
   type RedisConnectionOptions,
+  type Policy,
   type RemoteKeySourceStats,
-  type RevocationCacheStatsSource,
 } from '@jwt-mesh/core';
 import { Counter, type Registry } from 'prom-client';
-import { createRedisRevocation } from '@jwt-mesh/core/redis';
+import { createRedisRevocation, type RedisRevocation } from '@jwt-mesh/core/redis';
 import type { Logger } from 'pino';
 import { throttledWarn } from './logger.js';
 import { registerCacheCounters } from './metrics.js';
@@ -59,6 +59,12 @@ export interface VerifierStackOptions {
   readonly onRedisError?: (err: Error, context: string) => void;
   /** Redis `CLIENT SETNAME`, e.g. the service name. */
   readonly redisClientName?: string;
+  /** Route policy for the authenticator (the core's `Policy`; authz-service loads it from YAML). Default: none. */
+  readonly policy?: Policy;
+  /** Size of the core's verified-token cache, entries (0 disables it). Default the core's 10,000. */
+  readonly verifiedCacheMaxEntries?: number;
+  /** The authenticator's own decision deadline, milliseconds. Default the core's 1,000. */
+  readonly deadlineMs?: number;
 }
 
 /** The built stack. */
@@ -67,8 +73,11 @@ export interface VerifierStack {
   readonly readiness: Readiness;
   /** JWK Set fetch statistics. */
   jwksStats(): RemoteKeySourceStats;
-  /** The revocation checker's counters (its lookup cache's hits and Redis round trips), for metrics. */
-  readonly revocation: RevocationCacheStatsSource;
+  /**
+   * The revocation checker's counters (its lookup cache's hits and Redis round trips, for metrics)
+   * and the state of its connections (`connected`, `subscribed`: health follows them).
+   */
+  readonly revocation: Pick<RedisRevocation, 'stats'>;
   /** Stops the warm-up and closes the Redis connections. */
   close(): Promise<void>;
 }
@@ -102,7 +111,13 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
       ? { onError: (err: Error, context: string) => (context === 'lookup' ? undefined : opts.onRedisError!(err, context)) }
       : {}),
   });
-  const authenticator = createAuthenticator({ verifier, revocation });
+  const authenticator = createAuthenticator({
+    verifier,
+    revocation,
+    ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
+    ...(opts.verifiedCacheMaxEntries !== undefined ? { verifiedCacheMaxEntries: opts.verifiedCacheMaxEntries } : {}),
+    ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
+  });
   const readiness = createReadiness({ keys, revocation, ...(opts.onWarmupRetry ? { onRetry: opts.onWarmupRetry } : {}) });
   return {
     authenticator,
@@ -127,8 +142,10 @@ export function createVerifierStack(opts: VerifierStackOptions): VerifierStack {
  * @param opts - the verifier settings, e.g. from `verifierStackOptionsFromEnv`
  * @param logger - the service's pino logger
  * @param registry - the service's Prometheus registry (`createMetrics(service).registry`)
+ * @param cachePrefix - prefix of the cache counters' names: `jwt_mesh_` (the services' metric
+ *   names, the default) or `jwtmesh_` (authz-service's)
  */
-export function createServiceVerifierStack(service: string, opts: VerifierStackOptions, logger: Logger, registry?: Registry): VerifierStack {
+export function createServiceVerifierStack(service: string, opts: VerifierStackOptions, logger: Logger, registry?: Registry, cachePrefix = 'jwt_mesh_'): VerifierStack {
   const failures = registry
     ? new Counter({
         name: 'jwtmesh_jwks_fetch_failures_total',
@@ -149,6 +166,6 @@ export function createServiceVerifierStack(service: string, opts: VerifierStackO
     onWarmupRetry: throttledWarn(logger, 'warm-up not done yet (JWK Set / Redis); retrying'),
     onRedisError: throttledWarn(logger, 'Redis revocation store error'),
   });
-  if (registry) registerCacheCounters(registry, stack);
+  if (registry) registerCacheCounters(registry, stack, cachePrefix);
   return stack;
 }

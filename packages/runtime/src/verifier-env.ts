@@ -8,17 +8,25 @@
  * {@link VerifierStackOptions}. Separate from `index.ts` so that building apps in tests never
  * reads the environment.
  */
-import { loadVerifierConfig, readJwksTlsFiles } from '@jwt-mesh/core';
+import { loadVerifierConfig, readJwksTlsFiles, type VerifierConfig } from '@jwt-mesh/core';
 import type { VerifierStackOptions } from './stack.js';
 
 /**
  * @param env - the environment (read once, at start-up)
  * @returns the stack options, frozen
- * @throws Error from `loadVerifierConfig` naming the bad variable, or from `readJwksTlsFiles`
+ * @throws ConfigError from `loadVerifierConfig` naming the bad variable, or from `readJwksTlsFiles`
  *   naming a `JWKS_*_FILE` that cannot be read
  */
 export function verifierStackOptionsFromEnv(env: NodeJS.ProcessEnv): Readonly<VerifierStackOptions> {
-  const v = loadVerifierConfig(env);
+  return verifierStackOptionsOf(loadVerifierConfig(env));
+}
+
+/**
+ * The stack options of settings already read (`loadVerifierConfig`): reads the `JWKS_*_FILE` PEM files.
+ *
+ * @throws ConfigError naming a `JWKS_*_FILE` that cannot be read
+ */
+export function verifierStackOptionsOf(v: VerifierConfig): Readonly<VerifierStackOptions> {
   const jwksTls = readJwksTlsFiles(v.jwksTls);
   return Object.freeze({
     issuer: v.issuer,

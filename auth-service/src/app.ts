@@ -16,6 +16,7 @@ import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { createLogger as createRuntimeLogger } from '@jwt-mesh/runtime';
 import { z } from 'zod';
 import {
   AuthError,
@@ -74,26 +75,14 @@ export interface AppDeps {
 /** Largest request body accepted, bytes. Larger bodies get 400 invalid_request. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
-/** Paths redacted from every log line (headers, cookies, passwords, tokens). */
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'res.headers["set-cookie"]',
-  'headers.authorization',
-  'headers.cookie',
-  '*.password',
-  '*.refresh_token',
-  '*.access_token',
-  '*.token',
-];
-
 /**
- * The service's logger: pino, JSON lines, secrets redacted ({@link REDACT_PATHS}).
+ * The service's logger: the runtime's (`@jwt-mesh/runtime` `createLogger`: pino, JSON lines, the
+ * one redaction list of every process), written synchronously so that the last lines before an
+ * exit are never lost.
  * @param destination - where lines go (default stdout); tests pass a collecting stream
  */
 export function createLogger(level: Config['logLevel'], destination?: DestinationStream): Logger {
-  const options = { level, base: { service: 'auth-service' }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
-  return destination ? pino(options, destination) : pino(options);
+  return createRuntimeLogger({ service: 'auth-service', level, stream: destination ?? pino.destination({ dest: 1, sync: true }) });
 }
 
 // ---------------------------------------------------------------------------------------------

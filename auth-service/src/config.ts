@@ -8,7 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { redisConnectionFromEnv, type RedisConnectionOptions } from '@jwt-mesh/core';
+import { ConfigError, LOG_LEVELS, envEnum, envInt, envPort, envText, envUrl, loadVerifierConfig, parseEnv, type ConfigProblem, type RedisConnectionOptions } from '@jwt-mesh/core';
+
+export { ConfigError } from '@jwt-mesh/core';
 
 /** Algorithms the issuer can sign with (asymmetric only; RFC 9068 requires RS256 support). */
 export const SIGNING_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const;
@@ -96,22 +98,15 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-/** Defaults, in one place (strings, as they would appear in the environment). */
+/**
+ * Defaults of the issuer's own variables, in one place (strings, as they would appear in the
+ * environment). The shared ones (`JWT_*`, `REDIS_*`, ...) are the core's `VERIFIER_CONFIG_DEFAULTS`.
+ */
 export const DEFAULTS = Object.freeze({
   PORT: '4000',
   HOST: '127.0.0.1',
   DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/jwt_mesh',
   DATABASE_POOL_MAX: '10',
-  REDIS_URL: 'redis://127.0.0.1:6379/0',
-  REDIS_PREFIX: 'jwtmesh:',
-  JWT_ISSUER: 'http://localhost:4000',
-  JWT_AUDIENCE: 'jwt-mesh',
-  JWT_ALGORITHMS: 'RS256',
-  JWT_CLOCK_TOLERANCE_SEC: '30',
-  ACCESS_TOKEN_TTL_SEC: '300',
-  JWT_MAX_TOKEN_BYTES: '8192',
-  REVOCATION_FAIL_MODE: 'closed',
-  REVOCATION_CACHE_TTL_MS: '1000',
   REFRESH_TOKEN_TTL_SEC: '1209600',
   REFRESH_REUSE_GRACE_SEC: '10',
   SIGNING_KEY_ALG: 'RS256',
@@ -134,31 +129,11 @@ export const DEFAULTS = Object.freeze({
   LOG_LEVEL: 'info',
 });
 
-const int = (min: number, max: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, 'expected a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
-
 /** A whole number in [min, max], or `auto` (returned as `null`, resolved after parsing). */
 const intOrAuto = (min: number, max: number) =>
-  z.union([z.string().trim().pipe(z.literal('auto')).transform(() => null), int(min, max)], {
+  z.union([z.string().trim().pipe(z.literal('auto')).transform(() => null), envInt(min, max)], {
     error: () => `expected auto or a whole number from ${min} to ${max}`,
   });
-
-const url = (protocols: string[]) =>
-  z
-    .string()
-    .trim()
-    .refine((v) => {
-      try {
-        return protocols.includes(new URL(v).protocol);
-      } catch {
-        return false;
-      }
-    }, `expected a ${protocols.map((p) => `${p}//`).join(' or ')} URL`);
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/; // RFC 6749 §3.3 scope-token
 const spaceList = (what: string, token: RegExp) =>
@@ -167,44 +142,34 @@ const spaceList = (what: string, token: RegExp) =>
     .transform((v) => v.split(/[\s,]+/).filter(Boolean))
     .refine((list) => list.every((s) => token.test(s)), `each ${what} must match ${token.source}`);
 
-const algorithm = z.enum(SIGNING_ALGORITHMS, { message: `expected one of ${SIGNING_ALGORITHMS.join(', ')}` });
+const algorithm = envEnum(SIGNING_ALGORITHMS);
 
+/**
+ * The issuer's own variables. The shared ones (`JWT_*`, `ACCESS_TOKEN_TTL_SEC`, `REDIS_*`,
+ * `REVOCATION_*`) are read by the core's `loadVerifierConfig`, the same code every verifier runs.
+ */
 const schema = z.object({
-  PORT: int(0, 65535),
-  HOST: z.string().trim().min(1, 'must not be empty'),
-  DATABASE_URL: url(['postgresql:', 'postgres:']),
-  DATABASE_POOL_MAX: int(1, 100),
-  REDIS_URL: url(['redis:', 'rediss:']),
-  // The same rule as the core's loadVerifierConfig: every verifier must accept the issuer's prefix.
-  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -'),
-  JWT_ISSUER: url(['http:', 'https:']),
-  JWT_AUDIENCE: z.string().trim().min(1, 'must not be empty'),
-  JWT_ALGORITHMS: z
-    .string()
-    .transform((v) => v.split(/[\s,]+/).filter(Boolean))
-    .pipe(z.array(algorithm).min(1, 'name at least one algorithm')),
-  JWT_CLOCK_TOLERANCE_SEC: int(0, 300),
-  ACCESS_TOKEN_TTL_SEC: int(10, 86_400),
-  JWT_MAX_TOKEN_BYTES: int(512, 65_536),
-  REVOCATION_FAIL_MODE: z.enum(['closed', 'open'], { message: 'expected closed or open' }),
-  REVOCATION_CACHE_TTL_MS: int(0, 60_000),
-  REFRESH_TOKEN_TTL_SEC: int(60, 31_536_000),
-  REFRESH_REUSE_GRACE_SEC: int(0, 120),
+  PORT: envPort(),
+  HOST: envText(),
+  DATABASE_URL: envUrl(['postgresql:', 'postgres:']),
+  DATABASE_POOL_MAX: envInt(1, 100),
+  REFRESH_TOKEN_TTL_SEC: envInt(60, 31_536_000, 's'),
+  REFRESH_REUSE_GRACE_SEC: envInt(0, 120, 's'),
   SIGNING_KEY_ALG: algorithm,
   SIGNING_KEY_PRIVATE_JWK: z.string().optional(),
   SIGNING_KEY_FILE: z.string().optional(),
-  KEY_ROTATION_OVERLAP_SEC: int(0, 31_536_000),
-  KEY_RELOAD_INTERVAL_SEC: int(1, 3600),
-  KEY_ACTIVATION_DELAY_SEC: int(0, 86_400),
-  LOGIN_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
-  LOGIN_USERNAME_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
-  REFRESH_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
-  REGISTER_RATE_LIMIT_PER_MIN: int(1, 1_000_000),
+  KEY_ROTATION_OVERLAP_SEC: envInt(0, 31_536_000, 's'),
+  KEY_RELOAD_INTERVAL_SEC: envInt(1, 3600, 's'),
+  KEY_ACTIVATION_DELAY_SEC: envInt(0, 86_400, 's'),
+  LOGIN_RATE_LIMIT_PER_MIN: envInt(1, 1_000_000),
+  LOGIN_USERNAME_RATE_LIMIT_PER_MIN: envInt(1, 1_000_000),
+  REFRESH_RATE_LIMIT_PER_MIN: envInt(1, 1_000_000),
+  REGISTER_RATE_LIMIT_PER_MIN: envInt(1, 1_000_000),
   PASSWORD_HASH_CONCURRENCY: intOrAuto(1, 1024),
   PASSWORD_HASH_QUEUE_MAX: intOrAuto(0, 100_000),
-  PASSWORD_HASH_QUEUE_TIMEOUT_MS: int(1, 60_000),
-  CLEANUP_INTERVAL_SEC: int(0, 86_400),
-  REVOCATION_SYNC_INTERVAL_SEC: int(0, 86_400),
+  PASSWORD_HASH_QUEUE_TIMEOUT_MS: envInt(1, 60_000, 'ms'),
+  CLEANUP_INTERVAL_SEC: envInt(0, 86_400, 's'),
+  REVOCATION_SYNC_INTERVAL_SEC: envInt(0, 86_400, 's'),
   DEFAULT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'expected 1-128 of A-Z a-z 0-9 . _ : -'),
   DEFAULT_USER_SCOPES: spaceList('scope', SCOPE_TOKEN),
   DEFAULT_USER_ROLES: spaceList('role', /^[A-Za-z0-9._:-]{1,64}$/),
@@ -218,9 +183,7 @@ const schema = z.object({
     ctx.addIssue({ code: 'custom', message: 'expected true, false, a hop count or a comma list of addresses/CIDRs' });
     return z.NEVER;
   }),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
-    message: 'expected fatal, error, warn, info, debug, trace or silent',
-  }),
+  LOG_LEVEL: envEnum(LOG_LEVELS),
 });
 
 /** libuv's default threadpool size (https://docs.libuv.org/en/v1.x/threadpool.html). */
@@ -250,14 +213,6 @@ export function defaultHashConcurrency(env: Readonly<Record<string, string | und
 /** Default `PASSWORD_HASH_QUEUE_MAX` (`auto`): this many waiting requests per running check. */
 export const HASH_QUEUE_PER_SLOT = 4;
 
-/** Raised for a bad configuration; the message names every offending variable. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
-
 type Env = Readonly<Record<string, string | undefined>>;
 
 function readKeyFile(path: string): { privateJwk: Record<string, unknown> | null; privatePem: string | null } {
@@ -265,12 +220,12 @@ function readKeyFile(path: string): { privateJwk: Record<string, unknown> | null
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`SIGNING_KEY_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError('SIGNING_KEY_FILE', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
   const trimmed = text.trim();
   if (trimmed.startsWith('{')) return { privateJwk: parseJwk('SIGNING_KEY_FILE', trimmed), privatePem: null };
   if (/^-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(trimmed)) return { privateJwk: null, privatePem: trimmed };
-  throw new ConfigError('SIGNING_KEY_FILE: expected a private JWK (JSON) or a PKCS#8 PEM private key');
+  throw new ConfigError('SIGNING_KEY_FILE', 'expected a private JWK (JSON) or a PKCS#8 PEM private key');
 }
 
 function parseJwk(variable: string, text: string): Record<string, unknown> {
@@ -278,14 +233,37 @@ function parseJwk(variable: string, text: string): Record<string, unknown> {
   try {
     jwk = JSON.parse(text);
   } catch {
-    throw new ConfigError(`${variable}: not valid JSON`);
+    throw new ConfigError(variable, `not valid JSON`);
   }
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw new ConfigError(`${variable}: expected a JWK object`);
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw new ConfigError(variable, `expected a JWK object`);
   const o = jwk as Record<string, unknown>;
   if (typeof o['kty'] !== 'string' || typeof o['d'] !== 'string') {
-    throw new ConfigError(`${variable}: expected a private JWK (with "kty" and "d")`);
+    throw new ConfigError(variable, `expected a private JWK (with "kty" and "d")`);
   }
   return o;
+}
+
+/**
+ * The issuer's own variables ({@link DEFAULTS}) and the shared ones (the core's
+ * `loadVerifierConfig`, the same code every verifier runs), read in one pass.
+ *
+ * @throws ConfigError naming every bad variable of both
+ */
+function readVariables(env: Env) {
+  const problems: ConfigProblem[] = [];
+  const attempt = <T>(read: () => T): T | undefined => {
+    try {
+      return read();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return undefined;
+    }
+  };
+  const own = attempt(() => parseEnv(schema, env, DEFAULTS));
+  const shared = attempt(() => loadVerifierConfig(env));
+  if (own === undefined || shared === undefined) throw ConfigError.of(problems);
+  return { own, shared };
 }
 
 /**
@@ -296,57 +274,38 @@ function parseJwk(variable: string, text: string): Record<string, unknown> {
  * @throws ConfigError naming each bad variable, e.g. `PORT: must be at most 65535 (got "70000")`
  */
 export function parseConfig(env: Env = process.env): Config {
-  const raw: Record<string, string | undefined> = {};
-  for (const key of Object.keys(schema.shape)) {
-    const value = env[key];
-    raw[key] = value === undefined || value === '' ? (DEFAULTS as Record<string, string>)[key] : value;
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => {
-      const variable = String(issue.path[0] ?? '?');
-      const got = raw[variable];
-      // Never echo a secret: a private key, or a URL that may carry a password.
-      const secret = variable === 'SIGNING_KEY_PRIVATE_JWK' || variable === 'REDIS_URL' || variable === 'DATABASE_URL';
-      const shown = secret || got === undefined ? '' : ` (got ${JSON.stringify(got.slice(0, 80))})`;
-      return `${variable}: ${issue.message}${shown}`;
-    });
-    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
-  }
-  const v = parsed.data;
-  let redisConnection: RedisConnectionOptions;
-  try {
-    redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: v.REDIS_URL });
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
+  const { own: v, shared } = readVariables(env);
+  const redisConnection = shared.redisConnection;
 
-  if (!v.JWT_ALGORITHMS.includes(v.SIGNING_KEY_ALG)) {
-    throw new ConfigError(`SIGNING_KEY_ALG: ${v.SIGNING_KEY_ALG} is not in JWT_ALGORITHMS (${v.JWT_ALGORITHMS.join(',')})`);
+  if (!shared.algorithms.includes(v.SIGNING_KEY_ALG)) {
+    throw new ConfigError('SIGNING_KEY_ALG', `${v.SIGNING_KEY_ALG} is not in JWT_ALGORITHMS (${shared.algorithms.join(',')})`);
   }
-  const minOverlap = v.ACCESS_TOKEN_TTL_SEC + v.JWT_CLOCK_TOLERANCE_SEC;
+  const minOverlap = shared.accessTokenTtlSec + shared.clockToleranceSec;
   if (v.KEY_ROTATION_OVERLAP_SEC < minOverlap) {
     throw new ConfigError(
-      `KEY_ROTATION_OVERLAP_SEC: must be at least ACCESS_TOKEN_TTL_SEC + JWT_CLOCK_TOLERANCE_SEC = ${minOverlap} (got ${v.KEY_ROTATION_OVERLAP_SEC}), or tokens signed with a retired key would fail before they expire`,
+      'KEY_ROTATION_OVERLAP_SEC',
+      `must be at least ACCESS_TOKEN_TTL_SEC + JWT_CLOCK_TOLERANCE_SEC = ${minOverlap} (got ${v.KEY_ROTATION_OVERLAP_SEC}), or tokens signed with a retired key would fail before they expire`,
     );
   }
   if (v.KEY_ACTIVATION_DELAY_SEC !== 0 && v.KEY_ACTIVATION_DELAY_SEC <= v.KEY_RELOAD_INTERVAL_SEC) {
     throw new ConfigError(
-      `KEY_ACTIVATION_DELAY_SEC: must be 0 (sign at once) or more than KEY_RELOAD_INTERVAL_SEC = ${v.KEY_RELOAD_INTERVAL_SEC} (got ${v.KEY_ACTIVATION_DELAY_SEC}), or a replica could sign with a key the other replicas do not publish yet`,
+      'KEY_ACTIVATION_DELAY_SEC',
+      `must be 0 (sign at once) or more than KEY_RELOAD_INTERVAL_SEC = ${v.KEY_RELOAD_INTERVAL_SEC} (got ${v.KEY_ACTIVATION_DELAY_SEC}), or a replica could sign with a key the other replicas do not publish yet`,
     );
   }
-  if (v.REFRESH_TOKEN_TTL_SEC <= v.ACCESS_TOKEN_TTL_SEC) {
-    throw new ConfigError('REFRESH_TOKEN_TTL_SEC: must be longer than ACCESS_TOKEN_TTL_SEC');
+  if (v.REFRESH_TOKEN_TTL_SEC <= shared.accessTokenTtlSec) {
+    throw new ConfigError('REFRESH_TOKEN_TTL_SEC', 'must be longer than ACCESS_TOKEN_TTL_SEC');
   }
   const pool = threadpoolSize(env);
   if (v.PASSWORD_HASH_CONCURRENCY !== null && v.PASSWORD_HASH_CONCURRENCY > pool) {
     throw new ConfigError(
-      `PASSWORD_HASH_CONCURRENCY: must be at most UV_THREADPOOL_SIZE = ${pool} (got ${v.PASSWORD_HASH_CONCURRENCY}): hashes past the threadpool would wait in libuv's queue, unbounded and unshed, and delay token signing; raise UV_THREADPOOL_SIZE too`,
+      'PASSWORD_HASH_CONCURRENCY',
+      `must be at most UV_THREADPOOL_SIZE = ${pool} (got ${v.PASSWORD_HASH_CONCURRENCY}): hashes past the threadpool would wait in libuv's queue, unbounded and unshed, and delay token signing; raise UV_THREADPOOL_SIZE too`,
     );
   }
   const hashConcurrency = v.PASSWORD_HASH_CONCURRENCY ?? defaultHashConcurrency(env);
   if (v.SIGNING_KEY_PRIVATE_JWK && v.SIGNING_KEY_FILE) {
-    throw new ConfigError('SIGNING_KEY_PRIVATE_JWK and SIGNING_KEY_FILE: set at most one');
+    throw new ConfigError('SIGNING_KEY_PRIVATE_JWK', 'set at most one of SIGNING_KEY_PRIVATE_JWK and SIGNING_KEY_FILE');
   }
   let privateJwk: Record<string, unknown> | null = null;
   let privatePem: string | null = null;
@@ -358,18 +317,18 @@ export function parseConfig(env: Env = process.env): Config {
     host: v.HOST,
     databaseUrl: v.DATABASE_URL,
     databasePoolMax: v.DATABASE_POOL_MAX,
-    redisUrl: v.REDIS_URL,
+    redisUrl: shared.redisUrl,
     redisConnection,
-    redisPrefix: v.REDIS_PREFIX,
+    redisPrefix: shared.redisPrefix,
     jwt: Object.freeze({
-      issuer: v.JWT_ISSUER,
-      audience: v.JWT_AUDIENCE,
-      algorithms: Object.freeze([...v.JWT_ALGORITHMS]),
-      clockToleranceSec: v.JWT_CLOCK_TOLERANCE_SEC,
-      accessTokenTtlSec: v.ACCESS_TOKEN_TTL_SEC,
-      maxTokenBytes: v.JWT_MAX_TOKEN_BYTES,
+      issuer: shared.issuer,
+      audience: shared.audience,
+      algorithms: Object.freeze([...shared.algorithms]),
+      clockToleranceSec: shared.clockToleranceSec,
+      accessTokenTtlSec: shared.accessTokenTtlSec,
+      maxTokenBytes: shared.maxTokenBytes,
     }),
-    revocation: Object.freeze({ failMode: v.REVOCATION_FAIL_MODE, cacheTtlMs: v.REVOCATION_CACHE_TTL_MS }),
+    revocation: Object.freeze({ failMode: shared.revocationFailMode, cacheTtlMs: shared.revocationCacheTtlMs }),
     refreshTokenTtlSec: v.REFRESH_TOKEN_TTL_SEC,
     refreshReuseGraceSec: v.REFRESH_REUSE_GRACE_SEC,
     signingKey: Object.freeze({

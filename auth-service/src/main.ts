@@ -6,6 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { createRedisRevocation, redisClientOptions } from '@jwt-mesh/core/redis';
+import { logTracingState, throttledWarn } from '@jwt-mesh/runtime';
 import { startTracing } from '@jwt-mesh/tracing';
 import { buildApp, createLogger } from './app.js';
 import { scheduleCleanup } from './cleanup.js';
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  logger.info({ tracing: tracing.enabled, tracesUrl: tracing.tracesUrl, reason: tracing.offReason ?? undefined }, tracing.enabled ? 'tracing on (OTLP)' : 'tracing off');
+  logTracingState(logger, tracing);
   const clock = systemClock;
   const metrics = createMetrics({ defaultMetrics: true });
   const prisma = createPrisma(config.databaseUrl, { poolMax: config.databasePoolMax });
@@ -49,17 +50,8 @@ async function main(): Promise<void> {
     cacheTtlMs: config.revocation.cacheTtlMs,
     onUnavailable: config.revocation.failMode === 'open' ? 'allow' : 'deny',
     now: () => clock.now(),
-    onError: (() => {
-      // Lookup and sync errors come once per request, connection errors on every reconnect
-      // attempt: one line per context per 5 s.
-      const last = new Map<string, number>();
-      return (err: Error, context: string) => {
-        const now = Date.now();
-        if (now - (last.get(context) ?? 0) < 5_000) return;
-        last.set(context, now);
-        logger.warn({ err: { message: err.message }, context }, 'revocation store error');
-      };
-    })(),
+    // Lookup and sync errors come once per request, connection errors on every reconnect attempt.
+    onError: throttledWarn(logger, 'revocation store error'),
   });
 
   let keys;

@@ -53,7 +53,7 @@ t.test('a bad variable stops start-up with exit 2 naming it', async (t) => {
   const s = start({ ACCESS_TOKEN_TTL_SEC: 'five minutes' });
   s.listening.catch(() => undefined);
   t.equal(await s.exited, 2);
-  t.match(s.errors(), /auth-service: invalid configuration: ACCESS_TOKEN_TTL_SEC: expected a whole number/);
+  t.match(s.errors(), /auth-service: invalid configuration: ACCESS_TOKEN_TTL_SEC: must be a whole number/);
 });
 
 t.test('a bad hash-limiter knob stops start-up with exit 2 naming it', async (t) => {

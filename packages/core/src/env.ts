@@ -130,7 +130,7 @@ export function envList<T>(item: z.ZodType<T, string>, minItems = 0) {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Variables whose value is never echoed in a message (a URL may carry a password). */
-const SECRET_VARIABLE = /(_URL|PASSWORD|SECRET|PRIVATE|TOKEN)/;
+const SECRET_VARIABLE = /(_URL|_PASSWORD|_SECRET|_TOKEN|_PRIVATE_JWK|_PRIVATE_KEY)$/;
 
 /**
  * Reads the variables named by `schema`'s keys from `env` and validates them. A variable that is
@@ -142,7 +142,8 @@ const SECRET_VARIABLE = /(_URL|PASSWORD|SECRET|PRIVATE|TOKEN)/;
  * @param defaults - defaults as they would appear in the environment (text), by variable name
  * @returns the parsed values, frozen
  * @throws ConfigError naming every bad variable and why, with the value given (`(got "abc")`),
- *   except for variables that may hold a secret (`*_URL`, `*PASSWORD*`, `*SECRET*`, `*PRIVATE*`, `*TOKEN*`)
+ *   except for variables that may hold a secret (names ending in `_URL`, `_PASSWORD`, `_SECRET`,
+ *   `_TOKEN`, `_PRIVATE_JWK`, `_PRIVATE_KEY`)
  */
 export function parseEnv<S extends z.ZodObject>(schema: S, env: Readonly<Record<string, string | undefined>>, defaults: Readonly<Record<string, string>> = {}): Readonly<z.infer<S>> {
   const input: Record<string, string> = {};

@@ -17,7 +17,7 @@ import type { Authenticator } from '@jwt-mesh/core';
 import { DownstreamError, identityOfRequest, propagationHeaders } from '@jwt-mesh/fastify-auth';
 import { httpFailureOf, metadataOf, withGrpcClientSpan } from '@jwt-mesh/grpc-auth';
 import type { GetProfileResponse__Output, Hop__Output, ProfileServiceClient } from '@jwt-mesh/profile/proto';
-import { createLogger, createMetrics, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
+import { createMetrics, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
 import { createServiceApp, hopOf, HttpError, timedDownstream, type HopInfo } from '@jwt-mesh/runtime/fastify';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -116,13 +116,7 @@ const GET_PROFILE_PATH = '/jwtmesh.profile.v1.ProfileService/GetProfile';
  */
 export async function buildApp(deps: InventoryDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createMetrics(SERVICE);
-  const app = await createServiceApp({
-    service: SERVICE,
-    logger: deps.logger ?? createLogger({ service: SERVICE }),
-    metrics,
-    authenticator: deps.authenticator,
-    readiness: deps.readiness,
-  });
+  const app = await createServiceApp({ service: SERVICE, logger: deps.logger, metrics, authenticator: deps.authenticator, readiness: deps.readiness });
   const stock = deps.stock ?? seedStock();
   const profileTimeoutMs = deps.profileTimeoutMs ?? 5000;
 

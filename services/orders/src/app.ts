@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Authenticator } from '@jwt-mesh/core';
 import { identityOfRequest, type MeshClient } from '@jwt-mesh/fastify-auth';
-import { createMetrics, createLogger, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
+import { createMetrics, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
 import { createServiceApp, hopOf, HttpError, timedDownstream, type HopInfo } from '@jwt-mesh/runtime/fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -85,13 +85,7 @@ export const NewOrder = z.strictObject({
  */
 export async function buildApp(deps: OrdersDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createMetrics(SERVICE);
-  const app = await createServiceApp({
-    service: SERVICE,
-    logger: deps.logger ?? createLogger({ service: SERVICE }),
-    metrics,
-    authenticator: deps.authenticator,
-    readiness: deps.readiness,
-  });
+  const app = await createServiceApp({ service: SERVICE, logger: deps.logger, metrics, authenticator: deps.authenticator, readiness: deps.readiness });
   const orders = deps.orders ?? seedOrders();
 
   const timed = <T>(target: string, fn: () => Promise<T>): Promise<T> => timedDownstream(metrics, target, fn);

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Identity } from '@jwt-mesh/core';
 import { createGrpcAuth, type MetadataHeaders } from '@jwt-mesh/grpc-auth';
 import { identityOfRequest } from '@jwt-mesh/fastify-auth';
-import { createLogger, createMetrics, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
+import { createMetrics, type Readiness, type ServiceMetrics } from '@jwt-mesh/runtime';
 import { createServiceApp, hopOf } from '@jwt-mesh/runtime/fastify';
 import type { FastifyInstance } from 'fastify';
 import { HealthImplementation } from 'grpc-health-check';
@@ -52,13 +52,7 @@ export interface ProfileDeps {
 /** Builds the HTTP app (not listening). */
 export async function buildApp(deps: ProfileDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createMetrics(SERVICE);
-  const app = await createServiceApp({
-    service: SERVICE,
-    logger: deps.logger ?? createLogger({ service: SERVICE }),
-    metrics,
-    authenticator: deps.authenticator,
-    readiness: deps.readiness,
-  });
+  const app = await createServiceApp({ service: SERVICE, logger: deps.logger, metrics, authenticator: deps.authenticator, readiness: deps.readiness });
   const profiles = deps.profiles ?? seedProfiles();
 
   app.get('/api/profile/me', { config: { auth: { scopes: ['profile:read'] } } }, async (request) => {

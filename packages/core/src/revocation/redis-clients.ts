@@ -1,4 +1,4 @@
-/*
+/**
  * The two Redis connections of a revocation store (the command connection and the pub/sub
  * subscriber): who they are to Redis (client names, the ACL user and password, TLS trust) and
  * how they are opened and closed.

@@ -1,4 +1,4 @@
-/*
+/**
  * A verifier's lookup: the MGET of one token's revocation keys (and the sync marker), the
  * in-process cache of lookups, and the fail mode when Redis cannot answer.
  */
@@ -30,8 +30,9 @@ export interface RevocationValues {
 /**
  * The in-process cache of lookups (lru-cache, `ttlMs` milliseconds, at most `maxEntries` keys;
  * either 0 turns it off). It is trusted only while the subscriber is subscribed
- * ({@link subscribeToRevocations} calls {@link LookupCache.trust} and {@link LookupCache.distrust}); an `epoch`, bumped on
- * every invalidation and every change of that state, keeps a lookup that straddles one out of it.
+ * (`subscribeToRevocations` in redis-subscriber.ts calls {@link LookupCache.trust} and
+ * {@link LookupCache.distrust}); an `epoch`, bumped on every invalidation and every change of
+ * that state, keeps a lookup that straddles one out of it.
  */
 export class LookupCache {
   private readonly lru: LRUCache<string, string> | null;

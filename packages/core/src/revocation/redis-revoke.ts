@@ -1,4 +1,4 @@
-/*
+/**
  * The issuer's write (`RedisRevocation.revoke`): one Lua script sets the revocation key and
  * publishes the invalidation.
  */

@@ -1,4 +1,4 @@
-/*
+/**
  * The subscriber: pub/sub on `<prefix>revocations`, the invalidation of the lookup cache by its
  * messages, and the cache's trust, which lasts only while the subscription does.
  */

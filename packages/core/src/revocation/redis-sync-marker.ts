@@ -1,4 +1,4 @@
-/*
+/**
  * The sync marker `<prefix>rv:synced` (see the module comment of `redis.ts`): the issuer's side
  * (the re-sync that writes it, the check that it still names the master) and the verifier's
  * (the identity of the server its connection is on, read at connect time and every second, and

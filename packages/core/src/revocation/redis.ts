@@ -151,9 +151,9 @@ export interface RedisRevocation extends RevocationChecker, RevocationPublisher 
    * server's answers from then on.
    * @returns what `publishAll` returned
    * @throws whatever `publishAll` throws (the marker is not written); the ioredis error when
-   *   Redis cannot be reached; Error when the server is a replica; {@link RedisServerChangedError}
-   *   when the server restarted, was promoted, changed or was flushed while `publishAll` ran (run
-   *   it again)
+   *   Redis cannot be reached; Error when the server is a replica; `RedisServerChangedError`
+   *   (exported here, defined in redis-sync-marker.ts) when the server restarted, was promoted,
+   *   changed or was flushed while `publishAll` ran (run it again)
    */
   resync<T>(publishAll: () => Promise<T>): Promise<T>;
   /**

@@ -100,6 +100,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   if (!Number.isFinite(deadlineMs) || deadlineMs <= 0) throw new RangeError('deadlineMs must be a number > 0 (milliseconds)');
   const cache = maxEntries > 0 ? new LRUCache<string, CacheEntry>({ max: maxEntries }) : null;
   const counters = { verifiedCacheHits: 0, verifiedCacheMisses: 0 };
+  const deadlines = new DeadlineQueue(deadlineMs);
 
   /**
    * Verified-token cache or `verifier.verify`, then `revocation.check`. With a `tracer`, the two
@@ -114,14 +115,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     const verifySpan = tracer?.startSpan('jwt.verify');
     if (entry === undefined) {
       counters.verifiedCacheMisses++;
-      let verified: Awaited<ReturnType<Verifier['verify']>>;
-      try {
-        verified = await verifier.verify(token);
-      } catch (err) {
-        if (verifySpan !== undefined) endVerifySpan(verifySpan, false, kidOfCompactJws(token), err);
-        throw err;
-      }
-      entry = { identity: identityOf(verified), kid: verified.header.kid, expMs: verified.claims.exp * 1000 };
+      entry = await verifyToken(verifier, token, verifySpan);
       const ttl = entry.expMs - now();
       // Only while the token is valid by its own exp; lru-cache also drops it on its clock.
       if (cache !== null && ttl > 0) cache.set(token, entry, { ttl });
@@ -132,92 +126,9 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     }
     const id = entry.identity;
     const lookup = { jti: id.jti, sid: id.sid, sub: id.sub, iat: id.iat };
-    const revokedBy = tracer === null ? await revocation.check(lookup) : await tracedRevocationCheck(tracer, lookup);
+    const revokedBy = tracer === null ? await revocation.check(lookup) : await tracedRevocationCheck(tracer, revocation, lookup);
     if (revokedBy !== null) throw new AuthError('token_revoked', `revoked by ${revokedBy}`);
     return id;
-  }
-
-  /** `revocation.check` inside its own active span, so the store can say where it answered. */
-  function tracedRevocationCheck(tracer: Tracer, lookup: Parameters<RevocationChecker['check']>[0]): ReturnType<RevocationChecker['check']> {
-    return tracer.startActiveSpan('revocation.check', async (span) => {
-      try {
-        const revokedBy = await revocation.check(lookup);
-        span.setAttribute(JWT_MESH_ATTR.REVOCATION_RESULT, revokedBy ?? 'none');
-        recordOutcome(span, revokedBy === null ? null : new AuthError('token_revoked'));
-        return revokedBy;
-      } catch (err) {
-        recordOutcome(span, isAuthError(err) ? err : new AuthError('internal'));
-        throw err;
-      } finally {
-        span.end();
-      }
-    });
-  }
-
-  function authorize(id: Identity, req: RouteRequirement): void {
-    const scopes = req.scopes;
-    if (scopes !== undefined && scopes.length > 0) {
-      for (const s of scopes) {
-        if (!id.scopes.includes(s)) throw new AuthError('insufficient_scope', `missing scope ${s}`, { requiredScopes: scopes });
-      }
-    }
-    const roles = req.anyRole;
-    if (roles !== undefined && roles.length > 0 && !roles.some((r) => id.roles.includes(r))) {
-      throw new AuthError('insufficient_scope', 'none of the required roles', { requiredScopes: scopes ?? [] });
-    }
-  }
-
-  const deadlines = new DeadlineQueue(deadlineMs);
-
-  function withDeadline<T>(work: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const entry = deadlines.add(reject);
-      work.then(
-        (v) => {
-          deadlines.finish(entry);
-          resolve(v);
-        },
-        (err: unknown) => {
-          deadlines.finish(entry);
-          reject(err);
-        },
-      );
-    });
-  }
-
-  /**
-   * Fast path for a repeated token: `Bearer <token>` with exactly one space, the token in the
-   * verified-token cache. Everything in the cache passed `extractBearer` before (a b64token:
-   * no comma, no whitespace), so the header value has the same meaning; anything else takes
-   * the full path.
-   */
-  function cachedCredential(headers: AuthRequest['headers']): { token: string; entry: CacheEntry } | undefined {
-    if (cache === null) return undefined;
-    const v = headers['authorization'];
-    if (typeof v !== 'string' || !v.startsWith('Bearer ')) return undefined;
-    const token = v.slice(7);
-    const entry = cache.get(token);
-    return entry === undefined ? undefined : { token, entry };
-  }
-
-  /** `policy.authorize`: the route requirement applied to the identity (or to no token at all). */
-  function policySpan(tracer: Tracer, rule: string | undefined, err: AuthError | null): void {
-    const span = tracer.startSpan('policy.authorize');
-    span.setAttribute(JWT_MESH_ATTR.POLICY_DECISION, err === null ? 'allow' : 'deny');
-    if (rule !== undefined) span.setAttribute(JWT_MESH_ATTR.POLICY_RULE, rule);
-    recordOutcome(span, err);
-    span.end();
-  }
-
-  function authorizeTraced(tracer: Tracer | null, id: Identity, need: RouteRequirement, rule: string | undefined): void {
-    if (tracer === null) return authorize(id, need);
-    try {
-      authorize(id, need);
-    } catch (err) {
-      policySpan(tracer, rule, isAuthError(err) ? err : new AuthError('internal'));
-      throw err;
-    }
-    policySpan(tracer, rule, null);
   }
 
   async function decideWith(req: AuthRequest, requirement: RouteRequirement | null | undefined, span: Span | null): Promise<Decision> {
@@ -225,16 +136,9 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     let rule: string | undefined;
     let decision: Decision;
     try {
-      let need: RouteRequirement | null;
-      if (requirement !== undefined) {
-        need = requirement;
-      } else if (policy !== undefined) {
-        const m = matchRoute(policy, req.method, req.path);
-        rule = m.rule?.id;
-        need = m.requirement;
-      } else {
-        need = {};
-      }
+      const route = requirementOf(policy, req, requirement);
+      rule = route.rule;
+      const need = route.need;
       if (need === null) {
         decision = denied(new AuthError('route_denied'), rule);
         if (tracer !== null) policySpan(tracer, rule, decision.allow ? null : decision.error);
@@ -242,9 +146,9 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
         decision = rule === undefined ? { allow: true, identity: null } : { allow: true, identity: null, rule };
         if (tracer !== null) policySpan(tracer, rule, null);
       } else {
-        const hit = cachedCredential(req.headers);
+        const hit = cachedCredential(cache, req.headers);
         const token = hit?.token ?? extractBearer(req.headers);
-        const identity = await withDeadline(identify(token, hit?.entry, tracer));
+        const identity = await withDeadline(deadlines, identify(token, hit?.entry, tracer));
         authorizeTraced(tracer, identity, need, rule);
         decision = rule === undefined ? { allow: true, identity } : { allow: true, identity, rule };
       }
@@ -269,6 +173,124 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       );
     },
   };
+}
+
+/**
+ * The requirement of a request: the explicit one when given (`null` = deny), else the policy's
+ * match for `method` + `path` (with its rule id), else "authenticated" (`{}`) without a policy.
+ */
+function requirementOf(
+  policy: Policy | undefined,
+  req: AuthRequest,
+  requirement: RouteRequirement | null | undefined,
+): { need: RouteRequirement | null; rule: string | undefined } {
+  if (requirement !== undefined) return { need: requirement, rule: undefined };
+  if (policy === undefined) return { need: {}, rule: undefined };
+  const m = matchRoute(policy, req.method, req.path);
+  return { need: m.requirement, rule: m.rule?.id };
+}
+
+/**
+ * `verifier.verify(token)` as a verified-token cache entry. On a failure it ends `verifySpan`
+ * (with the `kid` decoded from the token, when it has one) and rethrows the verifier's error.
+ */
+async function verifyToken(verifier: Verifier, token: string, verifySpan: Span | undefined): Promise<CacheEntry> {
+  let verified: Awaited<ReturnType<Verifier['verify']>>;
+  try {
+    verified = await verifier.verify(token);
+  } catch (err) {
+    if (verifySpan !== undefined) endVerifySpan(verifySpan, false, kidOfCompactJws(token), err);
+    throw err;
+  }
+  return { identity: identityOf(verified), kid: verified.header.kid, expMs: verified.claims.exp * 1000 };
+}
+
+/** `revocation.check` inside its own active span, so the store can say where it answered. */
+function tracedRevocationCheck(
+  tracer: Tracer,
+  revocation: RevocationChecker,
+  lookup: Parameters<RevocationChecker['check']>[0],
+): ReturnType<RevocationChecker['check']> {
+  return tracer.startActiveSpan('revocation.check', async (span) => {
+    try {
+      const revokedBy = await revocation.check(lookup);
+      span.setAttribute(JWT_MESH_ATTR.REVOCATION_RESULT, revokedBy ?? 'none');
+      recordOutcome(span, revokedBy === null ? null : new AuthError('token_revoked'));
+      return revokedBy;
+    } catch (err) {
+      recordOutcome(span, isAuthError(err) ? err : new AuthError('internal'));
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/** The route's `scopes` (all needed) and `anyRole` (one needed); else throws `insufficient_scope` with `requiredScopes`. */
+function authorize(id: Identity, req: RouteRequirement): void {
+  const scopes = req.scopes;
+  if (scopes !== undefined && scopes.length > 0) {
+    for (const s of scopes) {
+      if (!id.scopes.includes(s)) throw new AuthError('insufficient_scope', `missing scope ${s}`, { requiredScopes: scopes });
+    }
+  }
+  const roles = req.anyRole;
+  if (roles !== undefined && roles.length > 0 && !roles.some((r) => id.roles.includes(r))) {
+    throw new AuthError('insufficient_scope', 'none of the required roles', { requiredScopes: scopes ?? [] });
+  }
+}
+
+/** `work`, rejected with AuthError `deadline_exceeded` when `deadlines` expires first. */
+function withDeadline<T>(deadlines: DeadlineQueue, work: Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const entry = deadlines.add(reject);
+    work.then(
+      (v) => {
+        deadlines.finish(entry);
+        resolve(v);
+      },
+      (err: unknown) => {
+        deadlines.finish(entry);
+        reject(err);
+      },
+    );
+  });
+}
+
+/**
+ * Fast path for a repeated token: `Bearer <token>` with exactly one space, the token in the
+ * verified-token cache. Everything in the cache passed `extractBearer` before (a b64token:
+ * no comma, no whitespace), so the header value has the same meaning; anything else takes
+ * the full path.
+ */
+function cachedCredential(cache: LRUCache<string, CacheEntry> | null, headers: AuthRequest['headers']): { token: string; entry: CacheEntry } | undefined {
+  if (cache === null) return undefined;
+  const v = headers['authorization'];
+  if (typeof v !== 'string' || !v.startsWith('Bearer ')) return undefined;
+  const token = v.slice(7);
+  const entry = cache.get(token);
+  return entry === undefined ? undefined : { token, entry };
+}
+
+/** `policy.authorize`: the route requirement applied to the identity (or to no token at all). */
+function policySpan(tracer: Tracer, rule: string | undefined, err: AuthError | null): void {
+  const span = tracer.startSpan('policy.authorize');
+  span.setAttribute(JWT_MESH_ATTR.POLICY_DECISION, err === null ? 'allow' : 'deny');
+  if (rule !== undefined) span.setAttribute(JWT_MESH_ATTR.POLICY_RULE, rule);
+  recordOutcome(span, err);
+  span.end();
+}
+
+/** {@link authorize}, with a `policy.authorize` span when there is a `tracer`. */
+function authorizeTraced(tracer: Tracer | null, id: Identity, need: RouteRequirement, rule: string | undefined): void {
+  if (tracer === null) return authorize(id, need);
+  try {
+    authorize(id, need);
+  } catch (err) {
+    policySpan(tracer, rule, isAuthError(err) ? err : new AuthError('internal'));
+    throw err;
+  }
+  policySpan(tracer, rule, null);
 }
 
 /** Ends a `jwt.verify` span with the cache flag, the `kid` (when known) and the outcome. */

@@ -35,15 +35,17 @@
  * subscribed: when it drops, the cache is cleared and bypassed until the subscription is back,
  * so a missed message cannot keep a revoked token alive.
  */
-import { randomUUID } from 'node:crypto';
 import { createHash } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
-import { trace } from '@opentelemetry/api';
-import { LRUCache } from 'lru-cache';
-import { AuthError } from '../errors.js';
-import { JWT_MESH_ATTR, tracingActive } from '../tracing.js';
 import type { RedisConnectionOptions } from '../redis-connection.js';
 import type { RevocationChecker, RevocationPublisher, RevocationTarget } from '../types.js';
+import { closeClients, createRevocationClients } from './redis-clients.js';
+import { createRedisLookup, LookupCache } from './redis-lookup.js';
+import { defineRevokeCommand, revokeInRedis } from './redis-revoke.js';
+import { subscribeToRevocations } from './redis-subscriber.js';
+import { defineSyncMarkerCommands, markerNamesServer, resyncMarker, watchServerIdentity } from './redis-sync-marker.js';
+
+export { redisClientOptions } from './redis-clients.js';
+export { RedisServerChangedError } from './redis-sync-marker.js';
 
 /** Options of {@link createRedisRevocation}. */
 export interface RedisRevocationOptions {
@@ -104,11 +106,6 @@ export const REDIS_REVOCATION_DEFAULTS = Object.freeze({
   requireSyncMarker: true,
 });
 
-/** Raised by {@link RedisRevocation.resync} when the server changed while it ran. */
-export class RedisServerChangedError extends Error {
-  override readonly name = 'RedisServerChangedError';
-}
-
 /** Counters for metrics and tests. */
 export interface RedisRevocationStats {
   /** `check` calls answered entirely from the in-process cache. */
@@ -154,9 +151,9 @@ export interface RedisRevocation extends RevocationChecker, RevocationPublisher 
    * server's answers from then on.
    * @returns what `publishAll` returned
    * @throws whatever `publishAll` throws (the marker is not written); the ioredis error when
-   *   Redis cannot be reached; Error when the server is a replica; {@link RedisServerChangedError}
-   *   when the server restarted, was promoted, changed or was flushed while `publishAll` ran (run
-   *   it again)
+   *   Redis cannot be reached; Error when the server is a replica; `RedisServerChangedError`
+   *   (exported here, defined in redis-sync-marker.ts) when the server restarted, was promoted,
+   *   changed or was flushed while `publishAll` ran (run it again)
    */
   resync<T>(publishAll: () => Promise<T>): Promise<T>;
   /**
@@ -168,95 +165,6 @@ export interface RedisRevocation extends RevocationChecker, RevocationPublisher 
   /** Closes both connections (QUIT, or a hard disconnect after 1 s). */
   close(): Promise<void>;
   stats(): RedisRevocationStats;
-}
-
-/** Cached "no key" marker (lru-cache cannot hold null). */
-const ABSENT = '';
-
-/**
- * Atomically: keep the existing value of a `jti` / `sid` entry (the first revocation time) and
- * the larger value of a `sub` entry, never shorten an existing TTL, set the key, and publish the
- * invalidation only when the value changed (SET before PUBLISH, so a reader invalidated by the
- * message re-reads the new value). A re-sync that finds everything in place publishes nothing.
- * KEYS[1] key; ARGV: value, ttl seconds, channel, message, 'max' | 'set'. Returns the TTL set.
- */
-const REVOKE_LUA = `
-local cur = redis.call('GET', KEYS[1])
-local val = ARGV[1]
-local ttl = tonumber(ARGV[2])
-if ARGV[5] == 'max' then
-  local c = tonumber(cur)
-  if c and c > tonumber(val) then val = cur end
-elseif cur then
-  val = cur
-end
-local curTtl = redis.call('TTL', KEYS[1])
-if curTtl > ttl then ttl = curTtl end
-redis.call('SET', KEYS[1], val, 'EX', ttl)
-if cur ~= val then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-return ttl
-`;
-
-/** Lua: the server's identity (`<run_id>:<master_replid>`), or false on a replica. */
-const LUA_IDENTITY = `
-local function identity()
-  local repl_info = redis.call('INFO', 'replication')
-  if string.match(repl_info, 'role:(%a+)') ~= 'master' then return false end
-  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  local repl = string.match(repl_info, 'master_replid:(%x+)')
-  if not run or not repl then return false end
-  return run .. ':' .. repl
-end
-`;
-
-/**
- * Ends a re-sync: sets the marker to ARGV[1] only if that is still this server's identity and
- * the run's nonce key survived (no FLUSHALL during the run); deletes the nonce either way.
- * KEYS[1] marker, KEYS[2] the run's nonce key. Returns 1 when set, 0 when not.
- */
-const MARK_SYNCED_LUA = `${LUA_IDENTITY}
-local ok = identity() == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1
-redis.call('DEL', KEYS[2])
-if not ok then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-`;
-
-/** 1 when the marker (KEYS[1]) names this server, else 0. */
-const CHECK_SYNCED_LUA = `${LUA_IDENTITY}
-local id = identity()
-if id and redis.call('GET', KEYS[1]) == id then return 1 end
-return 0
-`;
-
-/** How often a verifier re-reads the identity of the server it is connected to, milliseconds. */
-const IDENTITY_REFRESH_MS = 1_000;
-
-/** Deadline of every command but the lookups (which have `lookupTimeoutMs`), milliseconds. */
-const COMMAND_TIMEOUT_MS = 2_000;
-
-type RedisWithRevoke = Redis & {
-  jwtmeshRevoke(key: string, value: string, ttl: number, channel: string, message: string, mode: 'max' | 'set'): Promise<number>;
-  jwtmeshMarkSynced(marker: string, nonceKey: string, identity: string): Promise<number>;
-  jwtmeshCheckSynced(marker: string): Promise<number>;
-};
-
-/** `INFO server` and `INFO replication` (two small sections; Redis 6 takes one per call). */
-async function readInfo(r: Redis): Promise<string> {
-  const [server, replication] = await Promise.all([r.info('server'), r.info('replication')]);
-  return `${server}\r\n${replication}`;
-}
-
-/**
- * The identity of a master from an `INFO` reply (`<run_id>:<master_replid>`), as the Lua
- * scripts compute it; null on a replica or when a field is missing.
- */
-function identityOf(info: string): string | null {
-  const field = (name: string) => new RegExp(`^${name}:([0-9a-zA-Z]+)\\r?$`, 'm').exec(info)?.[1] ?? null;
-  const run = field('run_id');
-  const repl = field('master_replid');
-  if (field('role') !== 'master' || run === null || repl === null) return null;
-  return `${run}:${repl}`;
 }
 
 /**
@@ -282,9 +190,85 @@ function identityOf(info: string): string | null {
  * (fail fast) and uses auto-pipelining (concurrent lookups share round trips); the
  * subscriber resubscribes itself after every reconnect.
  *
+ * The store is the composition of its parts: the two connections ({@link createRevocationClients}),
+ * the identity of the server they are on ({@link watchServerIdentity}), the cache of lookups
+ * ({@link LookupCache}) kept honest by the subscriber ({@link subscribeToRevocations}), the
+ * lookup ({@link createRedisLookup}), the issuer's writes ({@link revokeInRedis}) and re-sync
+ * ({@link resyncMarker}, {@link markerNamesServer}).
+ *
  * @throws TypeError / RangeError for bad options
  */
 export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevocation {
+  const o = resolveRevocationOptions(opts);
+  const { onError, requireSyncMarker, markerKey } = o;
+  const clients = createRevocationClients(opts.redisUrl, opts.connection, o.clientName, onError);
+  const cmd = defineSyncMarkerCommands(defineRevokeCommand(clients.cmd));
+  const cache = new LookupCache(o.cacheTtlMs, o.cacheMaxEntries);
+  let closed = false;
+  const isClosed = () => closed;
+  const server = watchServerIdentity(clients, { requireSyncMarker, onError, isClosed });
+  const subscriber = subscribeToRevocations(clients.sub, { channel: o.channel, prefix: o.prefix, cache, onError, isClosed });
+  const lookup = createRedisLookup({
+    cmd,
+    prefix: o.prefix,
+    cache,
+    lookupTimeoutMs: o.lookupTimeoutMs,
+    failOpen: o.failOpen,
+    syncMarker: requireSyncMarker ? { key: markerKey, serverId: () => server.serverId } : null,
+    onError,
+  });
+  const writes = { prefix: o.prefix, channel: o.channel, markerKey, cache, now: o.now };
+
+  return {
+    check: lookup.check,
+    revoke: (target: RevocationTarget, expiresAt: number) => revokeInRedis(cmd, writes, target, expiresAt),
+    resync: <T>(publishAll: () => Promise<T>) => resyncMarker(cmd, o.prefix, markerKey, publishAll),
+    checkSynced: () => markerNamesServer(cmd, markerKey),
+    ready: (timeoutMs = 5_000) => waitUntilReady(timeoutMs, isClosed, () => server.connected() && cache.subscribed),
+    async close() {
+      closed = true;
+      server.stop();
+      cache.distrust();
+      await closeClients([clients.cmd, clients.sub]);
+    },
+    stats() {
+      const l = lookup.stats();
+      return {
+        cacheHits: l.cacheHits,
+        lookups: l.lookups,
+        failures: l.failures,
+        invalidations: subscriber.invalidations,
+        unsynced: l.unsynced,
+        subscribed: cache.subscribed,
+        synced: l.synced,
+        connected: server.connected(),
+      };
+    },
+  };
+}
+
+/** {@link RedisRevocationOptions} validated, with their defaults applied. */
+interface RevocationSettings {
+  readonly prefix: string;
+  readonly channel: string;
+  readonly cacheTtlMs: number;
+  readonly cacheMaxEntries: number;
+  /** `onUnavailable: 'allow'`. */
+  readonly failOpen: boolean;
+  readonly lookupTimeoutMs: number;
+  readonly onError: NonNullable<RedisRevocationOptions['onError']>;
+  readonly now: () => number;
+  readonly clientName: string;
+  readonly requireSyncMarker: boolean;
+  /** The sync marker's key, `<prefix>rv:synced`. */
+  readonly markerKey: string;
+}
+
+/**
+ * Applies the defaults of {@link REDIS_REVOCATION_DEFAULTS} and validates the options.
+ * @throws TypeError / RangeError naming the bad option
+ */
+function resolveRevocationOptions(opts: RedisRevocationOptions): RevocationSettings {
   const prefix = opts.prefix ?? REDIS_REVOCATION_DEFAULTS.prefix;
   const channel = opts.channel ?? `${prefix}revocations`;
   const cacheTtlMs = opts.cacheTtlMs ?? REDIS_REVOCATION_DEFAULTS.cacheTtlMs;
@@ -305,331 +289,25 @@ export function createRedisRevocation(opts: RedisRevocationOptions): RedisRevoca
   if (lookupTimeoutMs === 0) throw new RangeError('lookupTimeoutMs must be > 0');
   const requireSyncMarker = opts.requireSyncMarker ?? REDIS_REVOCATION_DEFAULTS.requireSyncMarker;
   if (typeof requireSyncMarker !== 'boolean') throw new TypeError('requireSyncMarker must be a boolean');
-  const kSynced = `${prefix}rv:synced`;
-
-  const common: RedisOptions = { ...redisClientOptions(opts.redisUrl, opts.connection), lazyConnect: false, connectTimeout: 2_000 };
-  const cmd = new Redis(opts.redisUrl, {
-    ...common,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    enableAutoPipelining: true,
-    connectionName: clientName,
-    // No command waits forever on a connection that went silent (a dead host sends no reset).
-    commandTimeout: COMMAND_TIMEOUT_MS,
-  }) as RedisWithRevoke;
-  cmd.defineCommand('jwtmeshRevoke', { numberOfKeys: 1, lua: REVOKE_LUA });
-  cmd.defineCommand('jwtmeshMarkSynced', { numberOfKeys: 2, lua: MARK_SYNCED_LUA });
-  cmd.defineCommand('jwtmeshCheckSynced', { numberOfKeys: 1, lua: CHECK_SYNCED_LUA });
-  const sub = new Redis(opts.redisUrl, {
-    ...common,
-    autoResubscribe: false, // subscribed explicitly on every 'ready', to know when it is back
-    maxRetriesPerRequest: null,
-    connectionName: `${clientName}-sub`,
-  });
-
-  const cache = cacheTtlMs > 0 && cacheMaxEntries > 0 ? new LRUCache<string, string>({ max: cacheMaxEntries, ttl: cacheTtlMs }) : null;
-  /** Bumped on every invalidation and subscriber state change; a lookup that straddles one is not cached. */
-  let epoch = 0;
-  let subscribed = false;
-  let closed = false;
-  /** Identity of the master the command connection is on; null while (re)connecting or on a replica. */
-  let serverId: string | null = null;
-  let synced = !requireSyncMarker;
-  const counters = { cacheHits: 0, lookups: 0, failures: 0, invalidations: 0, unsynced: 0 };
-
-  function dropCache(): void {
-    epoch++;
-    cache?.clear();
-  }
-
-  cmd.on('error', (err: Error) => onError(err, 'connection'));
-  /** Whether INFO was read on the current command connection (connected, whatever the role). */
-  let infoRead = false;
-  for (const ev of ['close', 'end', 'reconnecting']) {
-    cmd.on(ev, () => {
-      serverId = null;
-      infoRead = false;
-    });
-  }
-  /** Drops both connections so that ioredis reconnects (through the same address). */
-  const reconnect = (why: string): void => {
-    if (closed) return;
-    onError(new Error(`reconnecting to Redis: ${why}`), 'connection');
-    serverId = null;
-    infoRead = false;
-    cmd.disconnect(true);
-    sub.disconnect(true);
-  };
-  let reading = false;
-  const readIdentity = (): void => {
-    if (closed || reading || cmd.status !== 'ready') return;
-    reading = true;
-    readInfo(cmd).then(
-      (info) => {
-        reading = false;
-        if (cmd.status !== 'ready') return;
-        infoRead = true;
-        const id = identityOf(info);
-        const wasKnown = serverId !== null;
-        serverId = id;
-        // A master demoted behind a stable address (a Service, a VIP, DNS) keeps our connection:
-        // reconnect to reach whatever is master there now. Only when the marker matters: a
-        // verifier without it reads any server.
-        if (id === null && requireSyncMarker) reconnect(wasKnown ? 'the server is no longer a master' : 'the server is not a master (revocations are read and written on the master)');
-      },
-      (err: Error) => {
-        reading = false;
-        serverId = null;
-        // No answer within COMMAND_TIMEOUT_MS, or an error: the connection may be dead without a
-        // reset (a dead host); make a new one instead of waiting for TCP to give up.
-        if (!closed && cmd.status === 'ready') reconnect(`INFO failed (${err.message})`);
-      },
-    );
-  };
-  cmd.on('ready', readIdentity);
-  // A promotion or demotion does not always drop connections: re-read the identity regularly.
-  const identityTimer = requireSyncMarker ? setInterval(readIdentity, IDENTITY_REFRESH_MS) : undefined;
-  identityTimer?.unref();
-  sub.on('error', (err: Error) => onError(err, 'subscriber'));
-  for (const ev of ['close', 'end', 'reconnecting']) {
-    sub.on(ev, () => {
-      subscribed = false;
-      dropCache();
-    });
-  }
-  sub.on('ready', () => {
-    sub.subscribe(channel).then(
-      () => {
-        if (closed || sub.status !== 'ready') return;
-        dropCache(); // anything cached before this point may have missed a message
-        subscribed = true;
-      },
-      (err: Error) => onError(err, 'subscriber'),
-    );
-  });
-  sub.on('message', (ch: string, message: string) => {
-    if (ch !== channel) return;
-    counters.invalidations++;
-    epoch++;
-    try {
-      const m = JSON.parse(message) as { kind?: unknown; id?: unknown };
-      if ((m.kind === 'jti' || m.kind === 'sid' || m.kind === 'sub') && typeof m.id === 'string') {
-        cache?.delete(`${prefix}rv:${m.kind}:${m.id}`);
-        return;
-      }
-    } catch {
-      // fall through
-    }
-    onError(new Error('unreadable revocation message; cache cleared'), 'message');
-    cache?.clear();
-  });
-
-  function unavailable(err: unknown, context: 'lookup' | 'sync' = 'lookup'): null {
-    counters.failures++;
-    const e = err instanceof Error ? err : new Error(String(err));
-    onError(e, context);
-    if (failOpen) return null;
-    throw new AuthError('revocation_unavailable', 'the revocation store could not be read', { cause: err });
-  }
-
-  function mgetWithTimeout(keys: string[]): Promise<Array<string | null>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`revocation lookup slower than ${lookupTimeoutMs} ms`)), lookupTimeoutMs);
-      cmd.mget(keys).then(
-        (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
-    });
-  }
-
-  function evaluate(jtiVal: string | null, sidVal: string | null, subVal: string | null, iat: number): 'jti' | 'sid' | 'sub' | null {
-    if (jtiVal !== null) return 'jti';
-    if (sidVal !== null) return 'sid';
-    if (subVal !== null) {
-      const before = Number(subVal);
-      if (!Number.isFinite(before) || iat < before) return 'sub'; // unreadable: fail closed
-    }
-    return null;
-  }
-
-  const fromCache = (v: string | undefined): string | null | undefined => (v === undefined ? undefined : v === ABSENT ? null : v);
-
-  return {
-    async check({ jti, sid, sub: subject, iat }) {
-      const kJti = `${prefix}rv:jti:${jti}`;
-      const kSub = `${prefix}rv:sub:${subject}`;
-      const kSid = sid === undefined ? null : `${prefix}rv:sid:${sid}`;
-      if (cache !== null && subscribed) {
-        const a = fromCache(cache.get(kJti));
-        const c = fromCache(cache.get(kSub));
-        const b = kSid === null ? null : fromCache(cache.get(kSid));
-        if (a !== undefined && b !== undefined && c !== undefined) {
-          counters.cacheHits++;
-          if (tracingActive()) trace.getActiveSpan()?.setAttribute(JWT_MESH_ATTR.REVOCATION_SOURCE, 'cache');
-          return evaluate(a, b, c, iat);
-        }
-      }
-      const keys = kSid === null ? [kJti, kSub] : [kJti, kSub, kSid];
-      if (requireSyncMarker) keys.push(kSynced);
-      const startEpoch = epoch;
-      counters.lookups++;
-      if (tracingActive()) trace.getActiveSpan()?.setAttribute(JWT_MESH_ATTR.REVOCATION_SOURCE, 'redis');
-      let values: Array<string | null>;
-      try {
-        values = await mgetWithTimeout(keys);
-      } catch (err) {
-        return unavailable(err);
-      }
-      const a = values[0] ?? null;
-      const c = values[1] ?? null;
-      const b = kSid === null ? null : (values[2] ?? null);
-      if (requireSyncMarker) {
-        const marker = values[keys.length - 1] ?? null;
-        synced = serverId !== null && marker === serverId;
-        if (!synced) {
-          counters.unsynced++;
-          return unavailable(
-            new Error(
-              marker === null
-                ? `no sync marker ${kSynced}: this Redis has not received the issuer's revocations since it started`
-                : `sync marker ${kSynced} names another Redis server than this one (${serverId ?? 'not a master, or identity unknown yet'}): it restarted, was promoted or changed since the issuer's last re-sync`,
-            ),
-            'sync',
-          );
-        }
-      }
-      if (cache !== null && subscribed && startEpoch === epoch) {
-        cache.set(kJti, a ?? ABSENT);
-        cache.set(kSub, c ?? ABSENT);
-        if (kSid !== null) cache.set(kSid, b ?? ABSENT);
-      }
-      return evaluate(a, b, c, iat);
-    },
-
-    async revoke(target: RevocationTarget, expiresAt: number) {
-      if (target === null || typeof target !== 'object' || typeof target.id !== 'string' || target.id === '') {
-        throw new TypeError('revoke: target.id must be a non-empty string');
-      }
-      if (!Number.isFinite(expiresAt)) throw new TypeError('revoke: expiresAt must be epoch seconds');
-      const nowSec = now() / 1000;
-      const ttl = Math.max(1, Math.ceil(expiresAt - nowSec));
-      let value: string;
-      let message: string;
-      if (target.kind === 'sub') {
-        if (!Number.isFinite(target.before)) throw new TypeError('revoke: before must be epoch seconds');
-        const before = Math.ceil(target.before);
-        value = String(before);
-        message = JSON.stringify({ kind: 'sub', id: target.id, before });
-      } else if (target.kind === 'jti' || target.kind === 'sid') {
-        value = String(Math.floor(nowSec));
-        message = JSON.stringify({ kind: target.kind, id: target.id });
-      } else {
-        throw new TypeError('revoke: target.kind must be jti, sid or sub');
-      }
-      const key = `${prefix}rv:${target.kind}:${target.id}`;
-      epoch++;
-      cache?.delete(key);
-      try {
-        await cmd.jwtmeshRevoke(key, value, ttl, channel, message, target.kind === 'sub' ? 'max' : 'set');
-      } catch (err) {
-        // Redis may still take a DEL when it refuses the write (OOM under noeviction, a script
-        // error): without its marker every verifier fails closed instead of missing this entry,
-        // until the issuer's re-sync has written everything again.
-        await cmd.del(kSynced).catch(() => undefined);
-        throw err;
-      }
-      epoch++;
-      cache?.delete(key);
-    },
-
-    async resync<T>(publishAll: () => Promise<T>): Promise<T> {
-      const identity = identityOf(await readInfo(cmd));
-      if (identity === null) throw new Error('this Redis is not a master (or INFO lacks run_id / master_replid): cannot re-sync');
-      const nonceKey = `${prefix}rv:syncing:${randomUUID()}`;
-      await cmd.set(nonceKey, '1', 'EX', 3600);
-      let result: T;
-      try {
-        result = await publishAll();
-      } catch (err) {
-        await cmd.del(nonceKey).catch(() => undefined);
-        throw err;
-      }
-      const set = await cmd.jwtmeshMarkSynced(kSynced, nonceKey, identity);
-      if (set !== 1) {
-        throw new RedisServerChangedError('the Redis server restarted, changed or was flushed during the re-sync; the sync marker was not written');
-      }
-      return result;
-    },
-
-    async checkSynced() {
-      return (await cmd.jwtmeshCheckSynced(kSynced)) === 1;
-    },
-
-    ready(timeoutMs = 5_000) {
-      return new Promise<void>((resolve, reject) => {
-        const started = Date.now();
-        const poll = () => {
-          if (closed) return reject(new Error('revocation store closed'));
-          if (cmd.status === 'ready' && infoRead && (serverId !== null || !requireSyncMarker) && subscribed) return resolve();
-          if (Date.now() - started >= timeoutMs) return reject(new Error(`Redis not ready within ${timeoutMs} ms`));
-          setTimeout(poll, 10);
-        };
-        poll();
-      });
-    },
-
-    async close() {
-      closed = true;
-      clearInterval(identityTimer);
-      subscribed = false;
-      cache?.clear();
-      // QUIT politely, but never wait more than a second for a slow or wedged server.
-      await Promise.all(
-        [cmd, sub].map(async (c) => {
-          if (c.status !== 'ready') return c.disconnect();
-          let timer: NodeJS.Timeout | undefined;
-          const gaveUp = new Promise<void>((r) => {
-            timer = setTimeout(r, 1_000);
-          });
-          await Promise.race([c.quit().catch(() => undefined), gaveUp]);
-          clearTimeout(timer);
-          c.disconnect();
-        }),
-      );
-    },
-
-    stats() {
-      return { ...counters, subscribed, synced, connected: cmd.status === 'ready' && infoRead && (serverId !== null || !requireSyncMarker) };
-    },
-  };
+  const markerKey = `${prefix}rv:synced`;
+  return { prefix, channel, cacheTtlMs, cacheMaxEntries, failOpen, lookupTimeoutMs, onError, now, clientName, requireSyncMarker, markerKey };
 }
 
 /**
- * ioredis options for a Redis connection of jwt-mesh: the ACL user and password (when given
- * here rather than in the URL; ioredis sends `AUTH <username> <password>`), the CA of a
- * `rediss://` server, and no `CLIENT SETINFO` (a least-privileged ACL user may not run it:
- * every connection would leave a denial in `ACL LOG`, where real denials must stand out).
- *
- * @param url - the Redis URL the client connects to (TLS options only for `rediss://`)
- * @param connection - from `redisConnectionFromEnv` / `VerifierConfig.redisConnection`
- * @returns options to pass beside the URL: `new Redis(url, { ...redisClientOptions(url, c), ... })`
- * @throws TypeError when `tlsCa` is given for a URL that is not `rediss://`
+ * `ready()`: polls every 10 ms until `isReady()` (resolves), `isClosed()` (rejects: the store was
+ * closed) or `timeoutMs` milliseconds have passed (rejects: not ready in time).
  */
-export function redisClientOptions(url: string, connection: RedisConnectionOptions = {}): RedisOptions {
-  const out: RedisOptions = { disableClientInfo: true };
-  if (connection.username !== undefined) out.username = connection.username;
-  if (connection.password !== undefined) out.password = connection.password;
-  if (connection.tlsCa !== undefined) {
-    if (!/^rediss:/i.test(url)) throw new TypeError('tlsCa needs a rediss:// URL');
-    out.tls = { ca: connection.tlsCa };
-  }
-  return out;
+function waitUntilReady(timeoutMs: number, isClosed: () => boolean, isReady: () => boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const started = Date.now();
+    const poll = () => {
+      if (isClosed()) return reject(new Error('revocation store closed'));
+      if (isReady()) return resolve();
+      if (Date.now() - started >= timeoutMs) return reject(new Error(`Redis not ready within ${timeoutMs} ms`));
+      setTimeout(poll, 10);
+    };
+    poll();
+  });
 }
 
 /** The Redis ACL user names of jwt-mesh (one issuer user; one user shared by every verifier). */

@@ -224,7 +224,7 @@ export function orderRoute(chain: boolean): RouteSpec {
 
 /** Starts the shared upstream of modes 1-3 as its own process (dies with this one); resolves with its port. */
 async function startUpstream(logDir: string): Promise<{ proc: ManagedProcess; port: number }> {
-  const entry = join(here, 'upstream.ts');
+  const entry = join(LOADTEST_DIR, 'src', 'bench', 'upstream.ts');
   const portFile = join(logDir, '..', 'bench-upstream.port');
   rmSync(portFile, { force: true });
   const proc = spawnProcess({

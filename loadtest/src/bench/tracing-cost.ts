@@ -23,8 +23,10 @@ import type { ReceiverStats } from '@jwt-mesh/stack';
 import { runLoad } from '../runner.js';
 import { findCapacity } from './capacity.js';
 import { rawRs256PerSec } from './machine.js';
-import type { BenchOptions } from './main.js';
-import { LOADTEST_DIR, orderRoute, pathProcesses, runMeta, startRig, stepFigures, stopRig, updateReadme, uptime } from './main.js';
+import type { BenchOptions } from './options.js';
+import { LOADTEST_DIR } from './options.js';
+import { orderRoute, pathProcesses, startRig, stopRig } from './rig.js';
+import { runMeta, stepFigures, updateReadme, uptime } from './results.js';
 import { cpuPerRequest, cpuSnapshot, foreignCores, machineBusyMs, type Accounted } from './procstat.js';
 import { RECEIVER_PROCESS, renderTracingMarkdown, settingLabel, spansPerRequest, tracingPathCpu, type TracingMode, type TracingModeResult, type TracingResult, type TracingSetting, type TracingStep } from './tracing-report.js';
 

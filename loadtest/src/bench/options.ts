@@ -1,3 +1,8 @@
+/**
+ * `make bench`'s command line: the help text, the options every pass reads ({@link BenchOptions}:
+ * the side-by-side run, `--profile`, `--generator-cost`, `--tracing`) with their defaults, parsed
+ * and validated once ({@link parseBenchArgs}); and where the benchmark lives on disk.
+ */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -6,9 +11,12 @@ import { MODES } from './report.js';
 import { parseTracingSettings, TRACING_MODES, type TracingSetting } from './tracing-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
+/** The loadtest workspace's folder (absolute path): results/ and README.md are under it. */
 export const LOADTEST_DIR = resolve(here, '..', '..');
+/** The repository's root folder (absolute path): `.run/bench`, package.json and the workspaces are under it. */
 export const REPO = resolve(LOADTEST_DIR, '..');
 
+/** What `make bench BENCH_ARGS=--help` prints: every mode, and every option with its default and unit. */
 export const HELP = `make bench [BENCH_ARGS="..."]  /  npm run bench -w @jwt-mesh/loadtest -- [options]
 
 Side-by-side benchmark on one machine, open model, p99 < 200 ms SLO; capacity search;
@@ -96,6 +104,11 @@ const optsSchema = z.object({
   profileSec: z.coerce.number().min(1).max(600),
   tracing: z.array(z.union([z.literal('off'), z.number().min(0).max(100)])).min(1).nullable(),
 });
+/**
+ * The validated options of one `make bench` run: rates in requests per second, `*Sec` in seconds,
+ * `tracing` null unless `--tracing` was given (then one setting per rig: 'off' or the edge's
+ * sampling percentage, 0..100).
+ */
 export type BenchOptions = z.infer<typeof optsSchema>;
 
 /** Parses the command line. @returns the options or 'help'. @throws Error naming the bad option. */

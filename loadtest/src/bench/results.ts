@@ -1,3 +1,9 @@
+/**
+ * What every pass of `make bench` records and prints: its progress lines (`bench: ...`), the
+ * machine and run facts a result starts with (date, load average, raw RS256 rate, `uptime`,
+ * package versions, git commit), each step's latency figures from the runner, and the block of
+ * loadtest/README.md a result replaces.
+ */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -8,6 +14,7 @@ import type { runLoad } from '../runner.js';
 import { LOADTEST_DIR, REPO } from './options.js';
 import type { RunMeta, StepResult } from './report.js';
 
+/** Prints one progress line, `bench: <line>`, on stdout. */
 export const say = (line: string): void => {
   process.stdout.write(`bench: ${line}\n`);
 };

@@ -1,3 +1,10 @@
+/**
+ * The rig every pass of `make bench` measures: the stack on free ports (`.run/bench`, raised auth
+ * rate limits, traced when asked), the shared upstream of modes 1-3, one bench Envoy per mode of
+ * ./configs.ts, mode 5's chain without authentication when asked, and a pool of access tokens;
+ * started by {@link startRig}, stopped by {@link stopRig}. Also the route every step sends
+ * ({@link orderRoute}) and the processes whose CPU belongs to each mode's path.
+ */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,6 +1,6 @@
 /**
  * `make bench BENCH_ARGS="--tracing off,10,100"`: what OpenTelemetry tracing costs on the hot
- * path. For each setting, in the order given, one rig (./main.ts `startRig`): the stack started
+ * path. For each setting, in the order given, one rig (./rig.ts `startRig`): the stack started
  * with tracing off (no tracer in any Envoy, no OTLP endpoint: the Node SDK is never loaded), or
  * with `make up TRACING=on`'s wiring at that edge sampling percentage (every Envoy's
  * OpenTelemetry tracer, every Node process's SDK with `parentbased_always_off`, the stack's own

@@ -5,13 +5,14 @@
  * loadtest/README.md a result replaces.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { envoyBinary } from '@jwt-mesh/testkit';
 import type { runLoad } from '../runner.js';
-import { LOADTEST_DIR, REPO } from './options.js';
+import { rawRs256PerSec } from './machine.js';
+import { LOADTEST_DIR, REPO, type BenchOptions } from './options.js';
 import type { RunMeta, StepResult } from './report.js';
 
 /** Prints one progress line, `bench: <line>`, on stdout. */
@@ -130,4 +131,56 @@ export function updateReadme(readmePath: string, markdown: string, marker = 'ben
   if (i < 0 || j < i) return false;
   writeFileSync(readmePath, `${text.slice(0, i + start.length)}\n${markdown}\n${text.slice(j)}`);
   return true;
+}
+
+/** The facts of a run taken at its start (see {@link beginRun}). */
+export interface RunStart {
+  /** When the run started, epoch milliseconds. */
+  t0: number;
+  /** `uptime`'s line. */
+  uptimeBefore: string;
+  /** `os.loadavg()`: the 1, 5 and 15-minute load averages. */
+  loadBefore: number[];
+  /** The machine's raw RS256 rate, verifications per second on one core (./machine.ts). */
+  rawRs256PerSec: number;
+}
+
+/**
+ * Starts a run's record: prints `uptime`, a warning when the 1-minute load average is above half
+ * the core count (the figures will be noisy), and the machine's raw RS256 rate, which it measures
+ * (about a second). @returns those facts, for {@link endRun}
+ */
+export function beginRun(): RunStart {
+  const t0 = Date.now();
+  const uptimeBefore = uptime();
+  const loadBefore = loadavg();
+  say(`uptime before: ${uptimeBefore}`);
+  if (loadBefore[0] !== undefined && loadBefore[0] > cpus().length * 0.5) {
+    say(`WARNING: the 1-minute load average (${loadBefore[0].toFixed(2)}) is above half the core count: figures will be noisy`);
+  }
+  const rawRs256 = rawRs256PerSec();
+  say(`raw RS256 (node:crypto verify, one core): ${rawRs256.toLocaleString('en-US')}/s`);
+  return { t0, uptimeBefore, loadBefore, rawRs256PerSec: rawRs256 };
+}
+
+/** Ends a run's record: prints `uptime` again. @returns the run's facts ({@link runMeta}) from `start` to now. */
+export function endRun(start: RunStart): RunMeta & { rawRs256PerSec: number } {
+  const uptimeAfter = uptime();
+  say(`uptime after: ${uptimeAfter}`);
+  return runMeta({ ...start, uptimeAfter });
+}
+
+/**
+ * Writes a pass's result: `<opts.out>/<name>.json` (`result`, indented JSON) and `<name>.md`
+ * (`markdown`); unless `opts.readme` is false, the block `readme.marker` of loadtest/README.md
+ * (see {@link updateReadme}; `readme.table` names it in the line printed); then prints the
+ * markdown and where the files are.
+ */
+export function writeResults(opts: Pick<BenchOptions, 'out' | 'readme'>, name: string, result: unknown, markdown: string, readme: { marker: string; table: string }): void {
+  mkdirSync(opts.out, { recursive: true });
+  writeFileSync(join(opts.out, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(opts.out, `${name}.md`), markdown);
+  if (opts.readme && updateReadme(join(LOADTEST_DIR, 'README.md'), markdown, readme.marker)) say(`updated the ${readme.table} in loadtest/README.md`);
+  process.stdout.write(`\n${markdown}\n`);
+  say(`results: ${join(opts.out, `${name}.json`)} and ${name}.md`);
 }

@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseBenchArgs, updateReadme, type BenchOptions } from '../src/bench/main.js';
+import { parseBenchArgs, type BenchOptions } from '../src/bench/options.js';
+import { updateReadme } from '../src/bench/results.js';
 import { categoryOf } from '../src/bench/profile.js';
 import { MODES } from '../src/bench/report.js';
 import {

@@ -15,10 +15,10 @@
 import { createPrivateKey } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { issuerKey } from '../e2e/helpers.js';
-import { startTestStack } from '../reliability/lib/stack.js';
-import { callChain, login } from '../reliability/lib/mesh.js';
+import { startTestStack, type TestStack } from '../reliability/lib/stack.js';
+import { callChain, login, type Tokens } from '../reliability/lib/mesh.js';
 import { rawRequest, request } from '../reliability/lib/http.js';
 import { markdownTable } from '../reliability/lib/load.js';
 import { alive, rssTable } from '../reliability/lib/proc.js';
@@ -60,8 +60,8 @@ const countBy = (xs: Array<string | number>) => xs.reduce<Record<string, number>
 /** Answers outside 4xx that a standard prescribes (printed). */
 const allowedNotes = new Set<string>();
 
-t.test('hostile input through the edge and to every service directly: 4xx, never 5xx or 200, processes stay up', async (t) => {
-  // A listener that must never be called: jku / x5u / kid URLs point at it.
+/** A listener that must never be called: jku / x5u / kid URLs point at it. */
+async function startTrap(t: Test): Promise<{ url: string; hits: () => number }> {
   let trapHits = 0;
   const trap = createServer((_req, res) => {
     trapHits++;
@@ -69,8 +69,25 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
   });
   await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => trap.close(() => resolve())));
-  const trapUrl = `http://127.0.0.1:${(trap.address() as AddressInfo).port}`;
+  return { url: `http://127.0.0.1:${(trap.address() as AddressInfo).port}`, hits: () => trapHits };
+}
 
+/** The running mesh, the sessions and keys the corpus is built from, and the four targets. */
+interface Mesh {
+  ts: TestStack;
+  state: TestStack['state'];
+  alice: Tokens;
+  bob: Tokens;
+  /** The kid of the issuer's signing key, and its public JWK from the JWKS. */
+  kid: string;
+  publicJwk: Record<string, unknown>;
+  /** Signs a JWS with the issuer's own private key (RS256). */
+  signWithIssuer: (h: Record<string, unknown>, c: Record<string, unknown>) => string;
+  targets: Array<{ name: string; port: number; path: string }>;
+}
+
+/** Starts the stack, logs alice and bob in, and reads the issuer's signing key (its kid, public JWK and private key). */
+async function startMesh(t: Test): Promise<Mesh> {
   const ts = await startTestStack(t, { label: 'hostile' });
   const { state } = ts;
   const alice = await login(state, 'alice');
@@ -93,22 +110,22 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
     { name: 'inventory (app port)', port: portOf(svc['inventory']?.app as string), path: '/api/inventory/sku-widget' },
     { name: 'profile (app port)', port: portOf(svc['profile']?.app as string), path: '/api/profile/me' },
   ];
-  const validAt = async () =>
-    Promise.all(
-      targets.map(async (x) => {
-        const a = await request(`http://127.0.0.1:${x.port}${x.path}`, { headers: { authorization: `Bearer ${alice.access_token}` } });
-        return [x.name, a.status ?? a.error] as const;
-      }),
-    );
-  t.same(
-    (await validAt()).map(([, s]) => s),
-    [200, 200, 200, 200],
-    'a valid token gets 200 at every target before the corpus',
+  return { ts, state, alice, bob, kid, publicJwk, signWithIssuer, targets };
+}
+
+/** The status alice's valid token gets at each target (or the error). */
+async function validAt({ targets, alice }: Mesh) {
+  return Promise.all(
+    targets.map(async (x) => {
+      const a = await request(`http://127.0.0.1:${x.port}${x.path}`, { headers: { authorization: `Bearer ${alice.access_token}` } });
+      return [x.name, a.status ?? a.error] as const;
+    }),
   );
+}
 
-  const pidsBefore = ts.pids();
-  const rssBefore = rssTable(pidsBefore);
-
+/** Sends the whole corpus to every target, `ROUNDS` times. @returns the last round's results, and how many requests were sent in all */
+async function sendCorpus(mesh: Mesh, trapUrl: string): Promise<{ results: Result[]; sent: number }> {
+  const { state, alice, bob, kid, publicJwk, signWithIssuer, targets } = mesh;
   const results: Result[] = [];
   let sent = 0;
   for (let round = 1; round <= ROUNDS; round++) {
@@ -132,8 +149,11 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
       if (round === ROUNDS) results.push(...r);
     }
   }
+  return { results, sent };
+}
 
-  // Random kids: each verifier refetches the JWKS at most once per cooldown, never per request.
+/** Random kids: each verifier refetches the JWKS at most once per cooldown, never per request. @returns how many requests the flood sent */
+async function floodRandomKids(t: Test, { state, targets }: Mesh): Promise<number> {
   const jwksFetches = async () => {
     const m = await request(`${state.urls.auth}/metrics`);
     let n = 0;
@@ -151,13 +171,16 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
     return { x, req: { name: 'flood/random kid', target: x.path, headers: [`authorization: Bearer ${forged}`] } as HostileRequest };
   });
   const floodResults = (await Promise.all(targets.map((x) => sendAll(x.port, x.name, flood.filter((f) => f.x.name === x.name).map((f) => f.req))))).flat();
-  sent += floodResults.length;
   const fetchesDuring = (await jwksFetches()) - fetchesBefore;
   t.comment(`${FLOOD} tokens with random kids (edge and services): answers ${JSON.stringify(countBy(floodResults.map((r) => r.status)))}; JWKS fetches caused: ${fetchesDuring}`);
   t.ok(floodResults.every((r) => r.status === 401), 'every random-kid token gets 401');
   t.ok(fetchesDuring < FLOOD / 10, `random kids cause no JWKS fetch storm (${fetchesDuring} fetches for ${FLOOD} tokens)`);
+  return floodResults.length;
+}
 
-  // Afterwards: every process alive, every part answering.
+/** Afterwards: every process alive (same pid; RSS before and after printed), every part answering, the chain still served, the trap never called. */
+async function checkStillUp(t: Test, mesh: Mesh, pidsBefore: Record<string, number>, rssBefore: Record<string, number | null>, sent: number, trap: { hits: () => number }): Promise<void> {
+  const { ts, state, alice, targets } = mesh;
   const pidsAfter = ts.pids();
   const rssAfter = rssTable(pidsAfter);
   const memRows = Object.keys(pidsBefore).map((name) => ({
@@ -173,18 +196,20 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
     request(`${state.urls.edge}/healthz`),
     request(`${state.urls.auth}/readyz`),
     ...state.urls.authzMetrics.map((u) => request(u)),
-    ...Object.values(svc).map((s) => request(`${s.app}/readyz`)),
+    ...Object.values(state.urls.services).map((s) => request(`${s.app}/readyz`)),
   ]);
   t.same(ready.map((a) => a.status), ready.map(() => 200), 'edge, auth, both authz replicas and every service answer their health/readiness/metrics endpoints');
   t.same(
-    (await validAt()).map(([, s]) => s),
+    (await validAt(mesh)).map(([, s]) => s),
     [200, 200, 200, 200],
     'a valid token still gets 200 at every target',
   );
   t.equal((await callChain(state, alice.access_token)).status, 200, 'the chain still answers through the edge');
-  t.equal(trapHits, 0, 'no verifier fetched a jku / x5u / kid URL');
+  t.equal(trap.hits(), 0, 'no verifier fetched a jku / x5u / kid URL');
+}
 
-  // Answers by category and target.
+/** Prints the answers by category and target, the issuer-signed oddities answered, and how each parser took the framing tricks around a genuine token. */
+function printAnswers(t: Test, results: Result[], targets: Mesh['targets']): void {
   const category = (name: string) => name.split('/')[0] as string;
   const summary = new Map<string, Record<string, number>>();
   for (const r of results) {
@@ -214,6 +239,10 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
     )}`,
   );
   if (allowedNotes.size > 0) t.comment(`answers outside 4xx that a standard prescribes: ${[...allowedNotes].join('; ')}`);
+}
+
+/** Every hostile request (last round) got a 4xx or an answer a standard prescribes: never a 5xx, a 2xx or a closed connection. */
+function assertAnswers(t: Test, results: Result[]): void {
   const rejectedOk = (r: Result) => (r.status >= 400 && r.status < 500) || r.allow.includes(r.status);
   const bad = results.filter((r) => (r.expect === 'reject' ? !rejectedOk(r) : r.status >= 500 || r.status === 0));
   if (bad.length > 0) t.comment(`\nunexpected answers\n${markdownTable(bad.map((r) => ({ target: r.target, request: r.name, answer: r.line })))}`);
@@ -221,4 +250,21 @@ t.test('hostile input through the edge and to every service directly: 4xx, never
   t.equal(results.filter((r) => r.expect === 'reject' && r.status >= 200 && r.status < 300).length, 0, 'never a 2xx to a hostile request');
   t.equal(results.filter((r) => r.status === 0).length, 0, 'always an HTTP answer (no connection closed without a status)');
   t.same(bad.map((r) => `${r.target}: ${r.name} -> ${r.line}`), [], 'every hostile request gets a 4xx');
+}
+
+t.test('hostile input through the edge and to every service directly: 4xx, never 5xx or 200, processes stay up', async (t) => {
+  const trap = await startTrap(t);
+  const mesh = await startMesh(t);
+  t.same(
+    (await validAt(mesh)).map(([, s]) => s),
+    [200, 200, 200, 200],
+    'a valid token gets 200 at every target before the corpus',
+  );
+  const pidsBefore = mesh.ts.pids();
+  const rssBefore = rssTable(pidsBefore);
+  const { results, sent } = await sendCorpus(mesh, trap.url);
+  const flooded = await floodRandomKids(t, mesh);
+  await checkStillUp(t, mesh, pidsBefore, rssBefore, sent + flooded, trap);
+  printAnswers(t, results, mesh.targets);
+  assertAnswers(t, results);
 });

@@ -16,8 +16,9 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runLoad } from '../runner.js';
-import type { BenchOptions } from './main.js';
-import { LOADTEST_DIR, orderRoute, startRig, stopRig } from './main.js';
+import type { BenchOptions } from './options.js';
+import { LOADTEST_DIR } from './options.js';
+import { orderRoute, startRig, stopRig } from './rig.js';
 import { cpuSnapshot } from './procstat.js';
 import { rawRs256PerSec } from './machine.js';
 

@@ -83,7 +83,7 @@ export interface ModeResult {
   halfChain?: StepResult | null;
 }
 
-/** What every bench run records about the machine and the run (`runMeta` in ./main.ts). */
+/** What every bench run records about the machine and the run (`runMeta` in ./results.ts). */
 export interface RunMeta {
   /** ISO 8601 time the document was written. */
   date: string;

@@ -3,22 +3,9 @@
  * imports) into `src/generated/` with `proto-loader-gen-types`, using the same include dirs and
  * loader options as the runtime (`src/proto.ts`). The output is gitignored.
  */
-import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generatorArgs } from '../src/proto.js';
+import { generateProtoTypes } from '@jwt-mesh/grpc-auth/proto';
+import { EXTERNAL_AUTH_TYPED_PROTO } from '../src/proto.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const outDir = join(here, '..', 'src', 'generated');
-const require = createRequire(import.meta.url);
-const cli = join(dirname(require.resolve('@grpc/proto-loader/package.json')), 'build', 'bin', 'proto-loader-gen-types.js');
-
-rmSync(outDir, { recursive: true, force: true });
-const result = spawnSync(process.execPath, [cli, ...generatorArgs(outDir)], { stdio: 'inherit' });
-if (result.status !== 0) {
-  console.error(`proto-loader-gen-types failed (exit ${result.status ?? result.signal})`);
-  process.exit(1);
-}
-console.log(`generated envoy.service.auth.v3 types in ${outDir}`);
+process.exitCode = generateProtoTypes(EXTERNAL_AUTH_TYPED_PROTO, join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'generated'));

@@ -10,7 +10,10 @@
  * the core's `redisAclRules`: the auth-service connects as the issuer's user, every verifier as
  * the verifiers' read-only user, passwords generated into `<runDir>/redis/`) -> auth-service ->
  * its sidecar Envoy -> demo users -> authz-service replicas (mTLS) -> services -> their sidecar
- * Envoys -> edge Envoy.
+ * Envoys -> edge Envoy. `startStack` reads as that list: one step per part, each in its module
+ * under src/parts/ (launcher.ts: the shared settings and bookkeeping; plan.ts: certificates,
+ * topology, ports; tracing.ts, databases.ts, auth.ts, authz.ts, services.ts, edge.ts: the parts;
+ * node.ts and envoy.ts: how a Node process and an Envoy are started; handle.ts: what it returns).
  *
  * Every verifier fetches the JWK Set from the auth sidecar over mTLS, with its own mesh
  * certificate, pinning the `auth` SPIFFE ID (`JWKS_URL` https, `JWKS_CA_FILE`, `JWKS_CERT_FILE`,

@@ -1,3 +1,4 @@
+/** The steps of the issuer: the auth-service and its sidecar, then the demo users. */
 import { join } from 'node:path';
 import { JWKS_PATH, sidecarFileName } from '@jwt-mesh/envoy';
 import { REPO_ROOT } from '@jwt-mesh/testkit';

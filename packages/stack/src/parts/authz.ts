@@ -1,3 +1,4 @@
+/** The steps of ext_authz: the policy file with the extra rules, and the authz-service replicas (mTLS). */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';

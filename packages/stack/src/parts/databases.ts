@@ -1,3 +1,8 @@
+/**
+ * The steps that start the stores: PostgreSQL (a `DATABASE_URL` server, or an embedded PGlite),
+ * the auth-service's migrations, and Redis (a `REDIS_URL` server, or a local redis-server with
+ * the least-privilege ACL users of the core's `redisAclRules`).
+ */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';

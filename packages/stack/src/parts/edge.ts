@@ -1,3 +1,4 @@
+/** The last step: the edge Envoy, ready once `GET /healthz` passes through ext_authz. */
 import { httpGet, waitUntil } from '../probe.js';
 import { StackStartError } from './launcher.js';
 import type { PortPlan } from './plan.js';

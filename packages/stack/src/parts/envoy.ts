@@ -1,3 +1,7 @@
+/**
+ * The Envoy proxies: the binary, the configs rendered from envoy/src/render.ts (local target) with
+ * the stack's ports, and {@link envoyPart}, the part the edge and every sidecar are started as.
+ */
 import { existsSync, lstatSync, readdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { execFileSync } from 'node:child_process';

@@ -1,3 +1,4 @@
+/** What `startStack` hands back: the state of the started stack (`.run/stack.json`) and the {@link Stack} handle. */
 import { rmSync } from 'node:fs';
 import type { DevCerts } from '@jwt-mesh/envoy';
 import { REPO_ROOT } from '@jwt-mesh/testkit';

@@ -1,3 +1,9 @@
+/**
+ * What every step of `startStack` shares: the options resolved and checked ({@link StackSettings}),
+ * the progress lines, and the bookkeeping of started parts ({@link PartBook}: start order, port
+ * holds, starting a part again after a port clash, stopping everything in reverse order). Also
+ * {@link StackStartError}, the one error a failed start throws.
+ */
 import { mkdirSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { type EnvoyProcess, REPO_ROOT } from '@jwt-mesh/testkit';
@@ -53,6 +59,7 @@ function paths(opts: StackOptions) {
   };
 }
 
+/** Node's arguments that run a TypeScript entry script (tsx). */
 export const NODE_TSX = ['--import', 'tsx'];
 
 /** The folders and the state file of one stack, resolved ({@link paths}). */

@@ -1,3 +1,8 @@
+/**
+ * The Node processes of the mesh: what they are started with ({@link Wiring}), the environment
+ * every verifier shares, and {@link nodePart}, the part every Node process is started as (tsx,
+ * a log file, a readiness wait).
+ */
 import { JWKS_PATH, spiffeId } from '@jwt-mesh/envoy';
 import { httpGet, waitUntil } from '../probe.js';
 import { type ManagedProcess, spawnProcess } from '../proc.js';

@@ -1,3 +1,8 @@
+/**
+ * What is decided before the first process starts: the dev PKI, the topology (envoy/'s default,
+ * plus the extra upstreams), every port ({@link FIXED_PORTS} or free ones, held), and with fixed
+ * ports the check that none of them is taken.
+ */
 import { createServer } from 'node:net';
 import { createDevCerts, defaultTopology, type DevCerts, MESH_WORKLOADS, type ServiceSpec, type Topology } from '@jwt-mesh/envoy';
 import type { ExtraUpstream } from '../stack.js';

@@ -1,3 +1,4 @@
+/** The steps of the services: orders, inventory and profile, then the sidecars of every service and extra upstream. */
 import { join } from 'node:path';
 import { sidecarFileName } from '@jwt-mesh/envoy';
 import { REPO_ROOT } from '@jwt-mesh/testkit';

@@ -1,3 +1,7 @@
+/**
+ * Where the traces go (a collector of yours, or the built-in OTLP receiver of src/traces/), the
+ * OpenTelemetry variables of the Node processes, and the step that starts the receiver.
+ */
 import { join } from 'node:path';
 import { REPO_ROOT } from '@jwt-mesh/testkit';
 import { httpGet, waitUntil } from '../probe.js';

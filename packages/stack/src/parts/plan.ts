@@ -4,7 +4,7 @@
  * ports the check that none of them is taken.
  */
 import { createServer } from 'node:net';
-import { createDevCerts, defaultTopology, type DevCerts, MESH_WORKLOADS, type ServiceSpec, type Topology } from '@jwt-mesh/envoy';
+import { createDevCerts, defaultTopology, type DevCerts, MESH_WORKLOADS, type ServicePorts as EnvoyServicePorts, type ServiceSpec, type Topology } from '@jwt-mesh/envoy';
 import type { ExtraUpstream } from '../stack.js';
 import { type Launcher, StackStartError } from './launcher.js';
 import { planTracing, type TracingPlan } from './tracing.js';
@@ -47,14 +47,8 @@ export async function makeCerts(run: Launcher): Promise<DevCerts> {
   return certs;
 }
 
-/** The ports of one service of the topology (its app, gRPC, and its sidecar's inbound, outbound and admin ports). */
-export interface ServicePorts {
-  app: number;
-  grpc?: number;
-  inbound: number;
-  outbound: number;
-  admin: number;
-}
+/** The ports of one service of the topology on loopback: envoy's plan of them (its app, gRPC, and its sidecar's inbound, outbound and admin ports) without the host and the health port. */
+export type ServicePorts = Omit<EnvoyServicePorts, 'host' | 'health'>;
 
 /** Every port of the stack. A part started again after a port clash gets new ones here (`repick`), so read them at start time. */
 export interface PortPlan {

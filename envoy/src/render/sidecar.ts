@@ -1,4 +1,12 @@
-import { allowedCallers, k8sServiceNames, validateTopology, type ServiceSpec, type TargetPlan, type Topology } from '../topology.js';
+import {
+  allowedCallers,
+  k8sServiceNames,
+  validateTopology,
+  type ServicePorts,
+  type ServiceSpec,
+  type TargetPlan,
+  type Topology,
+} from '../topology.js';
 import { adminBlock, healthListener, overloadManager } from './bootstrap.js';
 import { authzCluster, cluster } from './clusters.js';
 import {
@@ -42,6 +50,25 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
   const callers = allowedCallers(topology, service);
   if (callers.length === 0) throw new Error(`render: nobody may call service "${service}" (no edge route, no caller)`);
 
+  const listeners: Obj[] = [inboundListener(topology, plan, spec, ports, callers), outboundListener(topology, spec, ports)];
+  if (ports.health !== undefined) listeners.push(healthListener(plan, ports.health, service, topology, APP_PROBE_PATHS));
+  const clusters = sidecarClusters(topology, plan, spec, ports);
+
+  return {
+    node: { id: `sidecar-${service}`, cluster: `jwt-mesh-${service}` },
+    admin: adminBlock(ports.admin),
+    overload_manager: overloadManager(10000),
+    static_resources: { listeners, clusters },
+  };
+}
+
+/**
+ * The sidecar's `inbound` listener: mTLS requiring one of `callers`' certificates, the RBAC and
+ * ext_authz filters the spec asks for, routes to the app (and its gRPC port).
+ * @throws Error when the service serves gRPC and `ports` has no gRPC port.
+ */
+function inboundListener(topology: Topology, plan: TargetPlan, spec: ServiceSpec, ports: ServicePorts, callers: string[]): Obj {
+  const service = spec.name;
   const inboundRoutes: Obj[] = [];
   if (spec.grpc) {
     if (ports.grpc === undefined) throw new Error(`render: service "${service}" serves gRPC but the plan has no grpc port`);
@@ -56,7 +83,7 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
     routerFilter(),
   ];
 
-  const inbound: Obj = {
+  return {
     name: 'inbound',
     address: socketAddress(plan.bindAddress, ports.inbound),
     per_connection_buffer_limit_bytes: 32768,
@@ -80,7 +107,14 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
       },
     ],
   };
+}
 
+/**
+ * The sidecar's `outbound` listener (loopback, plain HTTP): one virtual host per callee matched
+ * by `Host`, then `by-path` matching the callees' `meshPrefixes`, anything else 404 `no_route`.
+ */
+function outboundListener(topology: Topology, spec: ServiceSpec, ports: ServicePorts): Obj {
+  const service = spec.name;
   const calleeRoutes = (callee: string, match: Obj) => serviceRoutes({ match, cluster: callee, timeout: '15s', otherHosts: true });
   const hostVirtualHosts = spec.calls.map((c) => ({
     name: c.service,
@@ -98,7 +132,7 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
       { match: { prefix: '/' }, ...jsonDirectResponse(404, 'no_route') },
     ],
   };
-  const outbound: Obj = {
+  return {
     name: 'outbound',
     // Loopback only: the outbound side is plain HTTP and must be reachable by the local app alone.
     address: socketAddress('127.0.0.1', ports.outbound),
@@ -119,10 +153,16 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
       },
     ],
   };
+}
 
-  const listeners: Obj[] = [inbound, outbound];
-  if (ports.health !== undefined) listeners.push(healthListener(plan, ports.health, service, topology, APP_PROBE_PATHS));
-
+/**
+ * The sidecar's clusters: `local_app` (HTTP/1.1), `local_grpc` (h2) when the service serves gRPC,
+ * one mTLS cluster per callee (this workload's certificate, the callee's SPIFFE ID verified), and
+ * `authz` when the spec turns ext_authz on.
+ * @throws Error when the plan has no ports for a callee.
+ */
+function sidecarClusters(topology: Topology, plan: TargetPlan, spec: ServiceSpec, ports: ServicePorts): Obj[] {
+  const service = spec.name;
   const clusters: Obj[] = [
     cluster('local_app', [{ host: '127.0.0.1', port: ports.app }], { protocol: 'http1', connectTimeoutMs: 1000 }),
   ];
@@ -142,11 +182,5 @@ export function buildSidecarConfig(topology: Topology, plan: TargetPlan, service
     );
   }
   if (spec.extAuthz) clusters.push(authzCluster(topology, plan, service));
-
-  return {
-    node: { id: `sidecar-${service}`, cluster: `jwt-mesh-${service}` },
-    admin: adminBlock(ports.admin),
-    overload_manager: overloadManager(10000),
-    static_resources: { listeners, clusters },
-  };
+  return clusters;
 }

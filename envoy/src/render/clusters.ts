@@ -1,3 +1,9 @@
+/**
+ * Upstream clusters: {@link cluster} (STATIC or STRICT_DNS, the protocol towards the upstream,
+ * circuit breakers, an optional TLS transport socket) and {@link authzCluster}, the ext_authz
+ * cluster with health checks and outlier detection.
+ * https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto
+ */
 import { isIpLiteral, type HostPort, type TargetPlan, type Topology, type UpstreamProtocol } from '../topology.js';
 import { upstreamTls } from './tls.js';
 import { T, duration, socketAddress, type Obj } from './v3.js';

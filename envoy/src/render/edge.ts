@@ -1,3 +1,7 @@
+/**
+ * The edge proxy's bootstrap ({@link buildEdgeConfig}): the public HTTP and HTTPS listeners, their
+ * filter chain and routes, the ext_authz cluster and one mTLS cluster per edge-facing service.
+ */
 import { validateTopology, type TargetPlan, type Topology } from '../topology.js';
 import { adminBlock, healthListener, overloadManager } from './bootstrap.js';
 import { authzCluster, cluster } from './clusters.js';

@@ -1,3 +1,10 @@
+/**
+ * The HTTP layer of every listener: the HTTP connection manager with its access log, the HTTP
+ * filters (header_mutation that strips client-sent identity headers, ext_authz failing closed,
+ * RBAC on caller SPIFFE IDs, health_check, router), the routes to a service with their retry
+ * policies ({@link IDEMPOTENT_RETRY}), and the JSON local replies and direct responses.
+ * https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/http_conn_man
+ */
 import { spiffeId, type ServiceSpec, type Topology } from '../topology.js';
 import { T, duration, type Obj } from './v3.js';
 
@@ -194,6 +201,10 @@ export function meshCallersRbacFilter(topology: Topology, spec: ServiceSpec, cal
   return { name: 'envoy.filters.http.rbac', typed_config: { '@type': T.rbac, rules: { action: 'ALLOW', policies } } };
 }
 
+/**
+ * The router filter, last in every chain; `suppress_envoy_headers` keeps `x-envoy-*` headers off
+ * the requests and answers. https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter
+ */
 export function routerFilter(): Obj {
   return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router, suppress_envoy_headers: true } };
 }
@@ -305,6 +316,10 @@ export function upstreamUnavailableReply(upstream = '%UPSTREAM_CLUSTER%'): Obj {
   };
 }
 
+/**
+ * A route action answering `status` itself with the body `{"error":"<error>"}` and
+ * `content-type: application/json` (a DirectResponseAction plus the response header).
+ */
 export function jsonDirectResponse(status: number, error: string): Obj {
   return {
     direct_response: { status, body: { inline_string: `${JSON.stringify({ error })}\n` } },

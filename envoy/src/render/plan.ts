@@ -1,3 +1,8 @@
+/**
+ * What a caller can ask of the renderer and how it is checked: the targets (`local`, `k8s`), the
+ * ports/hosts override merged over the target's default plan, the tracing options, and
+ * {@link resolvePlan} / {@link resolveTracing}, which validate them (zod) and throw naming the bad field.
+ */
 import { z } from 'zod';
 import { defaultPlan, type HostPort, type ServicePorts, type TargetPlan, type Topology } from '../topology.js';
 
@@ -159,6 +164,10 @@ export function resolvePlan(topology: Topology, target: Target, options: RenderO
   return plan;
 }
 
+/**
+ * The ports and host of service `name` in the resolved plan.
+ * @throws Error when the plan has no entry for `name`.
+ */
 export function servicePorts(plan: TargetPlan, name: string): ServicePorts {
   const p = plan.services[name];
   if (!p) throw new Error(`render: the plan has no ports for service "${name}"`);

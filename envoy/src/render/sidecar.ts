@@ -1,3 +1,8 @@
+/**
+ * A service's sidecar bootstrap ({@link buildSidecarConfig}): the mTLS `inbound` listener in front
+ * of the app, the loopback `outbound` listener towards its callees, the probe listener, and their
+ * clusters.
+ */
 import {
   allowedCallers,
   k8sServiceNames,

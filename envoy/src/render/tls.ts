@@ -1,3 +1,9 @@
+/**
+ * The mesh identities on the wire: where each workload's certificate, key and the mesh CA live for
+ * the target ({@link certFilesFor}), and the TLS transport sockets built from them: upstream mTLS
+ * that accepts one peer SPIFFE ID, downstream mTLS that requires one of the allowed callers'. TLS 1.3
+ * only. https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/transport_sockets/tls/v3/tls.proto
+ */
 import { posix } from 'node:path';
 import { k8sServiceHost, spiffeId, type TargetPlan, type Topology } from '../topology.js';
 import { T, type Obj } from './v3.js';

@@ -1,3 +1,9 @@
+/**
+ * Envoy's OpenTelemetry tracer added to a rendered config ({@link withTracing}), when
+ * `RenderOptions.tracing` asks for it: the connection managers' `tracing`, span names per route,
+ * the collector cluster and the exporter's flush interval.
+ * https://www.envoyproxy.io/docs/envoy/v1.40.0/api-v3/config/trace/v3/opentelemetry.proto
+ */
 import { cluster } from './clusters.js';
 import type { TracingPlan } from './plan.js';
 import { T, duration, type Obj } from './v3.js';

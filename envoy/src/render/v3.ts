@@ -1,5 +1,13 @@
+/**
+ * The small pieces every part of the renderer shares: the plain-object type of an Envoy v3 config
+ * node (JSON/YAML form), the `@type` URLs of the typed configs it uses, and the protobuf JSON forms
+ * of a Duration and a SocketAddress. Field names follow the Envoy v3 API reference
+ * (https://www.envoyproxy.io/docs/envoy/latest/api-v3/api).
+ */
+/** One node of an Envoy v3 config in its JSON/YAML form (a message, a typed config, ...). */
 export type Obj = Record<string, unknown>;
 
+/** The `@type` URL (`google.protobuf.Any`) of each typed config the renderer writes, by short name. */
 export const T = {
   hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   extAuthz: 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
@@ -23,6 +31,11 @@ export function duration(ms: number): string {
   return `${(ms / 1000).toFixed(3)}s`;
 }
 
+/**
+ * A `config.core.v3.Address` holding a SocketAddress (TCP, `host` an IP literal or a DNS name,
+ * `port` 0..65535; 0 lets the OS pick a port for a listener).
+ * https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/address.proto
+ */
 export function socketAddress(host: string, port: number): Obj {
   return { socket_address: { address: host, port_value: port } };
 }

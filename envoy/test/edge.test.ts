@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { connect as h2connect } from 'node:http2';
 import { startEnvoy, type EnvoyProcess } from '@jwt-mesh/testkit';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { renderConfigs } from '../src/render.js';
 import { IDENTITY_HEADERS, defaultTopology, spiffeId } from '../src/topology.js';
 import { recordingUpstream, send, tempCerts, type Recorded } from './helpers.js';
@@ -18,6 +18,42 @@ import { startStandinAuthz, type SeenCheck, type StandinAuthz } from './standin-
 const topology = defaultTopology();
 
 t.test('edge Envoy', async (t) => {
+  const rig = await startEdgeRig(t);
+  forwardingTests(t, rig);
+  rejectionTests(t, rig);
+  routeTests(t, rig);
+  // Last: it stops the authz replicas.
+  authzFailureTests(t, rig);
+});
+
+/** The running rig of this file: see the header. */
+interface EdgeRig {
+  /** The two stand-in ext_authz replicas, in the order the edge's `authz` cluster lists them. */
+  replicas: StandinAuthz[];
+  /** How many CheckRequests the replicas have seen so far, together. */
+  checks: () => number;
+  /** The latest CheckRequest either replica saw. */
+  lastCheck: () => SeenCheck | undefined;
+  /** The recording orders app behind the orders sidecar. */
+  orders: Upstream;
+  /** The recording auth-service behind the auth sidecar. */
+  auth: Upstream;
+  authSidecar: EnvoyProcess;
+  edge: EnvoyProcess;
+  /** Base URLs of the edge listeners `edge_http` and `edge_https`. */
+  http: string;
+  https: string;
+  /** The dev CA certificate (PEM), to trust the edge's HTTPS certificate. */
+  ca: Buffer;
+}
+
+type Upstream = Awaited<ReturnType<typeof recordingUpstream>>;
+
+/**
+ * Starts the rig (dev certificates, two stand-in authz replicas, the orders and auth sidecars
+ * with their recording upstreams, the edge on free ports); everything stops at `t`'s teardown.
+ */
+async function startEdgeRig(t: Test): Promise<EdgeRig> {
   const certs = await tempCerts(t);
   const authzCerts = { ca: certs.ca.cert, ...(certs.workloads.authz as { cert: string; key: string }) };
   const allChecks: SeenCheck[] = [];
@@ -56,7 +92,11 @@ t.test('edge Envoy', async (t) => {
   const http = `http://127.0.0.1:${(await edge.listenerAddress('edge_http')).port}`;
   const https = `https://localhost:${(await edge.listenerAddress('edge_https')).port}`;
   const ca = readFileSync(certs.ca.cert);
+  return { replicas, checks, lastCheck, orders, auth, authSidecar, edge, http, https, ca };
+}
 
+/** What an allowed request carries upstream, over HTTP, HTTPS and HTTP/2. */
+function forwardingTests(t: Test, { orders, lastCheck, http, https, ca }: EdgeRig): void {
   t.test('a valid token: 200; the upstream got the same Authorization, the verified identity, the trace headers', async (t) => {
     const before = orders.seen.length;
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -128,7 +168,10 @@ t.test('edge Envoy', async (t) => {
     t.equal(seen.headers['x-request-id'], 'h2-request');
     t.equal(seen.headers.authorization, 'Bearer good');
   });
+}
 
+/** What never reaches the upstream: ext_authz denials, oversized headers, path tricks. */
+function rejectionTests(t: Test, { orders, checks, lastCheck, http }: EdgeRig): void {
   t.test('denied by ext_authz: its 401 and challenge reach the client, nothing reaches the upstream', async (t) => {
     const before = orders.seen.length;
     const none = await send({ url: `${http}/api/orders/1` });
@@ -175,7 +218,10 @@ t.test('edge Envoy', async (t) => {
     const underscore = await send({ url: `${http}/api/orders/1`, headers: { authorization: 'Bearer good', x_jwt_mesh_sub: 'attacker' } });
     t.equal(underscore.status, 400, 'a header with underscores (x_jwt_mesh_sub) is rejected');
   });
+}
 
+/** The edge's routes: local health, the auth sidecar over mTLS, 404 for anything else. */
+function routeTests(t: Test, { auth, authSidecar, http }: EdgeRig): void {
   t.test('routes: /healthz local, /auth and /.well-known to auth (through its sidecar, mTLS), unknown paths 404', async (t) => {
     const health = await send({ url: `${http}/healthz` });
     t.equal(health.status, 200);
@@ -194,7 +240,13 @@ t.test('edge Envoy', async (t) => {
     const authlike = await send({ url: `${http}/authx`, headers: { authorization: 'Bearer good' } });
     t.equal(authlike.status, 404, '/authx is not under /auth');
   });
+}
 
+/**
+ * ext_authz failing: too slow, one replica stopped, both stopped; then the edge's access log.
+ * Stops the replicas, so it runs last.
+ */
+function authzFailureTests(t: Test, { replicas, orders, edge, http }: EdgeRig): void {
   t.test('ext_authz slower than the 250 ms timeout: 503, the upstream gets nothing', async (t) => {
     const before = orders.seen.length;
     const res = await send({ url: `${http}/api/orders/1`, headers: { authorization: 'Bearer slow' } });
@@ -233,4 +285,4 @@ t.test('edge Envoy', async (t) => {
     t.ok(lines.some((l) => /"status":431/.test(l) && /headers_too_large/.test(l)), 'the 431 is logged');
     t.notMatch(log, /Bearer|good|forged|expand=1/, 'no token and no query string in the edge logs');
   });
-});
+}

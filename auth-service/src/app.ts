@@ -2,11 +2,16 @@
  * The auth service's HTTP API (Fastify 5), built apart from listening (CONTRIBUTING.md, "Build apart from listen"): every
  * dependency is injected, so tests use `app.inject()` or listen on port 0.
  *
- * Endpoints (README.md has request/response examples):
- *   POST /auth/register, POST /auth/login, POST /auth/token (RFC 6749 §6 refresh_token, §4.3
- *   password), POST /auth/logout, POST /auth/revoke (RFC 7009), POST /auth/introspect
- *   (RFC 7662), GET /.well-known/jwks.json (RFC 7517), GET /.well-known/openid-configuration
- *   (RFC 8414), GET /healthz, GET /readyz, GET /metrics.
+ * `buildApp` wires the hooks, the error handler and the plugins here; the endpoints live in one
+ * module per RFC endpoint group under routes/ (README.md has request/response examples):
+ *   routes/login.ts       POST /auth/register, POST /auth/login, POST /auth/logout (our own)
+ *   routes/token.ts       POST /auth/token (RFC 6749 §6 refresh_token, §4.3 password)
+ *   routes/revoke.ts      POST /auth/revoke (RFC 7009)
+ *   routes/introspect.ts  POST /auth/introspect (RFC 7662)
+ *   routes/jwks.ts        GET /.well-known/jwks.json (RFC 7517), GET /.well-known/openid-configuration (RFC 8414)
+ *   routes/ops.ts         GET /healthz, GET /readyz, GET /metrics
+ * with their request bodies in routes/bodies.ts and the shared per-request helpers in
+ * routes/shared.ts.
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';

@@ -1,8 +1,10 @@
+/**
+ * Request bodies of the auth endpoints (zod), JSON or application/x-www-form-urlencoded, and
+ * {@link parseBody}, which turns the first bad field into a 400 invalid_request (RFC 6749 §5.2).
+ * Descriptions name the field, never echo its value.
+ */
 import { z } from 'zod';
 import { OAuthError } from '../errors.js';
-
-// ---------------------------------------------------------------------------------------------
-// Request bodies (zod). Descriptions name the field, never echo its value.
 
 const USERNAME = /^[A-Za-z0-9._-]+$/;
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;

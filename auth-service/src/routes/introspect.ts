@@ -1,10 +1,8 @@
+/** RFC 7662 token introspection, POST /auth/introspect. */
 import type { FastifyInstance } from 'fastify';
 import { introspectRefreshToken } from '../sessions.js';
 import { parseBody, tokenBody } from './bodies.js';
 import { bearer, noStore, verifiedOrNull, type RouteDeps } from './shared.js';
-
-// ---------------------------------------------------------------------------------------------
-// RFC 7662 token introspection.
 
 /**
  * POST /auth/introspect, RFC 7662 token introspection: `token` (an access token or a refresh

@@ -1,8 +1,6 @@
+/** Discovery: the RFC 7517 JWK Set and the RFC 8414 metadata, under /.well-known/. */
 import type { FastifyInstance } from 'fastify';
 import type { RouteDeps } from './shared.js';
-
-// ---------------------------------------------------------------------------------------------
-// Discovery: RFC 7517 JWK Set, RFC 8414 metadata.
 
 /**
  * GET /.well-known/jwks.json, the RFC 7517 JWK Set (`application/jwk-set+json`, public for 60 s):

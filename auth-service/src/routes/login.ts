@@ -1,3 +1,7 @@
+/**
+ * The project's own endpoints (no RFC defines them): POST /auth/register, POST /auth/login,
+ * POST /auth/logout; and {@link passwordLogin}, which the password grant at /auth/token shares.
+ */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isUniqueViolation, OAuthError } from '../errors.js';
@@ -6,9 +10,6 @@ import { revokeAccessToken, revokeFamily, revokeRefreshToken, startSession, type
 import { inSpan } from '../tracing.js';
 import { loginBody, logoutBody, normalizeUsername, parseBody, registerBody } from './bodies.js';
 import { bearer, noStore, perMinute, propagated, type LoginLimits, type RouteDeps } from './shared.js';
-
-// ---------------------------------------------------------------------------------------------
-// The project's own endpoints: register, login, logout.
 
 /**
  * POST /auth/register, POST /auth/login, POST /auth/logout: this project's own endpoints (not an

@@ -1,8 +1,6 @@
+/** Operations: liveness (/healthz), readiness (/readyz), Prometheus metrics (/metrics). */
 import type { FastifyInstance } from 'fastify';
 import type { RouteDeps } from './shared.js';
-
-// ---------------------------------------------------------------------------------------------
-// Operations: liveness, readiness, Prometheus metrics.
 
 /**
  * Operations endpoints (no RFC):

@@ -1,12 +1,10 @@
+/** RFC 7009 token revocation, POST /auth/revoke. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Span } from '@opentelemetry/api';
 import { revokeAccessToken, revokeRefreshToken } from '../sessions.js';
 import { AUTH_ATTR, inSpan, oneOf } from '../tracing.js';
 import { parseBody, tokenBody } from './bodies.js';
 import { noStore, propagated, verifiedOrNull, type RouteDeps } from './shared.js';
-
-// ---------------------------------------------------------------------------------------------
-// RFC 7009 token revocation.
 
 /**
  * POST /auth/revoke, RFC 7009 token revocation: `token` (an access token or a refresh token),

@@ -1,3 +1,10 @@
+/**
+ * What every route module shares: {@link RouteDeps} (the app's dependencies, resolved once by
+ * `buildApp`) and the per-request helpers: the Bearer check (RFC 6750, through the core's
+ * authenticator), the verification of a token given in a body (RFC 7009, RFC 7662), the
+ * no-store headers of a token response (RFC 6749 §5.1), the 503 for a revocation not yet
+ * propagated, and the rate limits (per address, and the login limits per username).
+ */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { AuthError, type Authenticator, type Identity, type RouteRequirement, type Verifier, type VerifiedToken } from '@jwt-mesh/core';
@@ -12,10 +19,7 @@ import type { ScryptParams } from '../passwords.js';
 import type { IssuerDeps } from '../sessions.js';
 import { normalizeUsername } from './bodies.js';
 
-// ---------------------------------------------------------------------------------------------
-// What every route shares: the resolved dependencies and the per-request helpers.
-
-/** What the route modules take: {@link AppDeps} with defaults filled in, plus shared parts. */
+/** What the route modules take: the app's `AppDeps` with defaults filled in, plus the parts every route shares. */
 export interface RouteDeps {
   readonly config: Config;
   readonly prisma: PrismaClient;

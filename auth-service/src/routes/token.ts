@@ -1,3 +1,4 @@
+/** The RFC 6749 token endpoint, POST /auth/token: the refresh_token (§6) and password (§4.3) grants. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OAuthError } from '../errors.js';
 import { refreshSession } from '../sessions.js';
@@ -5,9 +6,6 @@ import { AUTH_ATTR, inSpan, oneOf } from '../tracing.js';
 import { grantTypeBody, parseBody, refreshBody } from './bodies.js';
 import { passwordLogin } from './login.js';
 import { noStore, perMinute, type LoginLimits, type RouteDeps } from './shared.js';
-
-// ---------------------------------------------------------------------------------------------
-// RFC 6749 token endpoint.
 
 /**
  * POST /auth/token, the RFC 6749 token endpoint (§3.2), with two grants:

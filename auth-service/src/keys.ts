@@ -210,30 +210,9 @@ export interface KeyStoreOptions {
  * @throws Error when the configured key is unusable, or the database cannot be reached
  */
 export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
-  const { prisma, config, clock, logger } = opts;
-  const fromConfig = await configuredKey(config);
-  const privateByKid = new Map<string, KeyObject>();
-  if (fromConfig) {
-    privateByKid.set(fromConfig.kid, fromConfig.privateKey);
-    const existing = await prisma.signingKey.findUnique({ where: { kid: fromConfig.kid } });
-    if (!existing) {
-      // A newly configured key is a rotation that signs at once (the replicas restarted with it
-      // may no longer hold the previous private key); earlier keys overlap.
-      await rotateSigningKey(prisma, {
-        alg: config.signingKey.alg,
-        overlapSec: config.signingKey.rotationOverlapSec,
-        now: new Date(clock.now()),
-        key: { kid: fromConfig.kid, publicJwk: fromConfig.publicJwk, privateKeyPem: null },
-      });
-      logger.info({ kid: fromConfig.kid }, 'configured signing key registered');
-    }
-  }
+  const { clock, logger } = opts;
+  const privateByKid = await registerConfiguredKey(opts);
 
-  /** A key that may sign from `activatedAt` (epoch ms) until `retiresAt` (epoch ms or null). */
-  interface Candidate extends ActiveSigningKey {
-    readonly activatedAt: number;
-    readonly retiresAt: number | null;
-  }
   /** `candidates`: newest `activatedAt` first, pending keys included. */
   let current: { candidates: Candidate[]; jwks: { keys: JWK[] } } = { candidates: [], jwks: { keys: [] } };
   const localSource = createLocalKeySource({ keys: [] });
@@ -243,36 +222,7 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
 
   async function load(): Promise<void> {
     const now = new Date(clock.now());
-    const rows = await prisma.signingKey.findMany({
-      where: { OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
-      orderBy: [{ activatedAt: 'desc' }, { createdAt: 'desc' }],
-    });
-    const candidates: Candidate[] = [];
-    const keys: JWK[] = [];
-    for (const row of rows) {
-      const jwk = row.publicJwk as JWK;
-      keys.push({ ...publicOnly(jwk), kid: row.kid, alg: row.alg, use: 'sig' });
-      if (!row.activatedAt) continue;
-      let privateKey = privateByKid.get(row.kid);
-      if (!privateKey && row.privateKeyPem) {
-        try {
-          privateKey = createPrivateKey(row.privateKeyPem);
-          privateByKid.set(row.kid, privateKey);
-        } catch (err) {
-          logger.error({ kid: row.kid, err }, 'stored signing key is unreadable; skipped');
-          continue;
-        }
-      }
-      if (privateKey) {
-        candidates.push({
-          kid: row.kid,
-          alg: row.alg as SigningAlgorithm,
-          privateKey,
-          activatedAt: row.activatedAt.getTime(),
-          retiresAt: row.retiresAt?.getTime() ?? null,
-        });
-      }
-    }
+    const { candidates, keys } = await readKeys(opts, privateByKid, now);
     const pending = candidates.filter((c) => c.activatedAt > now.getTime());
     for (const c of pending) {
       if (!current.candidates.some((p) => p.kid === c.kid)) {
@@ -306,36 +256,10 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
 
   await load();
   if (!activeSigner()) {
-    await prisma.$transaction(async (tx) => {
-      await tx.$executeRaw`SELECT pg_advisory_xact_lock(${KEYGEN_LOCK})`;
-      const now = new Date(clock.now());
-      const usable = await tx.signingKey.count({
-        where: { privateKeyPem: { not: null }, activatedAt: { lte: now }, OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
-      });
-      if (usable > 0) return; // another replica generated one meanwhile
-      const key = await generateSigningKey(config.signingKey.alg);
-      await tx.signingKey.updateMany({
-        where: { OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
-        data: { retiresAt: new Date(now.getTime() + config.signingKey.rotationOverlapSec * 1000) },
-      });
-      await tx.signingKey.create({
-        data: { kid: key.kid, alg: config.signingKey.alg, publicJwk: key.publicJwk as object, privateKeyPem: key.privateKeyPem, createdAt: now, activatedAt: now },
-      });
-      logger.warn(
-        { kid: key.kid, alg: config.signingKey.alg },
-        'no signing key configured: generated one and stored it in the database (development only; set SIGNING_KEY_PRIVATE_JWK or SIGNING_KEY_FILE in production)',
-      );
-    });
+    await generateFirstKey(opts);
     await load();
   }
-
-  const timer =
-    opts.autoReload === false
-      ? null
-      : setInterval(() => {
-          reload().catch((err: unknown) => logger.warn({ err }, 'signing key reload failed; keeping the loaded keys'));
-        }, config.signingKey.reloadIntervalSec * 1000);
-  timer?.unref();
+  const timer = startReloadTimer(opts, reload);
 
   /** Unknown kid: reload once (at most once a second), then look again. */
   const keySource: KeySource = {
@@ -368,6 +292,133 @@ export async function createKeyStore(opts: KeyStoreOptions): Promise<KeyStore> {
       if (timer) clearInterval(timer);
     },
   };
+}
+
+/**
+ * Registers the configured private key (SIGNING_KEY_PRIVATE_JWK / SIGNING_KEY_FILE), if any, in
+ * `signing_keys`: a key not there yet is added as a rotation that signs at once.
+ * @returns the private keys known so far by `kid`: the configured one, or none
+ * @throws Error when the configured key is unusable, or the database cannot be reached
+ */
+async function registerConfiguredKey(opts: KeyStoreOptions): Promise<Map<string, KeyObject>> {
+  const { prisma, config, clock, logger } = opts;
+  const fromConfig = await configuredKey(config);
+  const privateByKid = new Map<string, KeyObject>();
+  if (fromConfig) {
+    privateByKid.set(fromConfig.kid, fromConfig.privateKey);
+    const existing = await prisma.signingKey.findUnique({ where: { kid: fromConfig.kid } });
+    if (!existing) {
+      // A newly configured key is a rotation that signs at once (the replicas restarted with it
+      // may no longer hold the previous private key); earlier keys overlap.
+      await rotateSigningKey(prisma, {
+        alg: config.signingKey.alg,
+        overlapSec: config.signingKey.rotationOverlapSec,
+        now: new Date(clock.now()),
+        key: { kid: fromConfig.kid, publicJwk: fromConfig.publicJwk, privateKeyPem: null },
+      });
+      logger.info({ kid: fromConfig.kid }, 'configured signing key registered');
+    }
+  }
+  return privateByKid;
+}
+
+/** A key that may sign from `activatedAt` (epoch ms) until `retiresAt` (epoch ms or null). */
+interface Candidate extends ActiveSigningKey {
+  readonly activatedAt: number;
+  readonly retiresAt: number | null;
+}
+
+/**
+ * Reads every key unretired at `now` from `signing_keys`, newest `activatedAt` first.
+ * @param privateByKid - private keys known by `kid`; a stored private key read here is added to it
+ * @returns `keys`: the public JWKs (RFC 7517, public members only, `kid`, `alg`, `use: "sig"`)
+ *   of every such key; `candidates`: those with an activation time and a private key, pending
+ *   ones included (an unreadable stored key is logged and skipped)
+ */
+async function readKeys(
+  opts: KeyStoreOptions,
+  privateByKid: Map<string, KeyObject>,
+  now: Date,
+): Promise<{ candidates: Candidate[]; keys: JWK[] }> {
+  const { prisma, logger } = opts;
+  const rows = await prisma.signingKey.findMany({
+    where: { OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
+    orderBy: [{ activatedAt: 'desc' }, { createdAt: 'desc' }],
+  });
+  const candidates: Candidate[] = [];
+  const keys: JWK[] = [];
+  for (const row of rows) {
+    const jwk = row.publicJwk as JWK;
+    keys.push({ ...publicOnly(jwk), kid: row.kid, alg: row.alg, use: 'sig' });
+    if (!row.activatedAt) continue;
+    let privateKey = privateByKid.get(row.kid);
+    if (!privateKey && row.privateKeyPem) {
+      try {
+        privateKey = createPrivateKey(row.privateKeyPem);
+        privateByKid.set(row.kid, privateKey);
+      } catch (err) {
+        logger.error({ kid: row.kid, err }, 'stored signing key is unreadable; skipped');
+        continue;
+      }
+    }
+    if (privateKey) {
+      candidates.push({
+        kid: row.kid,
+        alg: row.alg as SigningAlgorithm,
+        privateKey,
+        activatedAt: row.activatedAt.getTime(),
+        retiresAt: row.retiresAt?.getTime() ?? null,
+      });
+    }
+  }
+  return { candidates, keys };
+}
+
+/**
+ * First start with no usable key (development only): generates a key that signs at once and
+ * stores it with its private key, retiring the others after the overlap; logs a warning. Under
+ * an advisory lock, so concurrent replicas generate one key, not one each.
+ * @throws a Prisma error when the database fails
+ */
+async function generateFirstKey(opts: KeyStoreOptions): Promise<void> {
+  const { prisma, config, clock, logger } = opts;
+  await prisma.$transaction(async (tx) => {
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${KEYGEN_LOCK})`;
+    const now = new Date(clock.now());
+    const usable = await tx.signingKey.count({
+      where: { privateKeyPem: { not: null }, activatedAt: { lte: now }, OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
+    });
+    if (usable > 0) return; // another replica generated one meanwhile
+    const key = await generateSigningKey(config.signingKey.alg);
+    await tx.signingKey.updateMany({
+      where: { OR: [{ retiresAt: null }, { retiresAt: { gt: now } }] },
+      data: { retiresAt: new Date(now.getTime() + config.signingKey.rotationOverlapSec * 1000) },
+    });
+    await tx.signingKey.create({
+      data: { kid: key.kid, alg: config.signingKey.alg, publicJwk: key.publicJwk as object, privateKeyPem: key.privateKeyPem, createdAt: now, activatedAt: now },
+    });
+    logger.warn(
+      { kid: key.kid, alg: config.signingKey.alg },
+      'no signing key configured: generated one and stored it in the database (development only; set SIGNING_KEY_PRIVATE_JWK or SIGNING_KEY_FILE in production)',
+    );
+  });
+}
+
+/**
+ * Calls `reload` every KEY_RELOAD_INTERVAL_SEC (a failure is logged, the loaded keys kept);
+ * unref'd, so it never keeps the process alive.
+ * @returns the timer, or null when `opts.autoReload` is false
+ */
+function startReloadTimer(opts: KeyStoreOptions, reload: () => Promise<void>): NodeJS.Timeout | null {
+  const { config, logger } = opts;
+  const timer =
+    opts.autoReload === false
+      ? null
+      : setInterval(() => {
+          reload().catch((err: unknown) => logger.warn({ err }, 'signing key reload failed; keeping the loaded keys'));
+        }, config.signingKey.reloadIntervalSec * 1000);
+  timer?.unref();
+  return timer;
 }
 
 /** Drops private members (`d`, `p`, `q`, ...) from a JWK. */

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
 
-/** The repository root (this file is packages/testkit/src/envoy.ts). */
+/** The repository root (this file is tools/testkit/src/envoy.ts). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 let cachedBinary: string | undefined;

@@ -482,7 +482,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     // ---- trace receiver (tracing on, no collector of yours) ------------------------------------
     if (receiverPort !== undefined) {
-      const entry = join(REPO_ROOT, 'packages', 'stack', 'src', 'traces', 'main.ts');
+      const entry = join(REPO_ROOT, 'tools', 'stack', 'src', 'traces', 'main.ts');
       const log = logOf(TRACES_PART);
       const t = options.tracing as StackTracing;
       await launch({
@@ -557,7 +557,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     } else {
       const portFile = join(p.runDir, 'pglite.port');
       rmSync(portFile, { force: true });
-      const entry = join(REPO_ROOT, 'packages', 'stack', 'src', 'pglite.ts');
+      const entry = join(REPO_ROOT, 'tools', 'stack', 'src', 'pglite.ts');
       const log = logOf('postgres');
       await launch({
         name: 'postgres',

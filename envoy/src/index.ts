@@ -5,3 +5,4 @@
 export * from './topology.js';
 export * from './render.js';
 export * from './certs.js';
+export { envoyBinary, validateEnvoyConfig, type ValidationResult } from './binary.js';

@@ -10,7 +10,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { validateEnvoyConfig } from '@jwt-mesh/testkit';
+import { validateEnvoyConfig } from './binary.js';
 import { createDevCerts, writeK8sCertLayout } from './certs.js';
 import { renderToDir, type Target } from './render.js';
 import { defaultTopology } from './topology.js';

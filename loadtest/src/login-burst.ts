@@ -2,7 +2,7 @@
  * `make loadtest-login-burst`: logins under overload are shed instead of hanging, shown with k6.
  *
  * 1. Validates every knob (a bad one stops the run, naming it).
- * 2. Starts a private stack on free ports (packages/stack `startStack`, as `make loadtest-smoke`;
+ * 2. Starts a private stack on free ports (tools/stack `startStack`, as `make loadtest-smoke`;
  *    folder `RUN_DIR`) with the login rate limits raised for one client address
  *    (`LOGIN_RATE_LIMIT_PER_MIN=100000`, `LOGIN_USERNAME_RATE_LIMIT_PER_MIN=1000`), so that what
  *    sheds is the auth-service's hash limiter, not its rate limits; or, with `STACK_STATE`, uses

@@ -52,7 +52,7 @@ export interface UserCredentials {
 }
 
 /**
- * Default users: the demo users `make up` seeds (packages/stack/src/users.ts) that hold every
+ * Default users: the demo users `make up` seeds (tools/stack/src/users.ts) that hold every
  * scope the chain needs (`bob` has `orders:read` only, so inventory answers him 403). Override with
  * `USERS` (`name:password,name:password`) or `USERS_FILE` (k6 only: a JSON array of
  * `{username,password}`).

@@ -34,7 +34,7 @@ import { RECEIVER_PROCESS, renderTracingMarkdown, settingLabel, spansPerRequest,
  */
 export const TAIL_MS = 2500;
 
-/** The receiver's running totals (`GET /api/stats` of packages/stack's OTLP receiver). @throws Error when it does not answer 200. */
+/** The receiver's running totals (`GET /api/stats` of tools/stack's OTLP receiver). @throws Error when it does not answer 200. */
 async function receiverStats(base: string): Promise<ReceiverStats> {
   const res = await request(`${base}/api/stats`, { signal: AbortSignal.timeout(5000) });
   if (res.statusCode !== 200) {

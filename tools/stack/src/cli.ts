@@ -1,7 +1,7 @@
 /**
  * The stack CLI behind `make up`, `make demo`, `make down`, `make ps`, `make logs`:
  *
- *   tsx packages/stack/src/cli.ts up | down | demo | ps | logs [part] | trace [trace id] | help
+ *   tsx tools/stack/src/cli.ts up | down | demo | ps | logs [part] | trace [trace id] | help
  *
  * `up` starts a detached *supervisor* (this file, command `supervise`) that runs
  * {@link startStack} and keeps every part as its child; `up` relays the supervisor's progress

@@ -1,7 +1,7 @@
 /**
  * The OTLP receiver as a process (the stack's `traces` part under `make up TRACING=on`):
  *
- *   tsx packages/stack/src/traces/main.ts --port 4318 [--max-traces 200] [--max-spans-per-trace 2000] [--max-body-bytes 4194304]
+ *   tsx tools/stack/src/traces/main.ts --port 4318 [--max-traces 200] [--max-spans-per-trace 2000] [--max-body-bytes 4194304]
  *
  * Listens on 127.0.0.1 only (see ./receiver.ts). Logs one line at start and one per export
  * request (counts only, never span content); stops on SIGTERM / SIGINT.

@@ -6,9 +6,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { startRedisServer, type RedisServer } from '@jwt-mesh/testkit';
-import type { RedisConnectionOptions } from '../src/redis-connection.js';
-import { REDIS_ACL_USERS, redisAclFile, redisAclRules, redisClientOptions } from '../src/revocation/redis.js';
-import { nowSec, outcome, store, tok } from './redis-helpers.js';
+import type { RedisConnectionOptions } from '@jwt-mesh/core';
+import { REDIS_ACL_USERS, redisAclFile, redisAclRules, redisClientOptions } from '@jwt-mesh/core/redis';
+import { nowSec, outcome, store, tok } from '../../packages/core/test/redis-helpers.js';
 
 const PREFIX = 'jwtmesh-acl:';
 const secret = () => randomBytes(24).toString('hex');

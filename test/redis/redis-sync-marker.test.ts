@@ -9,8 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { startRedisServer } from '@jwt-mesh/testkit';
-import { createRedisRevocation, REDIS_ACL_USERS, redisAclFile, redisAclRules, RedisServerChangedError } from '../src/revocation/redis.js';
-import { nowSec, outcome, store, tok } from './redis-helpers.js';
+import { createRedisRevocation, REDIS_ACL_USERS, redisAclFile, redisAclRules, RedisServerChangedError } from '@jwt-mesh/core/redis';
+import { nowSec, outcome, store, tok } from '../../packages/core/test/redis-helpers.js';
 
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0';
 const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });

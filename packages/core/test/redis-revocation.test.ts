@@ -1,6 +1,6 @@
 // Redis revocation against the real Redis (REDIS_URL, default redis://127.0.0.1:6379/0).
 // Every test uses its own key prefix (and so its own channel). These tests are about the store's
-// own semantics, with the sync marker off; redis-sync-marker.test.ts tests the marker (default on).
+// own semantics, with the sync marker off; test/redis/redis-sync-marker.test.ts at the repository root tests the marker (default on).
 import { randomUUID } from 'node:crypto';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { SUPPORTED_ALGORITHMS, type JwsAlgorithm } from './algorithms.js';
-import { envEnum, envInt, envList, envText, envUrl, parseEnv } from './env.js';
+import { envEnum, envInt, envList, envText, envUrl, parseEnv, readConfigParts } from './env.js';
 import { redisConnectionFromEnv, type RedisConnectionOptions } from './redis-connection.js';
 
 /** The shared verifier settings. Durations carry their unit in the name. */
@@ -89,29 +89,73 @@ const jwksUrl = envUrl(['http:', 'https:']).refine((v) => {
 }, 'must be https (plain http only to localhost, 127.0.0.0/8 or [::1]: anyone on the path could serve signing keys)');
 
 /**
- * The shared variables, one rule each. The issuer (auth-service) reads `JWT_*`, `REDIS_*` and
- * `ACCESS_TOKEN_TTL_SEC` through this same schema ({@link loadVerifierConfig}).
+ * The variables the issuer and every verifier share, one rule each: the issuer (auth-service)
+ * reads them through {@link loadSharedConfig}, the verifiers through {@link loadVerifierConfig}.
  */
-const schema = z.object({
+const sharedSchema = z.object({
   JWT_ISSUER: envUrl(['http:', 'https:']),
   JWT_AUDIENCE: envText(),
   JWT_ALGORITHMS: envList(z.enum(SUPPORTED_ALGORITHMS as [JwsAlgorithm, ...JwsAlgorithm[]], { error: `each must be one of ${SUPPORTED_ALGORITHMS.join(', ')} (never none or HS*)` }), 1),
   JWT_CLOCK_TOLERANCE_SEC: envInt(0, 300, 's'),
   ACCESS_TOKEN_TTL_SEC: envInt(ACCESS_TOKEN_TTL_MIN_SEC, 86_400, 's'),
   JWT_MAX_TOKEN_BYTES: envInt(512, 65_536, 'bytes'),
-  JWKS_URL: jwksUrl,
-  JWKS_CA_FILE: z.string().trim(),
-  JWKS_CERT_FILE: z.string().trim(),
-  JWKS_KEY_FILE: z.string().trim(),
-  JWKS_SERVER_ID: z
-    .string()
-    .trim()
-    .refine((v) => v === '' || /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(v), 'must be a URI, e.g. spiffe://jwt-mesh.local/ns/jwt-mesh/sa/auth'),
   REDIS_URL: envUrl(['redis:', 'rediss:']),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 : . _ -'),
   REVOCATION_FAIL_MODE: envEnum(['closed', 'open']),
   REVOCATION_CACHE_TTL_MS: envInt(0, 60_000, 'ms'),
 });
+
+/** The verifiers' own variables: where and how they fetch the issuer's JWK Set. */
+const jwksSchema = z
+  .object({
+    JWKS_URL: jwksUrl,
+    JWKS_CA_FILE: z.string().trim(),
+    JWKS_CERT_FILE: z.string().trim(),
+    JWKS_KEY_FILE: z.string().trim(),
+    JWKS_SERVER_ID: z
+      .string()
+      .trim()
+      .refine((v) => v === '' || /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(v), 'must be a URI, e.g. spiffe://jwt-mesh.local/ns/jwt-mesh/sa/auth'),
+  })
+  .superRefine((d, ctx) => {
+    const tlsSet = (['JWKS_CA_FILE', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE', 'JWKS_SERVER_ID'] as const).filter((k) => d[k] !== '');
+    if (tlsSet.length > 0 && !d.JWKS_URL.startsWith('https:')) {
+      ctx.addIssue({ code: 'custom', path: [tlsSet[0] as string], message: 'needs an https JWKS_URL' });
+    }
+    if ((d.JWKS_CERT_FILE === '') !== (d.JWKS_KEY_FILE === '')) {
+      ctx.addIssue({ code: 'custom', path: [d.JWKS_CERT_FILE === '' ? 'JWKS_CERT_FILE' : 'JWKS_KEY_FILE'], message: 'JWKS_CERT_FILE and JWKS_KEY_FILE go together' });
+    }
+  });
+
+/** The settings the issuer and every verifier share ({@link VerifierConfig} without the JWK Set fetch). */
+export type SharedConfig = Omit<VerifierConfig, 'jwksUrl' | 'jwksTls'>;
+
+/**
+ * Reads the settings the issuer and every verifier share: `JWT_*`, `ACCESS_TOKEN_TTL_SEC`,
+ * `REDIS_*` (with the credentials beside `REDIS_URL`) and `REVOCATION_*`, with the same rules as
+ * {@link loadVerifierConfig}. The issuer (auth-service) reads these; it fetches no JWK Set, so the
+ * `JWKS_*` variables (which a shared ConfigMap may set for the verifiers) are not read.
+ *
+ * @param env - the environment, default `process.env`; read once
+ * @returns a frozen {@link SharedConfig}
+ * @throws ConfigError naming every bad variable, or the first bad Redis credential variable
+ */
+export function loadSharedConfig(env: NodeJS.ProcessEnv = process.env): SharedConfig {
+  const d = parseEnv(sharedSchema, env, VERIFIER_CONFIG_DEFAULTS);
+  return Object.freeze({
+    issuer: d.JWT_ISSUER,
+    audience: d.JWT_AUDIENCE,
+    algorithms: Object.freeze(d.JWT_ALGORITHMS),
+    clockToleranceSec: d.JWT_CLOCK_TOLERANCE_SEC,
+    accessTokenTtlSec: d.ACCESS_TOKEN_TTL_SEC,
+    maxTokenBytes: d.JWT_MAX_TOKEN_BYTES,
+    redisUrl: d.REDIS_URL,
+    redisConnection: redisConnectionFromEnv({ ...env, REDIS_URL: d.REDIS_URL }),
+    redisPrefix: d.REDIS_PREFIX,
+    revocationFailMode: d.REVOCATION_FAIL_MODE,
+    revocationCacheTtlMs: d.REVOCATION_CACHE_TTL_MS,
+  });
+}
 
 /**
  * Reads the shared verifier settings. An unset or empty variable takes its default
@@ -124,27 +168,12 @@ const schema = z.object({
  *   (`REDIS_PASSWORD_FILE: cannot read ...`)
  */
 export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): VerifierConfig {
-  const d = parseEnv(
-    schema.superRefine((d, ctx) => {
-      const tlsSet = ['JWKS_CA_FILE', 'JWKS_CERT_FILE', 'JWKS_KEY_FILE', 'JWKS_SERVER_ID'].filter((k) => d[k as keyof typeof d] !== '');
-      if (tlsSet.length > 0 && !d.JWKS_URL.startsWith('https:')) {
-        ctx.addIssue({ code: 'custom', path: [tlsSet[0] as string], message: 'needs an https JWKS_URL' });
-      }
-      if ((d.JWKS_CERT_FILE === '') !== (d.JWKS_KEY_FILE === '')) {
-        ctx.addIssue({ code: 'custom', path: [d.JWKS_CERT_FILE === '' ? 'JWKS_CERT_FILE' : 'JWKS_KEY_FILE'], message: 'JWKS_CERT_FILE and JWKS_KEY_FILE go together' });
-      }
-    }),
-    env,
-    VERIFIER_CONFIG_DEFAULTS,
+  const [shared, d] = readConfigParts(
+    () => loadSharedConfig(env),
+    () => parseEnv(jwksSchema, env, VERIFIER_CONFIG_DEFAULTS),
   );
-  const redisConnection = redisConnectionFromEnv({ ...env, REDIS_URL: d.REDIS_URL });
   return Object.freeze({
-    issuer: d.JWT_ISSUER,
-    audience: d.JWT_AUDIENCE,
-    algorithms: Object.freeze(d.JWT_ALGORITHMS),
-    clockToleranceSec: d.JWT_CLOCK_TOLERANCE_SEC,
-    accessTokenTtlSec: d.ACCESS_TOKEN_TTL_SEC,
-    maxTokenBytes: d.JWT_MAX_TOKEN_BYTES,
+    ...shared,
     jwksUrl: d.JWKS_URL,
     ...(d.JWKS_CA_FILE || d.JWKS_CERT_FILE || d.JWKS_SERVER_ID
       ? {
@@ -155,10 +184,5 @@ export function loadVerifierConfig(env: NodeJS.ProcessEnv = process.env): Verifi
           }),
         }
       : {}),
-    redisUrl: d.REDIS_URL,
-    redisConnection,
-    redisPrefix: d.REDIS_PREFIX,
-    revocationFailMode: d.REVOCATION_FAIL_MODE,
-    revocationCacheTtlMs: d.REVOCATION_CACHE_TTL_MS,
   });
 }

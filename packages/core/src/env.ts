@@ -181,3 +181,25 @@ export function readConfigFile<T = Buffer>(variable: string, path: string, read:
     throw new ConfigError(variable, `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
   }
 }
+
+/**
+ * Runs several configuration readers and reports every bad variable of all of them at once.
+ *
+ * @param readers - functions that read part of the configuration and may throw {@link ConfigError}
+ * @returns their results, in order
+ * @throws ConfigError with the problems of every reader that failed; any other error as it is
+ */
+export function readConfigParts<T extends readonly (() => unknown)[]>(...readers: T): { -readonly [K in keyof T]: T[K] extends () => infer R ? R : never } {
+  const problems: ConfigProblem[] = [];
+  const results = readers.map((read) => {
+    try {
+      return read();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return undefined;
+    }
+  });
+  if (problems.length > 0) throw ConfigError.of(problems);
+  return results as { -readonly [K in keyof T]: T[K] extends () => infer R ? R : never };
+}

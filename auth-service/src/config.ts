@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { ConfigError, LOG_LEVELS, envEnum, envInt, envPort, envText, envUrl, loadVerifierConfig, parseEnv, type ConfigProblem, type RedisConnectionOptions } from '@jwt-mesh/core';
+import { ConfigError, LOG_LEVELS, envEnum, envInt, envPort, envText, envUrl, loadSharedConfig, parseEnv, readConfigParts, type RedisConnectionOptions } from '@jwt-mesh/core';
 
 export { ConfigError } from '@jwt-mesh/core';
 
@@ -146,7 +146,7 @@ const algorithm = envEnum(SIGNING_ALGORITHMS);
 
 /**
  * The issuer's own variables. The shared ones (`JWT_*`, `ACCESS_TOKEN_TTL_SEC`, `REDIS_*`,
- * `REVOCATION_*`) are read by the core's `loadVerifierConfig`, the same code every verifier runs.
+ * `REVOCATION_*`) are read by the core's `loadSharedConfig`, the same code every verifier runs.
  */
 const schema = z.object({
   PORT: envPort(),
@@ -245,25 +245,33 @@ function parseJwk(variable: string, text: string): Record<string, unknown> {
 
 /**
  * The issuer's own variables ({@link DEFAULTS}) and the shared ones (the core's
- * `loadVerifierConfig`, the same code every verifier runs), read in one pass.
+ * `loadSharedConfig`, the same code every verifier runs; the issuer reads no `JWKS_*`), read in
+ * one pass.
  *
  * @throws ConfigError naming every bad variable of both
  */
 function readVariables(env: Env) {
-  const problems: ConfigProblem[] = [];
-  const attempt = <T>(read: () => T): T | undefined => {
-    try {
-      return read();
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      problems.push(...err.problems);
-      return undefined;
-    }
-  };
-  const own = attempt(() => parseEnv(schema, env, DEFAULTS));
-  const shared = attempt(() => loadVerifierConfig(env));
-  if (own === undefined || shared === undefined) throw ConfigError.of(problems);
+  const [, own, shared] = readConfigParts(
+    () => refuseBlankKeySettings(env),
+    () => parseEnv(schema, env, DEFAULTS),
+    () => loadSharedConfig(env),
+  );
   return { own, shared };
+}
+
+/**
+ * A signing-key variable set to white space only is a mistake, not "no key": it must never fall
+ * back to generating a key (the development path). Empty (`SIGNING_KEY_FILE=`) still means unset.
+ *
+ * @throws ConfigError naming the variable
+ */
+function refuseBlankKeySettings(env: Env): void {
+  for (const name of ['SIGNING_KEY_PRIVATE_JWK', 'SIGNING_KEY_FILE'] as const) {
+    const value = env[name];
+    if (value !== undefined && value !== '' && value.trim() === '') {
+      throw new ConfigError(name, 'is only white space: give the key, or unset it (a key is then generated: development only)');
+    }
+  }
 }
 
 /**

@@ -52,6 +52,8 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ SIGNING_KEY_PRIVATE_JWK: '{not json' }, /SIGNING_KEY_PRIVATE_JWK: not valid JSON/],
   [{ SIGNING_KEY_PRIVATE_JWK: '{"kty":"RSA","n":"x","e":"AQAB"}' }, /SIGNING_KEY_PRIVATE_JWK: expected a private JWK/],
   [{ SIGNING_KEY_FILE: '/nonexistent/key.pem' }, /SIGNING_KEY_FILE: cannot read \/nonexistent\/key.pem \(ENOENT\)/],
+  [{ SIGNING_KEY_PRIVATE_JWK: '\n' }, /SIGNING_KEY_PRIVATE_JWK: is only white space/],
+  [{ SIGNING_KEY_FILE: '  ' }, /SIGNING_KEY_FILE: is only white space/],
   [{ DEFAULT_USER_SCOPES: 'a "b"' }, /DEFAULT_USER_SCOPES: each scope must match/],
   [{ PASSWORD_HASH_CONCURRENCY: '0' }, /PASSWORD_HASH_CONCURRENCY: must be at least 1 \(got "0"\)/],
   [{ PASSWORD_HASH_CONCURRENCY: 'many' }, /PASSWORD_HASH_CONCURRENCY: expected auto or a whole number from 1 to 1024/],
@@ -106,4 +108,11 @@ t.test('Redis credentials beside REDIS_URL: read for the issuer\'s ACL user, err
   const err = t.throws(() => parseConfig({ REDIS_URL: 'http://user:hunter2@redis:6379' })) as Error;
   t.match(err.message, /REDIS_URL/);
   t.notMatch(err.message, 'hunter2', 'a bad REDIS_URL is never echoed (it may carry a password)');
+});
+
+t.test('the issuer reads no JWKS_* variable: the verifiers\' JWK Set settings in a shared ConfigMap do not stop it', async (t) => {
+  // k8s/base: the shared ConfigMap sets JWKS_SERVER_ID for the verifiers; the auth Deployment sets no JWKS_URL.
+  const c = parseConfig({ JWKS_SERVER_ID: 'spiffe://jwt-mesh.local/ns/jwt-mesh/sa/auth', JWKS_CA_FILE: '/nonexistent/ca.crt' });
+  t.equal(c.jwt.issuer, 'http://localhost:4000');
+  t.throws(() => parseConfig({ JWKS_SERVER_ID: 'x', JWT_ISSUER: 'not a url' }), /JWT_ISSUER/, 'the shared variables are still checked');
 });

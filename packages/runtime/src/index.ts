@@ -6,7 +6,7 @@
  * `@jwt-mesh/runtime/fastify`. See README.md.
  */
 export * from './config.js';
-export { createLogger, redactUrl, throttledWarn, REDACT_PATHS, REDACTED } from './logger.js';
+export { createLogger, errorSummary, redactUrl, throttledWarn, REDACT_PATHS, REDACTED } from './logger.js';
 export type { LoggerOptions } from './logger.js';
 export { createMetrics, registerCacheCounters } from './metrics.js';
 export type { ServiceMetrics } from './metrics.js';

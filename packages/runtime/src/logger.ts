@@ -29,6 +29,9 @@ export const REDACT_PATHS: readonly string[] = Object.freeze([
   '*.headers.authorization',
   '*.headers.cookie',
   'metadata.authorization',
+  // ioredis attaches the failed command to its errors: for AUTH its arguments are the user and password.
+  'err.command.args',
+  '*.err.command.args',
   'authorization',
   'cookie',
   'token',
@@ -62,14 +65,17 @@ export interface LoggerOptions {
   readonly stream?: DestinationStream;
 }
 
-/** The request serializer Fastify uses for `req` in its request logs. */
-function serializeRequest(req: IncomingMessage & { id?: string; url?: string }): Record<string, unknown> {
+/**
+ * The request serializer Fastify uses for `req` in its request logs. `remoteAddress` is Fastify's
+ * `request.ip` where there is one (it honours the app's `trustProxy`), else the socket's address.
+ */
+function serializeRequest(req: IncomingMessage & { id?: string; url?: string; ip?: string }): Record<string, unknown> {
   return {
     id: req.id,
     method: req.method,
     url: redactUrl(req.url),
     headers: { ...req.headers },
-    remoteAddress: req.socket?.remoteAddress,
+    remoteAddress: req.ip ?? req.socket?.remoteAddress,
   };
 }
 
@@ -92,8 +98,20 @@ export function createLogger(opts: LoggerOptions): Logger {
 }
 
 /**
+ * What a logged error keeps: its type, message, code and stack. Nothing else an error object
+ * carries is logged (ioredis, for one, attaches the failed command with its arguments, which for
+ * `AUTH` are the Redis user and password).
+ */
+export function errorSummary(err: unknown): { type: string; message: string; code?: string; stack?: string } {
+  if (!(err instanceof Error)) return { type: typeof err, message: String(err) };
+  const code = (err as NodeJS.ErrnoException).code;
+  return { type: err.name, message: err.message, ...(typeof code === 'string' ? { code } : {}), ...(err.stack !== undefined ? { stack: err.stack } : {}) };
+}
+
+/**
  * A `(err, context)` callback that logs at `warn`, at most once per `everyMs` per context
- * (Redis reconnect errors repeat on every attempt).
+ * (Redis reconnect errors repeat on every attempt). The error is logged as its
+ * {@link errorSummary}.
  *
  * @param everyMs - minimum milliseconds between two lines of one context. Default 5000.
  */
@@ -103,6 +121,6 @@ export function throttledWarn(logger: Logger, msg: string, everyMs = 5000): (err
     const now = Date.now();
     if (now - (last.get(context) ?? 0) < everyMs) return;
     last.set(context, now);
-    logger.warn({ err, context }, msg);
+    logger.warn({ err: errorSummary(err), context }, msg);
   };
 }

@@ -13,6 +13,7 @@ import {
   parseEnv,
   port,
   redactUrl,
+  throttledWarn,
 } from '../src/index.js';
 import { createServiceApp, HttpError } from '../src/fastify.js';
 import { captureLogs, readyTestStack, startTestIssuer, TEST_REDIS_URL, uniquePrefix, waitUntil } from '../src/testing.js';
@@ -61,6 +62,19 @@ t.test('the logger redacts credentials wherever they are logged', async (t) => {
   const text = logs.text();
   for (const s of ['SECRET1', 'SECRET2', 'SECRET3', 'SECRET4', 'SECRET5']) t.notOk(text.includes(s), s);
   t.ok(text.includes('r1'), 'other headers are kept');
+});
+
+t.test("a Redis error carrying its AUTH command never puts the password in a log line (ioredis attaches the failed command's arguments)", async (t) => {
+  const logs = captureLogs();
+  const log = createLogger({ service: 'kit', stream: logs.stream });
+  const err = Object.assign(new Error('WRONGPASS invalid username-password pair'), { command: { name: 'auth', args: ['jwtmesh-verifier', 'SECRET6'] } });
+  log.warn({ err }, 'logged whole');
+  throttledWarn(log, 'throttled')(err, 'connection');
+  log.flush();
+  const text = logs.text();
+  t.notOk(text.includes('SECRET6'), 'no password, whichever way the error is logged');
+  t.ok(text.includes('WRONGPASS'), 'the message is kept');
+  t.equal(logs.lines().length, 2);
 });
 
 t.test('request logs: at the default level a success writes no line; a denial and a failure write exactly one, with the trace headers and nothing secret', async (t) => {
